@@ -1,0 +1,1 @@
+"""opML: optimistic machine learning with a MIPS fraud-proof VM."""

@@ -1,0 +1,1 @@
+"""Helpers for the EVM nodes opML runs on (py-evm via ape's test provider, anvil)."""

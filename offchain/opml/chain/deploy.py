@@ -1,0 +1,41 @@
+"""Deployment of opML's contracts, shared by `ape run deploy`, the demo and the tests."""
+
+from dataclasses import dataclass
+
+from ape import accounts, networks, project
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+
+from opml.errors import OpmlError
+
+
+class DeploymentError(OpmlError):
+    """Raised when opML's contracts cannot be deployed with the given account or network."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The deployed opML contracts on one network."""
+
+    mips: ContractInstance
+
+    def addresses(self) -> dict[str, str]:
+        return {"MIPS": self.mips.address}
+
+
+def default_account(account: AccountAPI | None) -> AccountAPI:
+    """The account to deploy with: the given one, or the first test account on a local network."""
+    if account is not None:
+        return account
+    if networks.provider.network.is_local:
+        return accounts.test_accounts[0]
+    raise DeploymentError(
+        f"no account given for network '{networks.provider.network.name}': "
+        "pass --account ALIAS (see `ape accounts list`)"
+    )
+
+
+def deploy_contracts(deployer: AccountAPI) -> Deployment:
+    """Deploy every opML contract in dependency order."""
+    mips = deployer.deploy(project.MIPS)
+    return Deployment(mips=mips)
