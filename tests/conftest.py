@@ -1,11 +1,22 @@
 """Shared fixtures: roles first, then deployed contracts, then defaults."""
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from opml.chain.pyevm import lift_code_size_limit
 
 # ape's embedded provider is py-evm; anvil gets the same limit from tools/anvil-wrapper.sh.
 lift_code_size_limit()
+
+# "ci" (the default) is seeded and short, so every run checks the same examples; "fuzz" is the long
+# run: OPML_HYPOTHESIS_PROFILE=fuzz ape test tests/diff
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=12, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=_SLOW_OK)
+settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("OPML_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

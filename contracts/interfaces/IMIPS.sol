@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IMIPS
+/// @notice The one-step VM that the dispute game depends on (docs/vm-spec.md §8). A toy VM that
+///         implements this interface can stand in for `MIPS` when the game itself is tested.
+interface IMIPS {
+    /// @notice Emitted by every step of a running state, with the packed post-state.
+    event StepExecuted(bytes32 indexed preStateHash, bytes32 indexed postStateHash, bytes postState);
+
+    /// @notice Executes one instruction from the packed state `stateData` with the memory witness `proof`.
+    /// @return postStateHash The status-tagged hash of the post-state (spec §2.2).
+    function step(bytes calldata stateData, bytes calldata proof) external returns (bytes32 postStateHash);
+}

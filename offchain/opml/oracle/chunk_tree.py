@@ -1,0 +1,359 @@
+"""Chunk-Merkle trees: roots and part proofs (docs/oracle-spec.md §1.3), dense or sparse.
+
+``data`` is cut into ``n = ⌈len/32⌉`` chunks of 32 bytes, the last one zero-padded. The tree has depth
+``d = ⌈log2(max(n, 1))⌉`` and ``2^d`` leaves: chunk ``i`` is leaf ``i``, leaves ``n … 2^d − 1`` are zero.
+Leaves are the raw 32 bytes, inner nodes ``keccak256(left ‖ right)``; an all-zero subtree of height
+``k`` has the root ``Z[k]`` of vm-spec §3.1.
+
+Two implementations share the :class:`ChunkTree` interface:
+
+- :class:`DenseChunkTree` hashes every chunk of a buffer (bytes, numpy array, memmap of a file). It
+  keeps the nodes from level ``CACHE_LEVEL`` (4 KiB pages) up, 1/64 of the data's size, and recomputes
+  a page's lower levels when a proof needs them (as cannon caches its memory tree per page).
+- :class:`SparseChunkTree` takes a length and the non-zero chunks only. Its cost grows with the number
+  of non-zero chunks times the depth, not with the length, so a 1 GiB preimage with a few non-zero
+  chunks is committed to and proven in milliseconds.
+
+Both give the same roots and proofs for the same bytes; :func:`verify_part_proof` checks a proof in the
+contract's order of checks.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sha3
+
+from opml.oracle.errors import (
+    InvalidKeyTypeError,
+    InvalidPartOffsetError,
+    InvalidPartProofError,
+    InvalidProofLengthError,
+    KeyMismatchError,
+    NonZeroPaddingError,
+)
+from opml.oracle.keys import PART_SIZE, KeyType, chunk_merkle_key
+from opml.vm.hashing import keccak256, zero_hashes
+
+CHUNK = 32
+CACHE_LEVEL = 7
+"""Lowest tree level a dense tree keeps: one node per 2^7 chunks = 4 KiB page."""
+BLOCK_CHUNKS = 1 << 15
+"""Chunks hashed per block (1 MiB) while building, so temporaries stay small for any data size."""
+
+_Z = zero_hashes(256)
+
+
+def zero_root(level: int) -> bytes:
+    """``Z[level]``, the root of an all-zero subtree of height ``level``."""
+    return _Z[level]
+
+
+def chunk_count(size: int) -> int:
+    """``⌈size/32⌉``."""
+    return -(-size // CHUNK)
+
+
+def tree_depth(size: int) -> int:
+    """``⌈log2(max(⌈size/32⌉, 1))⌉``, the contract's ``treeDepth``."""
+    n = max(chunk_count(size), 1)
+    return (n - 1).bit_length()
+
+
+def check_part_offset(part_offset: int, size: int) -> None:
+    """The contract's ``_checkPartOffset``: a multiple of 32 below ``size``, or 0 for empty data."""
+    aligned = part_offset % PART_SIZE == 0 and part_offset >= 0
+    if not aligned or (part_offset >= size and not size == part_offset == 0):
+        raise InvalidPartOffsetError(f"part offset {part_offset} for a {size}-byte preimage")
+
+
+def padding_of(part: bytes, remaining: int) -> bytes:
+    """The bytes of ``part`` from byte ``remaining`` on (past the end of the data); empty if ≥ 32."""
+    return bytes(part[remaining:]) if remaining < PART_SIZE else b""
+
+
+def hash_level(nodes, level: int) -> bytes:
+    """The parents of the 32-byte ``nodes`` at ``level``; an odd last node pairs with ``Z[level]``."""
+    mv = memoryview(nodes).cast("B")
+    k = sha3.keccak_256
+    even = len(mv) - len(mv) % 64
+    out = b"".join([k(mv[i : i + 64]).digest() for i in range(0, even, 64)])
+    if even != len(mv):
+        out += keccak256(bytes(mv[even:]) + _Z[level])
+    return out
+
+
+@dataclass(frozen=True)
+class PartProof:
+    """Arguments of ``loadChunkMerklePart`` for one part."""
+
+    key: bytes
+    chunk_root: bytes
+    size: int
+    part_offset: int
+    part: bytes
+    siblings: tuple[bytes, ...]
+
+    def args(self) -> tuple:
+        """``(key, chunkRoot, size, partOffset, part, siblings)`` in contract order."""
+        return (self.key, self.chunk_root, self.size, self.part_offset, self.part, list(self.siblings))
+
+    def calldata_size(self) -> int:
+        """Bytes of ABI-encoded calldata: selector, 6 head words, array length and the siblings."""
+        return 4 + 32 * 6 + 32 + 32 * len(self.siblings)
+
+
+def merkle_root(part: bytes, index: int, siblings) -> bytes:
+    """Root of the path from leaf ``index`` (value ``part``) through ``siblings``, lowest level first."""
+    node = bytes(part)
+    for sib in siblings:
+        node = keccak256(bytes(sib) + node) if index & 1 else keccak256(node + bytes(sib))
+        index >>= 1
+    return node
+
+
+def verify_part_proof(key: bytes, chunk_root: bytes, size: int, part_offset: int, part: bytes, siblings):
+    """Check a part proof exactly as ``loadChunkMerklePart`` does, in the same order; raise its error."""
+    if bytes(key)[0] != KeyType.CHUNK_MERKLE:
+        raise InvalidKeyTypeError(f"key type {key[0]}, want 3")
+    if chunk_merkle_key(chunk_root, size) != bytes(key):
+        raise KeyMismatchError("keccak256(abi.encode(chunkRoot, size)) does not give the key")
+    check_part_offset(part_offset, size)
+    if len(siblings) != tree_depth(size):
+        raise InvalidProofLengthError(f"{len(siblings)} siblings, want {tree_depth(size)}")
+    if merkle_root(part, part_offset // PART_SIZE, siblings) != bytes(chunk_root):
+        raise InvalidPartProofError("the path does not recompute chunkRoot")
+    if any(padding_of(part, size - part_offset)):
+        raise NonZeroPaddingError("non-zero bytes past the end of the data")
+
+
+def as_byte_view(data) -> memoryview:
+    """A flat, read-only byte view of bytes, bytearray, memoryview or a (C-contiguous) numpy array."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data)
+    mv = memoryview(data)
+    if not mv.c_contiguous:
+        raise ValueError("data must be contiguous")
+    return mv.cast("B") if mv.ndim != 1 or mv.format != "B" else mv
+
+
+class ChunkTree:
+    """The chunk-Merkle tree of a preimage: ``size``, ``depth``, ``root``, ``key`` and part proofs."""
+
+    size: int
+    depth: int
+    root: bytes
+
+    # --- constructors -------------------------------------------------------------------------
+
+    @staticmethod
+    def from_bytes(data) -> DenseChunkTree:
+        """A dense tree over bytes-like data or a numpy array (hashes every chunk)."""
+        return DenseChunkTree(data)
+
+    @staticmethod
+    def from_file(path) -> DenseChunkTree:
+        """A dense tree over a file, read through a read-only memory map."""
+        return DenseChunkTree.from_file(path)
+
+    @staticmethod
+    def from_sparse(size: int, chunks: dict[int, bytes]) -> SparseChunkTree:
+        """A tree over ``size`` bytes that are zero except for ``chunks`` (chunk index → 32 bytes)."""
+        return SparseChunkTree(size, chunks)
+
+    # --- interface ----------------------------------------------------------------------------
+
+    @property
+    def key(self) -> bytes:
+        return chunk_merkle_key(self.root, self.size)
+
+    @property
+    def chunks(self) -> int:
+        """Number of chunks ``⌈size/32⌉``."""
+        return chunk_count(self.size)
+
+    def chunk(self, index: int) -> bytes:
+        """Leaf ``index`` (32 bytes; zero past the data)."""
+        raise NotImplementedError
+
+    def node(self, level: int, index: int) -> bytes:
+        """Node ``index`` at ``level`` (level 0 = leaves)."""
+        raise NotImplementedError
+
+    def part(self, part_offset: int) -> bytes:
+        """The 32-byte part at ``part_offset`` (zero-padded past the end)."""
+        check_part_offset(part_offset, self.size)
+        return self.chunk(part_offset // PART_SIZE)
+
+    def siblings(self, index: int) -> tuple[bytes, ...]:
+        """The ``depth`` siblings of leaf ``index``, lowest level first."""
+        return tuple(self.node(level, (index >> level) ^ 1) for level in range(self.depth))
+
+    def proof(self, part_offset: int) -> PartProof:
+        """The ``loadChunkMerklePart`` arguments for the part at ``part_offset``."""
+        part = self.part(part_offset)
+        sibs = self.siblings(part_offset // PART_SIZE)
+        return PartProof(self.key, self.root, self.size, part_offset, part, sibs)
+
+
+class DenseChunkTree(ChunkTree):
+    """A chunk tree over a whole buffer, with the nodes of level ``CACHE_LEVEL`` and up kept."""
+
+    def __init__(self, data, *, _keep=None):
+        self._data = as_byte_view(data)
+        self._keep = _keep  # keeps a memory map alive
+        self.size = len(self._data)
+        self.depth = tree_depth(self.size)
+        self._cache_level = min(CACHE_LEVEL, self.depth)
+        self._levels: dict[int, bytes] = {}
+        self._build()
+
+    @classmethod
+    def from_file(cls, path) -> DenseChunkTree:
+        path = Path(path)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return cls(b"")
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return cls(mm, _keep=mm)
+
+    @property
+    def data(self) -> memoryview:
+        return self._data
+
+    def _page_nodes(self, page: int) -> bytes:
+        """Leaves of page ``page`` (2^cache_level chunks), zero-padded to whole chunks."""
+        span = CHUNK << self._cache_level
+        raw = bytes(self._data[page * span : (page + 1) * span])
+        if len(raw) % CHUNK:
+            raw += bytes(CHUNK - len(raw) % CHUNK)
+        return raw
+
+    def _build(self) -> None:
+        c = self._cache_level
+        n = max(self.chunks, 1)
+        # Level c from 1 MiB blocks, so that lower levels never exist for more than one block.
+        block = max(BLOCK_CHUNKS, 1 << c)
+        tops = []
+        for start in range(0, n, block):
+            raw = bytes(self._data[start * CHUNK : (start + block) * CHUNK])
+            if len(raw) % CHUNK or not raw:
+                raw += bytes(CHUNK - len(raw) % CHUNK)
+            nodes = raw
+            for level in range(c):
+                nodes = hash_level(nodes, level)
+            tops.append(nodes)
+        nodes = b"".join(tops)
+        for level in range(c, self.depth):
+            self._levels[level] = nodes
+            nodes = hash_level(nodes, level)
+        self._levels[self.depth] = nodes
+        assert len(nodes) == CHUNK
+        self.root = nodes
+
+    def chunk(self, index: int) -> bytes:
+        raw = bytes(self._data[index * CHUNK : (index + 1) * CHUNK])
+        return raw + bytes(CHUNK - len(raw))
+
+    def node(self, level: int, index: int) -> bytes:
+        if level >= self._cache_level:
+            nodes = self._levels[level]
+            return nodes[index * CHUNK : (index + 1) * CHUNK] if index * CHUNK < len(nodes) else _Z[level]
+        if level == 0:
+            return self.chunk(index)
+        # Recompute the page that holds the node, up to this level.
+        shift = self._cache_level - level
+        nodes = self._page_nodes(index >> shift)
+        for k in range(level):
+            nodes = hash_level(nodes, k)
+        local = index & ((1 << shift) - 1)
+        got = nodes[local * CHUNK : (local + 1) * CHUNK]
+        return got if got else _Z[level]
+
+    def siblings(self, index: int) -> tuple[bytes, ...]:
+        # One page recomputation for all the low levels instead of one per level.
+        c = self._cache_level
+        sibs = []
+        nodes = self._page_nodes(index >> c) if c else b""
+        local = index & ((1 << c) - 1)
+        for level in range(self.depth):
+            j = (index >> level) ^ 1
+            if level < c:
+                lj = (local >> level) ^ 1
+                got = nodes[lj * CHUNK : (lj + 1) * CHUNK]
+                sibs.append(got if got else _Z[level])
+                nodes = hash_level(nodes, level)
+            else:
+                sibs.append(self.node(level, j))
+        return tuple(sibs)
+
+
+class SparseChunkTree(ChunkTree):
+    """A chunk tree over ``size`` bytes that are zero except for a few chunks."""
+
+    def __init__(self, size: int, chunks: dict[int, bytes]):
+        if size < 0:
+            raise ValueError("size must be ≥ 0")
+        self.size = size
+        self.depth = tree_depth(size)
+        n = self.chunks
+        leaves: dict[int, bytes] = {}
+        for index, value in chunks.items():
+            value = bytes(value)
+            if len(value) != CHUNK:
+                raise ValueError(f"chunk {index} has {len(value)} bytes, want 32")
+            if not 0 <= index < max(n, 1) or (n == 0 and any(value)):
+                raise InvalidPartOffsetError(f"chunk {index} is past the end of {size} bytes")
+            if any(padding_of(value, size - index * CHUNK)):
+                raise NonZeroPaddingError(f"chunk {index} has non-zero bytes past the end")
+            if any(value):
+                leaves[index] = value
+        self._levels: list[dict[int, bytes]] = [leaves]
+        level_nodes = leaves
+        for level in range(self.depth):
+            z = _Z[level]
+            parents: dict[int, bytes] = {}
+            for index in level_nodes:
+                p = index >> 1
+                if p not in parents:
+                    left = level_nodes.get(2 * p, z)
+                    right = level_nodes.get(2 * p + 1, z)
+                    parents[p] = keccak256(left + right)
+            self._levels.append(parents)
+            level_nodes = parents
+        self.root = level_nodes.get(0, _Z[self.depth])
+
+    @classmethod
+    def from_bytes(cls, data) -> SparseChunkTree:
+        """A sparse tree over dense data (keeps only its non-zero chunks)."""
+        mv = as_byte_view(data)
+        size = len(mv)
+        arr = np.frombuffer(mv, dtype=np.uint8)
+        pad = (-size) % CHUNK
+        if pad:
+            arr = np.concatenate([arr, np.zeros(pad, np.uint8)])
+        words = arr.reshape(-1, CHUNK)
+        nz = np.flatnonzero(words.any(axis=1))
+        return cls(size, {int(i): words[i].tobytes() for i in nz})
+
+    @property
+    def nonzero_chunks(self) -> dict[int, bytes]:
+        return dict(self._levels[0])
+
+    def chunk(self, index: int) -> bytes:
+        return self._levels[0].get(index, _Z[0])
+
+    def node(self, level: int, index: int) -> bytes:
+        return self._levels[level].get(index, _Z[level])
+
+    def write_to(self, f) -> None:
+        """Write the ``size`` bytes to the binary file ``f`` as a sparse file (holes stay holes)."""
+        f.truncate(self.size)
+        for index in sorted(self._levels[0]):
+            f.seek(index * CHUNK)
+            f.write(self._levels[0][index][: self.size - index * CHUNK])

@@ -1,0 +1,507 @@
+"""Fast executor of the MIPS VM: a numba interpreter that agrees with ``opml.vm.step`` at every step.
+
+The reference VM (``opml.vm.step``) is the source of truth; this module only makes reaching a given
+step cheap.  The semantics live in :mod:`opml.vm.fast_core` (one ``@njit`` kernel); this module moves
+state between the kernel's numpy arrays and the reference :class:`~opml.vm.state.VMState`.
+
+* :class:`FastVM` — run a state forward to an exact step number (or to its exit).
+* :class:`Trace` — run once, keep periodic checkpoints, then rebuild the state (with a Merkle-cached
+  reference ``Memory``) at any step ``n`` cheaply.
+
+Memory mirror invariant (``FastVM``, called **I1** below): ``FastVM`` keeps a reference
+:class:`~opml.vm.memory.Memory` (``self.memory``).  For every guest page whose ``DIRTY_SYNC`` bit is
+clear, the kernel's copy of the page (pool page, or absent) has the same bytes as ``memory.pages``
+(absent or all-zero).  Every store sets the bit; :meth:`FastVM.to_state` copies exactly the pages
+with the bit set into ``memory`` (calling ``mark_dirty`` for each, so the Merkle caches stay valid and
+only those pages are rehashed) and clears the bit.  Nobody else may mutate ``memory`` while the
+``FastVM`` is in use (use ``state.copy()`` / ``Memory.copy()`` to get an independent one).
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+
+import numpy as np
+
+from opml.vm import fast_core as K
+from opml.vm.memory import Memory
+from opml.vm.state import VMState
+
+assert sys.byteorder == "little", "the fast executor's uint32 memory views assume a little-endian host"
+
+_MAX_STEP = (1 << 63) - 1
+_OUT_CAP = 1 << 16  # initial bytes per output buffer
+_OUT_MAX_BUFFERED = 1 << 26  # a single write larger than this is executed in Python
+_MIN_POOL_PAGES = 256
+_ZERO_PAGE = bytes(K.PAGE_SIZE)
+
+
+class FastVM:
+    """A VM state held in numpy arrays and advanced by the numba kernel.
+
+    Build it with :meth:`from_state`, advance it with :meth:`run`, read it back with :meth:`to_state`.
+    ``from_state`` takes ownership of ``state.memory`` (it is updated in place by ``to_state``); pass
+    ``copy_memory=True`` to leave the caller's memory untouched.
+    """
+
+    def __init__(self) -> None:
+        self.regs = np.zeros(32, dtype=np.int64)
+        self.st = np.zeros(K.ST_SIZE, dtype=np.int64)
+        self.pt = np.full(K.N_PAGES, -1, dtype=np.int32)
+        self.dirty = np.zeros(K.N_PAGES, dtype=np.uint8)
+        self._set_pool(np.zeros(_MIN_POOL_PAGES * K.PAGE_SIZE, dtype=np.uint8))
+        self.out1 = np.zeros(_OUT_CAP, dtype=np.uint8)
+        self.out2 = np.zeros(_OUT_CAP, dtype=np.uint8)
+        self.memory = Memory()
+        self.preimage_key = bytes(32)
+        self.stdout: bytearray | None = bytearray()
+        self.stderr: bytearray | None = bytearray()
+
+    # --- construction / conversion ----------------------------------------------------------------
+
+    def _set_pool(self, pool8: np.ndarray) -> None:
+        self.pool8 = pool8
+        self.pool16 = pool8.view(np.uint16)
+        self.pool32 = pool8.view(np.uint32)
+
+    @classmethod
+    def from_state(cls, state: VMState, copy_memory: bool = False) -> "FastVM":
+        """Load ``state`` (its memory is reused, see the class docstring)."""
+        vm = cls()
+        vm.memory = state.memory.copy() if copy_memory else state.memory
+        pages = vm.memory.pages
+        n = max(_MIN_POOL_PAGES, len(pages) + len(pages) // 4 + 64)
+        vm._set_pool(np.zeros(n * K.PAGE_SIZE, dtype=np.uint8))
+        for k, (page_no, page) in enumerate(pages.items()):
+            vm.pt[page_no] = k
+            vm.pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE] = np.frombuffer(page, dtype=np.uint8)
+        vm.st[K.ST_NUSED] = len(pages)
+        vm.set_scalars(state)
+        vm.stdout = None if state.stdout is None else bytearray(state.stdout)
+        vm.stderr = None if state.stderr is None else bytearray(state.stderr)
+        return vm
+
+    def set_scalars(self, state: VMState) -> None:
+        """Copy every non-memory field of ``state`` (except stdout/stderr) into the arrays."""
+        self.regs[:] = state.registers
+        st = self.st
+        st[K.ST_PC] = state.pc
+        st[K.ST_NPC] = state.next_pc
+        st[K.ST_LO] = state.lo
+        st[K.ST_HI] = state.hi
+        st[K.ST_BRK] = state.brk
+        st[K.ST_HEAP] = state.heap
+        st[K.ST_EXIT_CODE] = state.exit_code
+        st[K.ST_EXITED] = int(state.exited)
+        st[K.ST_STEP] = state.step
+        self.preimage_key = state.preimage_key
+
+    def scalars(self) -> tuple:
+        """Return a compact snapshot of the non-memory state (see :meth:`set_scalars_tuple`)."""
+        return (self.regs.copy(), self.st[: K.ST_STEP + 1].copy(), self.preimage_key)
+
+    def set_scalars_tuple(self, snap: tuple) -> None:
+        regs, st, key = snap
+        self.regs[:] = regs
+        self.st[: K.ST_STEP + 1] = st
+        self.preimage_key = key
+
+    def sync_memory(self) -> list[int]:
+        """Copy the pages written since the last sync into ``self.memory`` (re-establishes I1).
+
+        Returns the page numbers that were copied.
+        """
+        dirty_pages = np.flatnonzero(self.dirty & K.DIRTY_SYNC)
+        pages = self.memory.pages
+        pool8 = self.pool8
+        for page_no in dirty_pages.tolist():
+            k = int(self.pt[page_no])
+            data = pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE]
+            page = pages.get(page_no)
+            if page is None:
+                pages[page_no] = bytearray(data.tobytes())
+            else:
+                page[:] = data.tobytes()
+            self.memory.mark_dirty(page_no)
+        if len(dirty_pages):
+            self.dirty[dirty_pages] &= ~np.uint8(K.DIRTY_SYNC)
+        return dirty_pages.tolist()
+
+    def to_state(self) -> VMState:
+        """Return the current state as a :class:`VMState` sharing (and updating) ``self.memory``."""
+        self._flush_out()
+        self.sync_memory()
+        st = self.st
+        return VMState(
+            memory=self.memory,
+            preimage_key=self.preimage_key,
+            pc=int(st[K.ST_PC]),
+            next_pc=int(st[K.ST_NPC]),
+            lo=int(st[K.ST_LO]),
+            hi=int(st[K.ST_HI]),
+            brk=int(st[K.ST_BRK]),
+            heap=int(st[K.ST_HEAP]),
+            exit_code=int(st[K.ST_EXIT_CODE]),
+            exited=bool(st[K.ST_EXITED]),
+            step=int(st[K.ST_STEP]),
+            registers=[int(r) for r in self.regs],
+            stdout=None if self.stdout is None else bytearray(self.stdout),
+            stderr=None if self.stderr is None else bytearray(self.stderr),
+        )
+
+    # --- accessors --------------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        return int(self.st[K.ST_STEP])
+
+    @property
+    def pc(self) -> int:
+        return int(self.st[K.ST_PC])
+
+    @property
+    def exited(self) -> bool:
+        return bool(self.st[K.ST_EXITED])
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.st[K.ST_EXIT_CODE])
+
+    def read_page(self, page_no: int) -> bytes | None:
+        """Return the 4096 bytes of guest page ``page_no`` as the kernel holds it (``None``: absent)."""
+        k = int(self.pt[page_no])
+        if k < 0:
+            return None
+        return self.pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE].tobytes()
+
+    def write_page(self, page_no: int, data: bytes | None) -> None:
+        """Overwrite guest page ``page_no`` in the kernel (``None``: zero; the page stays allocated).
+
+        Does not touch ``self.memory`` or the dirty bits; the caller keeps I1 (see :class:`Trace`).
+        """
+        k = int(self.pt[page_no])
+        if k < 0:
+            if data is None:
+                return
+            k = self._alloc_page(page_no)
+        dst = self.pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE]
+        if data is None:
+            dst[:] = 0
+        else:
+            dst[:] = np.frombuffer(data, dtype=np.uint8)
+
+    def _alloc_page(self, page_no: int) -> int:
+        k = int(self.st[K.ST_NUSED])
+        if k >= self.pool8.shape[0] // K.PAGE_SIZE:
+            self._grow_pool()
+        self.pt[page_no] = k
+        self.st[K.ST_NUSED] = k + 1
+        return k
+
+    def read_bytes(self, addr: int, n: int) -> bytes:
+        """Read ``n`` guest bytes at ``addr`` (wrapping at 2^32) from the kernel's memory."""
+        out = bytearray()
+        while n > 0:
+            off = addr & 0xFFF
+            chunk = min(n, K.PAGE_SIZE - off)
+            k = int(self.pt[addr >> 12])
+            if k < 0:
+                out += bytes(chunk)
+            else:
+                base = k * K.PAGE_SIZE + off
+                out += self.pool8[base : base + chunk].tobytes()
+            addr = (addr + chunk) & 0xFFFFFFFF
+            n -= chunk
+        return bytes(out)
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def _grow_pool(self) -> None:
+        old = self.pool8
+        new = np.zeros(old.shape[0] * 2, dtype=np.uint8)
+        new[: old.shape[0]] = old
+        self._set_pool(new)
+
+    def _flush_out(self) -> None:
+        n1 = int(self.st[K.ST_OUT1])
+        if n1:
+            if self.stdout is not None:
+                self.stdout += self.out1[:n1].tobytes()
+            self.st[K.ST_OUT1] = 0
+        n2 = int(self.st[K.ST_OUT2])
+        if n2:
+            if self.stderr is not None:
+                self.stderr += self.out2[:n2].tobytes()
+            self.st[K.ST_OUT2] = 0
+
+    def _handle_out(self) -> None:
+        """The kernel stopped before a ``write`` that does not fit its buffer."""
+        self._flush_out()
+        req = int(self.st[K.ST_REQ])
+        fd = int(self.regs[4])
+        sink = self.stdout if fd == 1 else self.stderr
+        if sink is not None and req <= _OUT_MAX_BUFFERED:
+            cap = 1 << max(16, (req - 1).bit_length())
+            if fd == 1 and self.out1.shape[0] < cap:
+                self.out1 = np.zeros(cap, dtype=np.uint8)
+            if fd == 2 and self.out2.shape[0] < cap:
+                self.out2 = np.zeros(cap, dtype=np.uint8)
+            return
+        # A huge write, or one whose output is discarded: execute this one step here (spec §5,
+        # write to fd 1 or 2; like the reference, guest memory is not read when the sink is None).
+        if sink is not None:
+            sink += self.read_bytes(int(self.regs[5]), req)
+        st = self.st
+        self.regs[2] = req
+        self.regs[7] = 0
+        st[K.ST_PC] = st[K.ST_NPC]
+        st[K.ST_NPC] = (st[K.ST_NPC] + 4) & 0xFFFFFFFF
+        st[K.ST_STEP] += 1
+
+    def _py_syscall(self) -> None:
+        """Execute a ``syscall`` step that the kernel left to Python (``STATUS_SYSCALL``).
+
+        The kernel implements every number of spec §5's table; any other number lands here and gets
+        ``ENOSYS``.  This is the one place to add system calls that need Python (e.g. the oracle's):
+        such a handler may read guest memory with :meth:`read_bytes`, write it with
+        :meth:`write_bytes` (which keeps the dirty bits), and use ``self.preimage_key``.
+        """
+        self.regs[2] = K.ENOSYS
+        self.regs[7] = 1
+        st = self.st
+        st[K.ST_PC] = st[K.ST_NPC]
+        st[K.ST_NPC] = (st[K.ST_NPC] + 4) & 0xFFFFFFFF
+        st[K.ST_STEP] += 1
+
+    def write_bytes(self, addr: int, data: bytes) -> None:
+        """Store ``data`` at guest ``addr`` (wrapping at 2^32), allocating pages and setting dirty bits."""
+        view = memoryview(bytes(data))
+        while view:
+            off = addr & 0xFFF
+            chunk = min(len(view), K.PAGE_SIZE - off)
+            page_no = addr >> 12
+            k = int(self.pt[page_no])
+            if k < 0:
+                k = self._alloc_page(page_no)
+            base = k * K.PAGE_SIZE + off
+            self.pool8[base : base + chunk] = np.frombuffer(view[:chunk], dtype=np.uint8)
+            self.dirty[page_no] |= K.DIRTY_ALL
+            addr = (addr + chunk) & 0xFFFFFFFF
+            view = view[chunk:]
+
+    def run(self, until_step: int | None = None) -> bool:
+        """Run until ``step == until_step`` or until the program exits; return ``exited``.
+
+        Does nothing if the state has exited or ``step >= until_step`` already.
+        """
+        until = _MAX_STEP if until_step is None else int(until_step)
+        while True:
+            status = K.run_core(
+                self.regs, self.st, self.pt, self.pool8, self.pool16, self.pool32,
+                self.dirty, self.out1, self.out2, until,
+            )
+            if status == K.STATUS_NEED_PAGE:
+                self._grow_pool()
+            elif status == K.STATUS_NEED_OUT:
+                self._handle_out()
+            elif status == K.STATUS_SYSCALL:
+                self._py_syscall()
+            else:
+                return status == K.STATUS_EXITED
+
+    def record(self, max_steps: int) -> np.ndarray:
+        """Run up to ``max_steps`` steps (fewer if the program exits) and return one row per step.
+
+        Row ``i`` is the state after that step: ``[pc, nextPC, lo, hi, brk, heap, exitCode, exited,
+        step, registers[0..31]]`` (``int64``).  For lockstep tests against the reference.
+        """
+        rows = np.zeros((max_steps, K.ROW_SIZE), dtype=np.int64)
+        done = 0
+        until = self.step + max_steps
+        while done < max_steps:
+            status, n = K.run_record(
+                self.regs, self.st, self.pt, self.pool8, self.pool16, self.pool32,
+                self.dirty, self.out1, self.out2, until, rows[done:],
+            )
+            done += n
+            if status == K.STATUS_NEED_PAGE:
+                self._grow_pool()
+            elif status in (K.STATUS_NEED_OUT, K.STATUS_SYSCALL):
+                before = self.step
+                if status == K.STATUS_NEED_OUT:
+                    self._handle_out()
+                else:
+                    self._py_syscall()
+                if self.step != before:  # the step ran in Python
+                    rows[done, :9] = self.st[:9]
+                    rows[done, 9:] = self.regs
+                    done += 1
+            else:
+                break
+        return rows[:done]
+
+
+def run_to(state: VMState, until_step: int | None = None) -> VMState:
+    """Convenience: return the state reached from ``state`` at ``until_step`` (or exit).
+
+    ``state`` is left unchanged (its memory is copied).
+    """
+    vm = FastVM.from_state(state, copy_memory=True)
+    vm.run(until_step)
+    return vm.to_state()
+
+
+class Trace:
+    """A long execution run once, with checkpoints, so that the state at any step is cheap to rebuild.
+
+    ``Trace(initial, checkpoint_interval=C, max_steps=None)`` runs ``initial`` forward (it is not
+    modified) until it exits or reaches ``max_steps`` steps, and records a checkpoint at every step
+    that is a multiple of ``C`` and one at the final step.
+
+    Storage (bounded by the pages the program writes, not by the length of the trace):
+
+    * per checkpoint: registers and scalar fields, and the lengths of stdout/stderr so far;
+    * per guest page written during the run: ``_versions[page] = (ckpt_indices, contents)``, the page
+      contents at each checkpoint whose interval wrote the page (a full copy of only the pages dirtied
+      since the previous checkpoint), plus ``_initial[page]`` (the contents before the run, ``None``
+      for absent).  The version of page ``p`` at checkpoint ``k`` is the last content with index
+      ``<= k``, else ``_initial[p]``.
+
+    One working :class:`FastVM` and its reference ``Memory`` (with Merkle caches) are kept at
+    "checkpoint ``_pos`` plus the pages in ``_extra``" (pages written since that checkpoint).
+    :meth:`state_at` moves them to checkpoint ``k`` by rewriting only the pages that differ between the
+    two checkpoints (pages in any delta between them, plus ``_extra``) in both the kernel and the
+    ``Memory`` (``mark_dirty``), then runs the kernel the remaining ``n - step_k`` (< ``C``) steps and
+    syncs the pages it wrote.  The Merkle root therefore costs O(changed pages) per query.
+    """
+
+    def __init__(self, initial: VMState, checkpoint_interval: int = 1_000_000, max_steps: int | None = None):
+        if checkpoint_interval <= 0:
+            raise ValueError("checkpoint_interval must be positive")
+        self.interval = int(checkpoint_interval)
+        vm = FastVM.from_state(initial, copy_memory=True)
+        self._vm = vm
+        self.start_step = vm.step
+        self._ck_steps: list[int] = []
+        self._ck_scalars: list[tuple] = []
+        self._ck_out: list[tuple[int, int]] = []
+        self._versions: dict[int, tuple[list[int], list[bytes | None]]] = {}
+        self._initial: dict[int, bytes | None] = {}
+        limit = _MAX_STEP if max_steps is None else int(max_steps)
+        vm.dirty[:] = 0
+        self._checkpoint()
+        while not vm.exited and vm.step < limit:
+            nxt = min(limit, (vm.step // self.interval + 1) * self.interval)
+            vm.run(nxt)
+            self._checkpoint()
+        vm._flush_out()
+        self.final_step = vm.step
+        self.exited = vm.exited
+        self.stdout = None if vm.stdout is None else bytes(vm.stdout)
+        self.stderr = None if vm.stderr is None else bytes(vm.stderr)
+        # The kernel is at the last checkpoint; bring the reference Memory there too (re-establish I1).
+        vm.sync_memory()
+        vm.dirty[:] = 0
+        self._pos = len(self._ck_steps) - 1
+        self._extra: set[int] = set()
+
+    def _checkpoint(self) -> None:
+        vm = self._vm
+        idx = len(self._ck_steps)
+        if idx and self._ck_steps[-1] == vm.step:
+            return  # nothing ran since the last checkpoint (it cannot have written memory)
+        vm._flush_out()
+        pages = np.flatnonzero(vm.dirty & K.DIRTY_CKPT)
+        mem_pages = vm.memory.pages  # still the initial memory during the forward run
+        for page_no in pages.tolist():
+            ver = self._versions.get(page_no)
+            if ver is None:
+                init = mem_pages.get(page_no)
+                self._initial[page_no] = None if init is None else bytes(init)
+                ver = self._versions[page_no] = ([], [])
+            ver[0].append(idx)
+            ver[1].append(vm.read_page(page_no))
+        if len(pages):
+            vm.dirty[pages] &= ~np.uint8(K.DIRTY_CKPT)
+        self._ck_steps.append(vm.step)
+        self._ck_scalars.append(vm.scalars())
+        self._ck_out.append((
+            0 if vm.stdout is None else len(vm.stdout),
+            0 if vm.stderr is None else len(vm.stderr),
+        ))
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        return list(self._ck_steps)
+
+    def _page_at(self, page_no: int, k: int) -> bytes | None:
+        ver = self._versions.get(page_no)
+        if ver is None:
+            # Never written during the run: the kernel and Memory hold it unchanged already.
+            raise KeyError(page_no)
+        i = bisect.bisect_right(ver[0], k) - 1
+        return ver[1][i] if i >= 0 else self._initial[page_no]
+
+    def _move_to(self, k: int) -> None:
+        vm = self._vm
+        lo_k, hi_k = sorted((self._pos, k))
+        fix = set(self._extra)
+        if lo_k != hi_k:
+            for page_no, (idxs, _) in self._versions.items():
+                i = bisect.bisect_right(idxs, lo_k)
+                if i < len(idxs) and idxs[i] <= hi_k:
+                    fix.add(page_no)
+        mem = vm.memory
+        for page_no in fix:
+            data = self._page_at(page_no, k)
+            vm.write_page(page_no, data)
+            if data is None:
+                mem.pages.pop(page_no, None)
+            else:
+                page = mem.pages.get(page_no)
+                if page is None:
+                    mem.pages[page_no] = bytearray(data)
+                else:
+                    page[:] = data
+            mem.mark_dirty(page_no)
+        vm.set_scalars_tuple(self._ck_scalars[k])
+        vm.st[K.ST_OUT1] = 0
+        vm.st[K.ST_OUT2] = 0
+        n1, n2 = self._ck_out[k]
+        vm.stdout = None if self.stdout is None else bytearray(self.stdout[:n1])
+        vm.stderr = None if self.stderr is None else bytearray(self.stderr[:n2])
+        vm.dirty[list(self._extra)] = 0
+        self._pos = k
+        self._extra = set()
+
+    def state_at(self, n: int, copy: bool = True) -> VMState:
+        """Return the state after step ``n`` (``start_step <= n``).
+
+        For ``n`` beyond ``final_step``: if the program exited, the final state (the VM no longer
+        changes); otherwise ``ValueError``.  With ``copy=False`` the returned state shares the Trace's
+        working ``Memory``: it is only valid until the next ``state_at`` call and must not be mutated
+        (no reference ``step`` on it); ``copy=True`` returns an independent copy.
+        """
+        if n < self.start_step:
+            raise ValueError(f"step {n} is before the trace start {self.start_step}")
+        if n > self.final_step:
+            if not self.exited:
+                raise ValueError(f"step {n} is beyond the traced {self.final_step} steps")
+            n = self.final_step
+        k = bisect.bisect_right(self._ck_steps, n) - 1
+        vm = self._vm
+        if k != self._pos or vm.step > n:
+            self._move_to(k)
+        if vm.step < n:
+            vm.run(n)
+            # Pages written since checkpoint ``_pos`` (DIRTY_CKPT bits accumulate until _move_to).
+            self._extra = set(np.flatnonzero(vm.dirty).tolist())
+        state = vm.to_state()
+        return state.copy() if copy else state
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by the checkpoint page copies."""
+        return sum(
+            sum(len(c) for c in contents if c is not None) for _, contents in self._versions.values()
+        ) + sum(len(c) for c in self._initial.values() if c is not None)

@@ -1,0 +1,237 @@
+"""MIPS.sol against the reference VM, one test per instruction class (vm-spec §4, §5).
+
+Every vector is stepped through the contract in a transaction; the returned hash, the emitted
+hashes and the emitted post-state bytes must equal the reference VM's.
+"""
+
+import random
+
+import pytest
+
+from _mips import (
+    A0, A1, A2, A3, CODE_BASE, DATA_BASE, HEAP_BASE, RA, S0, SP, STACK_TOP, T0, T1, T2, V0,
+    check_step, i_type, j_type, make_state, r_type, realistic_memory, special2,
+)
+
+M32 = 0xFFFFFFFF
+EDGE = [0, 1, 2, 31, 32, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0x80000001, 0xFFFFFFFE, M32, 0x12345678]
+
+
+@pytest.fixture(scope="module")
+def mips(deployer, project):
+    return deployer.deploy(project.MIPS)
+
+
+def _pairs(seed, n):
+    rng = random.Random(seed)
+    out = [(a, b) for a in (0, 1, 0x7FFFFFFF, 0x80000000, M32) for b in (0, 1, 0x7FFFFFFF, 0x80000000, M32)]
+    out += [(rng.choice(EDGE + [rng.getrandbits(32)]), rng.choice(EDGE + [rng.getrandbits(32)])) for _ in range(n)]
+    return out
+
+
+# --- ALU --------------------------------------------------------------------------------------------
+
+SPECIAL_ALU = {"sll": 0, "srl": 2, "sra": 3, "sllv": 4, "srlv": 6, "srav": 7, "add": 32, "addu": 33,
+               "sub": 34, "subu": 35, "and": 36, "or": 37, "xor": 38, "nor": 39, "slt": 42, "sltu": 43,
+               "movz": 10, "movn": 11}
+
+
+@pytest.mark.parametrize("name", sorted(SPECIAL_ALU))
+def test_special_alu(mips, deployer, name):
+    for k, (a, b) in enumerate(_pairs(name, 6)):
+        insn = r_type(SPECIAL_ALU[name], rs=T0, rt=T1, rd=T2, sa=k)
+        check_step(mips, deployer, make_state(insn, {T0: a, T1: b, T2: 0xDEADBEEF}), transact=k < 3)
+
+
+IMMEDIATE = {"addi": 8, "addiu": 9, "slti": 10, "sltiu": 11, "andi": 12, "ori": 13, "xori": 14, "lui": 15}
+
+
+@pytest.mark.parametrize("name", sorted(IMMEDIATE))
+def test_immediate_alu(mips, deployer, name):
+    for k, (a, imm) in enumerate(_pairs(name, 6)):
+        insn = i_type(IMMEDIATE[name], rs=T0, rt=T1, imm=imm)
+        check_step(mips, deployer, make_state(insn, {T0: a}), transact=k < 3)
+
+
+SPECIAL2_OPS = {"madd": 0, "maddu": 1, "mul": 2, "msub": 4, "msubu": 5, "clz": 32, "clo": 33}
+
+
+@pytest.mark.parametrize("name", sorted(SPECIAL2_OPS))
+def test_special2(mips, deployer, name):
+    for k, (a, b) in enumerate(_pairs(name, 6)):
+        insn = special2(SPECIAL2_OPS[name], rs=T0, rt=T1, rd=T2)
+        state = make_state(insn, {T0: a, T1: b}, hi=0x89ABCDEF, lo=0xFEDCBA98)
+        check_step(mips, deployer, state, transact=k < 3)
+
+
+HILO = {"mfhi": 16, "mthi": 17, "mflo": 18, "mtlo": 19, "mult": 24, "multu": 25, "div": 26, "divu": 27}
+
+
+@pytest.mark.parametrize("name", sorted(HILO))
+def test_hi_lo(mips, deployer, name):
+    for k, (a, b) in enumerate(_pairs(name, 6) + [(0x80000000, M32), (5, 0), (M32, 2), (7, M32 - 1)]):
+        insn = r_type(HILO[name], rs=T0, rt=T1, rd=T2)
+        state = make_state(insn, {T0: a, T1: b}, hi=0x11111111, lo=0x22222222)
+        check_step(mips, deployer, state, transact=k < 3)
+
+
+def test_writes_to_zero_are_discarded(mips, deployer):
+    check_step(mips, deployer, make_state(r_type(33, rs=T0, rt=T1, rd=0), {T0: 5, T1: 6}))
+    check_step(mips, deployer, make_state(i_type(15, rt=0, imm=0x1234)))
+
+
+def test_sync_pref_are_nops(mips, deployer):
+    check_step(mips, deployer, make_state(r_type(15)))
+    check_step(mips, deployer, make_state(i_type(51, rs=T0, rt=1, imm=3), {T0: 0x12345671}))
+
+
+# --- Control flow -----------------------------------------------------------------------------------
+
+BRANCHES = {"beq": (4, 0), "bne": (5, 0), "blez": (6, 0), "bgtz": (7, 0), "bltz": (1, 0), "bgez": (1, 1),
+            "bltzal": (1, 16), "bgezal": (1, 17)}
+
+
+@pytest.mark.parametrize("name", sorted(BRANCHES))
+def test_branch(mips, deployer, name):
+    opcode, cond = BRANCHES[name]
+    for a, b in [(0, 0), (1, 1), (1, 2), (M32, 0), (0x80000000, 5), (5, 5)]:
+        for imm in (3, 0xFFFE):
+            rt = cond if opcode == 1 else T1
+            insn = i_type(opcode, rs=T0, rt=rt, imm=imm)
+            check_step(mips, deployer, make_state(insn, {T0: a, T1: b, RA: 7}), transact=imm == 3)
+
+
+def test_branch_in_delay_slot_is_sigill(mips, deployer):
+    for insn in (i_type(4, 0, 0, 4), i_type(1, 0, 17, 4), j_type(2, CODE_BASE), r_type(8, rs=T0), r_type(9, rs=T0, rd=RA)):
+        check_step(mips, deployer, make_state(insn, {T0: CODE_BASE}, next_pc=CODE_BASE + 0x100))
+
+
+def test_jumps(mips, deployer):
+    pc = 0x1FFFFFF8  # pc + 4 lies in the next 256 MiB region
+    check_step(mips, deployer, make_state(j_type(2, 0x0ABCDEF0), pc=pc))
+    check_step(mips, deployer, make_state(j_type(3, 0x00123450), pc=CODE_BASE))
+    check_step(mips, deployer, make_state(r_type(8, rs=T0), {T0: 0x00400123}))  # misaligned target is fine here
+    check_step(mips, deployer, make_state(r_type(9, rs=T0, rd=T1), {T0: 0x00400100}))
+    check_step(mips, deployer, make_state(r_type(9, rs=RA, rd=RA), {RA: 0x00400200}))  # target read before link
+    check_step(mips, deployer, make_state(r_type(9, rs=T0, rd=0), {T0: 0x00400100}))
+
+
+def test_delay_slot_is_executed(mips, deployer):
+    """A branch then its delay slot: the second step runs at the old nextPC and jumps to the target."""
+    state = make_state([i_type(4, 0, 0, 7), i_type(9, 0, T0, 42)])
+    check_step(mips, deployer, state)
+    from opml.vm.step import step as reference_step
+    reference_step(state)
+    assert state.pc == CODE_BASE + 4 and state.next_pc == CODE_BASE + 4 + 28
+    check_step(mips, deployer, state)
+
+
+def test_misaligned_pc_is_sigbus(mips, deployer):
+    check_step(mips, deployer, make_state([], pc=CODE_BASE + 2))
+
+
+# --- Loads and stores -------------------------------------------------------------------------------
+
+LOADS = {"lb": 32, "lh": 33, "lwl": 34, "lw": 35, "lbu": 36, "lhu": 37, "lwr": 38, "ll": 48}
+STORES = {"sb": 40, "sh": 41, "swl": 42, "sw": 43, "swr": 46, "sc": 56}
+# addresses: in the instruction leaf, a neighbouring leaf (L = 0), the same page, data, heap, stack, top
+TARGETS = [CODE_BASE + 16, CODE_BASE + 32, CODE_BASE + 0x400, DATA_BASE + 0x100, HEAP_BASE + 0x40,
+           STACK_TOP - 64, 0xFFFFFFE0, 0]
+
+
+@pytest.mark.parametrize("name", sorted(LOADS) + sorted(STORES))
+def test_load_store(mips, deployer, name):
+    opcode = (LOADS | STORES)[name]
+    mem = realistic_memory()
+    for k, base in enumerate(TARGETS):
+        for b in range(4):
+            insn = i_type(opcode, rs=T0, rt=T1, imm=0xFFF0 + b)  # offset -16 + b
+            state = make_state(insn, {T0: base + 16, T1: 0xA1B2C3D4}, memory=mem.copy())
+            check_step(mips, deployer, state, transact=b == 0 or name in ("lwl", "lwr", "swl", "swr"))
+
+
+def test_load_into_zero_needs_data_proof(mips, deployer):
+    check_step(mips, deployer, make_state(i_type(35, rs=SP, rt=0, imm=0), {SP: STACK_TOP - 32}, memory=realistic_memory()))
+
+
+def test_store_into_instruction_leaf(mips, deployer):
+    """A store into the leaf holding pc: no data proof, the root is recomputed along the same path."""
+    check_step(mips, deployer, make_state(i_type(43, rs=T0, rt=T1, imm=4), {T0: CODE_BASE, T1: 0x01020304}))
+    check_step(mips, deployer, make_state(i_type(40, rs=T0, rt=T1, imm=31), {T0: CODE_BASE, T1: 0xFF}))
+
+
+@pytest.mark.parametrize("opcode,addr", [(33, 1), (37, 3), (41, 5), (35, 2), (43, 1), (48, 3), (56, 2)])
+def test_misaligned_access_is_sigbus(mips, deployer, opcode, addr):
+    check_step(mips, deployer, make_state(i_type(opcode, rs=T0, rt=T1, imm=0), {T0: STACK_TOP - 64 + addr}, memory=realistic_memory()))
+
+
+# --- Traps, break, invalid encodings ----------------------------------------------------------------
+
+TRAPS = {"tge": 48, "tgeu": 49, "tlt": 50, "tltu": 51, "teq": 52, "tne": 54}
+
+
+@pytest.mark.parametrize("name", sorted(TRAPS))
+def test_traps(mips, deployer, name):
+    for a, b in [(0, 0), (1, 2), (M32, 0), (0x80000000, 0x7FFFFFFF)]:
+        for code in (0, 6, 7, 0x3FF):
+            insn = r_type(TRAPS[name], rs=T0, rt=T1) | (code << 6)
+            check_step(mips, deployer, make_state(insn, {T0: a, T1: b}), transact=code == 7)
+
+
+def test_break(mips, deployer):
+    for code in (0, 6, 7, 8, 0x3FF, 0x3FF | (0x3FF << 10)):
+        check_step(mips, deployer, make_state(r_type(13) | (code << 6)))
+
+
+ILLEGAL = [
+    r_type(1), r_type(5), r_type(14), r_type(20), r_type(28), r_type(40), r_type(44), r_type(53), r_type(63),
+    i_type(1, rt=2), i_type(1, rt=3), i_type(1, rt=8), i_type(1, rt=12), i_type(1, rt=18), i_type(1, rt=31),
+    i_type(16), i_type(17), i_type(18), i_type(19), i_type(20), i_type(21), i_type(22), i_type(23),
+    i_type(24), i_type(27), i_type(29), i_type(30), i_type(31), special2(3), special2(63), special2(34),
+    i_type(39), i_type(44), i_type(45), i_type(47), i_type(49), i_type(50), i_type(52), i_type(53),
+    i_type(55), i_type(57), i_type(61), i_type(63), 0x7C03E83B,  # rdhwr $3, $29
+]
+
+
+@pytest.mark.parametrize("insn", ILLEGAL, ids=[f"{w:#010x}" for w in ILLEGAL])
+def test_illegal_is_sigill(mips, deployer, insn):
+    check_step(mips, deployer, make_state(insn, {T0: STACK_TOP - 64}, memory=realistic_memory()), transact=False)
+
+
+# --- System calls -----------------------------------------------------------------------------------
+
+SYSCALL = r_type(12)
+SYSCALL_CASES = [
+    {V0: 4001, A0: 0x1FF}, {V0: 4246, A0: 0}, {V0: 4246, A0: 1},
+    {V0: 4004, A0: 1, A1: DATA_BASE, A2: 12}, {V0: 4004, A0: 2, A1: 0, A2: 0xFFFFFFFF}, {V0: 4004, A0: 3, A2: 4},
+    {V0: 4045, A0: 0}, {V0: 4045, A0: 0x00430000}, {V0: 4045, A0: 0x40000000}, {V0: 4045, A0: 0x40000001},
+    {V0: 4090, A1: 4096, A3: 0x802}, {V0: 4090, A1: 1, A3: 0x800}, {V0: 4090, A1: 0, A3: 0x800},
+    {V0: 4090, A1: 4096, A3: 0x2}, {V0: 4090, A1: 4096, A3: 0x810}, {V0: 4090, A1: 0xFFFFF001, A3: 0x800},
+    {V0: 4090, A1: 0x30000000, A3: 0x800}, {V0: 4090, A1: 0x30000001, A3: 0x800},
+    {V0: 4090, A1: 0xC0000000, A3: 0x800},  # heap + size wraps 2^32: must still be ENOMEM
+    {V0: 4091, A0: HEAP_BASE, A1: 4096}, {V0: 4000}, {V0: 0}, {V0: 4003},
+]
+
+
+@pytest.mark.parametrize("regs", SYSCALL_CASES, ids=[str(i) for i in range(len(SYSCALL_CASES))])
+def test_syscall(mips, deployer, regs):
+    check_step(mips, deployer, make_state(SYSCALL, {T0: 99, A3: 5, **regs}, brk=0x00420000, heap=HEAP_BASE))
+
+
+# --- Seeded fuzz over random encodings --------------------------------------------------------------
+
+
+def test_fuzz_random_instructions(mips, deployer):
+    """Random instruction words (opcode/funct biased to valid ones) with random registers."""
+    rng = random.Random(20240611)
+    mem = realistic_memory()
+    for _ in range(150):
+        kind = rng.random()
+        word = rng.getrandbits(32)
+        if kind < 0.4:
+            word &= ~(0x3F << 26)  # SPECIAL
+        elif kind < 0.5:
+            word = (word & 0x03FFFFFF) | (28 << 26)
+        regs = {r: rng.choice(EDGE + [rng.getrandbits(32), STACK_TOP - rng.randrange(0, 4096), CODE_BASE + rng.randrange(0, 4096)]) for r in range(1, 32)}
+        state = make_state(word, regs, memory=mem.copy(), hi=rng.getrandbits(32), lo=rng.getrandbits(32))
+        check_step(mips, deployer, state, transact=False)

@@ -1,0 +1,59 @@
+"""Flip one bit of every byte of the witness: the step must revert or give another post-state hash.
+
+The proof must be consumed exactly (vm-spec §3.4), so every proof byte matters. Every stateData
+byte is carried into the post-state except the old value of a load's destination register, which the
+load overwrites; a flip there still changes the pre-state hash (so the dispute game rejects the
+claim), and is the one documented exception.
+"""
+
+import pytest
+from ape.exceptions import ContractLogicError
+
+from _mips import (
+    DATA_BASE, STACK_TOP, T0, T1, i_type, make_state, realistic_memory,
+)
+from opml.vm.witness import step_witness
+
+REGISTERS_OFFSET = 98
+
+
+@pytest.fixture(scope="module")
+def mips(deployer, project):
+    return deployer.deploy(project.MIPS)
+
+
+CASES = {
+    # lw $t1, -16($t0) from the stack: data proof far from the code leaf
+    "load": (i_type(35, rs=T0, rt=T1, imm=0xFFF0), {T0: STACK_TOP - 48, T1: 0x55AA55AA}, T1),
+    # sw $t1, 8($t0) into the data section
+    "store": (i_type(43, rs=T0, rt=T1, imm=8), {T0: DATA_BASE + 0x200, T1: 0x01020304}, None),
+    # swl: read-modify-write of a partial word
+    "swl": (i_type(42, rs=T0, rt=T1, imm=1), {T0: DATA_BASE + 0x300, T1: 0xCAFEBABE}, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_byte_is_bound(mips, case):
+    insn, regs, overwritten = CASES[case]
+    w = step_witness(make_state(insn, regs, memory=realistic_memory()))
+    honest = bytes(mips.step.call(w.state_data, w.proof))
+    skip = set()
+    if overwritten is not None:
+        skip = set(range(REGISTERS_OFFSET + 4 * overwritten, REGISTERS_OFFSET + 4 * overwritten + 4))
+
+    def outcome(state_data, proof):
+        try:
+            return bytes(mips.step.call(state_data, proof))
+        except ContractLogicError as err:
+            return type(err).__name__
+
+    for pos in range(len(w.proof)):
+        bad = bytearray(w.proof)
+        bad[pos] ^= 0x01
+        assert outcome(w.state_data, bytes(bad)) != honest, f"proof byte {pos}"
+    for pos in range(len(w.state_data)):
+        if pos in skip:
+            continue
+        bad = bytearray(w.state_data)
+        bad[pos] ^= 0x01
+        assert outcome(bytes(bad), w.proof) != honest, f"stateData byte {pos}"

@@ -1,0 +1,91 @@
+"""Step one state through the Python reference VM and through MIPS.sol, and compare.
+
+A mismatch writes a replay fixture (JSON: the pre-state, its memory pages and the witness) to
+``tests/diff/failures/``; ``test_replay.py`` re-checks every fixture there and in ``fixtures/``.
+Move a fixed failure into ``fixtures/`` to keep it as a regression test.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from opml.vm.hashing import keccak256
+from opml.vm.memory import Memory
+from opml.vm.state import VMState, decode_state, encode_state, state_hash
+from opml.vm.step import step
+from opml.vm.witness import step_witness
+
+HERE = Path(__file__).parent
+FAILURES = HERE / "failures"
+FIXTURES = HERE / "fixtures"
+
+
+@dataclass(frozen=True)
+class Expected:
+    state_data: bytes
+    proof: bytes
+    post_state: bytes
+    post_hash: bytes
+
+
+def python_step(state: VMState) -> Expected:
+    """The witness for ``state``'s next step and the post-state the reference VM computes."""
+    witness = step_witness(state)
+    post = state.copy()
+    step(post)
+    post_state = encode_state(post)
+    return Expected(witness.state_data, witness.proof, post_state, state_hash(post_state))
+
+
+def contract_step(mips, sender, state_data: bytes, proof: bytes) -> tuple[bytes, bytes]:
+    """Send ``step`` as a transaction; return the post-state hash and the post-state.
+
+    A step from an exited state changes nothing and emits no event (vm-spec §4.1): its post-state
+    is the pre-state, and the hash is what ``step`` returns.
+    """
+    receipt = mips.step(state_data, proof, sender=sender)
+    logs = receipt.decode_logs(mips.StepExecuted)
+    if not logs:
+        return bytes(mips.step.call(state_data, proof)), state_data
+    (log,) = logs
+    return bytes(log.postStateHash), bytes(log.postState)
+
+
+def write_fixture(label: str, state: VMState, expected: Expected, got: str) -> Path:
+    FAILURES.mkdir(exist_ok=True)
+    fixture = {
+        "label": label,
+        "state_data": expected.state_data.hex(),
+        "proof": expected.proof.hex(),
+        "pages": {str(n): bytes(p).hex() for n, p in state.memory.pages.items() if any(p)},
+        "expected_post_state": expected.post_state.hex(),
+        "got": got,
+    }
+    # Hypothesis re-runs the minimal failing example last, so the file ends up holding that one.
+    path = FAILURES / f"{label}.json"
+    path.write_text(json.dumps(fixture, indent=1))
+    return path
+
+
+def load_fixture(path: Path) -> VMState:
+    """The pre-state stored in a replay fixture, memory included."""
+    fixture = json.loads(path.read_text())
+    memory = Memory()
+    for page_no, data in fixture["pages"].items():
+        memory.write_bytes(int(page_no) << 12, bytes.fromhex(data))
+    state = decode_state(bytes.fromhex(fixture["state_data"]), memory)
+    state.stdout = state.stderr = None
+    return state
+
+
+def assert_same_step(mips, sender, state: VMState, label: str) -> None:
+    """Fail (and write a replay fixture) unless both VMs produce the same post-state."""
+    expected = python_step(state)
+    try:
+        got_hash, got_state = contract_step(mips, sender, expected.state_data, expected.proof)
+    except Exception as err:  # a revert on an honest witness is a disagreement too
+        path = write_fixture(label, state, expected, f"revert: {err!r}")
+        raise AssertionError(f"MIPS.sol reverted on an honest witness ({label}); replay: {path}") from err
+    if (got_hash, got_state) != (expected.post_hash, expected.post_state):
+        path = write_fixture(label, state, expected, got_state.hex())
+        raise AssertionError(f"post-states differ for {label}; replay fixture: {path}")

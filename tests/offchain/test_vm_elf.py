@@ -1,0 +1,179 @@
+"""The loader (§6), the `opml vm` commands, and toolchain programs against qemu-mipsel."""
+
+import json
+import resource
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from opml.cli import main
+from opml.vm.asm import encode
+from opml.vm.constants import MMAP_BASE, STACK_TOP
+from opml.vm.elf import load_elf
+from opml.vm.errors import ElfLoadError
+from opml.vm.run import run, state_at
+from opml.vm.state import encode_state, state_hash
+from opml.vm.witness import apply_step_proof, encode_step_calldata
+
+TEXT, DATA = 0x00400000, 0x00410000
+TOOLCHAIN_BUILD = Path(__file__).resolve().parents[2] / "mips-toolchain" / "build"
+
+
+def make_elf(segments, entry=TEXT, *, elf_class=1, data_encoding=1, machine=8, elf_type=2) -> bytes:
+    """A minimal ELF32 executable: ``segments`` are ``(vaddr, file bytes, memsz)`` PT_LOADs."""
+    e = "<" if data_encoding == 1 else ">"
+    header_size, ph_size = 52, 32
+    offset = header_size + ph_size * len(segments)
+    headers, payload = b"", b""
+    for vaddr, data, memsz in segments:
+        headers += struct.pack(e + "8I", 1, offset + len(payload), vaddr, vaddr, len(data), memsz, 7, 0x1000)
+        payload += data
+    ident = b"\x7fELF" + bytes([elf_class, data_encoding, 1]) + bytes(9)
+    header = ident + struct.pack(e + "HHIIIIIHHHHHH", elf_type, machine, 1, entry, header_size, 0, 0,
+                                 header_size, ph_size, len(segments), 40, 0, 0)
+    return header + headers + payload
+
+
+def words(*insns) -> bytes:
+    return b"".join(struct.pack("<I", encode(*insn)) for insn in insns)
+
+
+# write(1, "hello\n", 6); write(2, "hello\n", 6); exit(3)
+HELLO_TEXT = words(
+    ("lui", 5, DATA >> 16), ("addiu", 6, 0, 6),
+    ("addiu", 4, 0, 1), ("addiu", 2, 0, 4004), ("syscall",),
+    ("addiu", 4, 0, 2), ("addiu", 2, 0, 4004), ("syscall",),
+    ("addiu", 4, 0, 3), ("addiu", 2, 0, 4001), ("syscall",),
+)
+HELLO = make_elf([(TEXT, HELLO_TEXT, len(HELLO_TEXT)), (DATA, b"hello\n", 0x2345)])
+
+
+def test_loader_builds_the_initial_state():
+    state = load_elf(HELLO)
+    assert (state.pc, state.next_pc) == (TEXT, TEXT + 4)
+    assert state.registers[29] == STACK_TOP and sum(state.registers) == STACK_TOP
+    assert state.brk == 0x00413000  # DATA + 0x2345 rounded up to a page
+    assert state.heap == MMAP_BASE
+    assert (state.lo, state.hi, state.exited, state.exit_code, state.step) == (0, 0, False, 0, 0)
+    assert state.preimage_key == bytes(32)
+    assert state.memory.read_bytes(TEXT, len(HELLO_TEXT)) == HELLO_TEXT
+    assert state.memory.read_bytes(DATA, 8) == b"hello\n\x00\x00"  # the rest is .bss
+    assert state.memory.read_u32(STACK_TOP) == 0  # argc = 0
+
+
+def test_loader_accepts_a_path(tmp_path):
+    path = tmp_path / "hello.elf"
+    path.write_bytes(HELLO)
+    assert encode_state(load_elf(path)) == encode_state(load_elf(HELLO))
+
+
+@pytest.mark.parametrize(
+    "elf, message",
+    [
+        (b"not an elf at all, just some bytes" * 3, "not a valid ELF"),
+        (make_elf([(TEXT, b"\0" * 4, 4)], data_encoding=2), "big-endian"),
+        (make_elf([(TEXT, b"\0" * 4, 4)], machine=3), "EM_386"),
+        (make_elf([(TEXT, b"\0" * 4, 4)], elf_type=3), "ET_DYN"),
+        (make_elf([]), "no PT_LOAD"),
+        (make_elf([(MMAP_BASE - 4, b"\0" * 4, 8)]), "below MMAP_BASE"),
+        (make_elf([(TEXT, b"\0" * 8, 4)]), "filesz"),
+    ],
+)
+def test_loader_rejects(elf, message):
+    with pytest.raises(ElfLoadError, match=message):
+        load_elf(elf)
+
+
+def test_loader_rejects_elf64():
+    header = struct.pack("<HHIQQQIHHHHHH", 2, 8, 1, TEXT, 0, 0, 0, 64, 56, 0, 64, 0, 0)
+    elf64 = b"\x7fELF\x02\x01\x01" + bytes(9) + header
+    with pytest.raises(ElfLoadError, match="ELFCLASS64"):
+        load_elf(elf64)
+
+
+def test_loader_reports_a_missing_file(tmp_path):
+    with pytest.raises(ElfLoadError, match="cannot read"):
+        load_elf(tmp_path / "missing.elf")
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hello_path(tmp_path) -> Path:
+    path = tmp_path / "hello.elf"
+    path.write_bytes(HELLO)
+    return path
+
+
+def test_cli_run_forwards_output_and_exit_code(hello_path):
+    result = CliRunner(mix_stderr=False).invoke(main, ["vm", "run", str(hello_path), "--steps"])
+    assert result.exit_code == 3
+    assert result.stdout_bytes == b"hello\n"
+    assert result.stderr_bytes == b"hello\nsteps: 11\n"
+
+
+def test_cli_reports_a_bad_elf(tmp_path):
+    path = tmp_path / "bad.elf"
+    path.write_bytes(b"garbage" * 10)
+    result = CliRunner(mix_stderr=False).invoke(main, ["vm", "run", str(path)])
+    assert result.exit_code == 1 and "not a valid ELF" in result.stderr
+
+
+def test_cli_state(hello_path):
+    result = CliRunner(mix_stderr=False).invoke(main, ["vm", "state", str(hello_path), "--at", "4"])
+    assert result.exit_code == 0, result.output
+    fields = json.loads(result.stdout)
+    expected = state_at(hello_path, 4)
+    assert fields["step"] == 4 and fields["pc"] == TEXT + 16 and fields["registers"][2] == 4004
+    assert fields["stateData"] == "0x" + encode_state(expected).hex()
+    assert fields["stateHash"] == "0x" + state_hash(encode_state(expected)).hex()
+    assert fields["memRoot"] == fields["stateData"][:66]
+
+
+def test_cli_proof(hello_path):
+    result = CliRunner(mix_stderr=False).invoke(main, ["vm", "proof", str(hello_path), "--at", "4"])
+    assert result.exit_code == 0, result.output
+    fields = json.loads(result.stdout)
+    state_data, proof = bytes.fromhex(fields["stateData"][2:]), bytes.fromhex(fields["proof"][2:])
+    assert fields["calldata"] == "0x" + encode_step_calldata(state_data, proof).hex()
+    post = apply_step_proof(state_data, proof)
+    assert post == encode_state(state_at(hello_path, 5))
+    assert fields["postStateHash"] == "0x" + state_hash(post).hex()
+
+
+# --- Toolchain programs against qemu-mipsel ----------------------------------------------------------------
+
+
+def _toolchain_elfs():
+    elfs = sorted(p for p in TOOLCHAIN_BUILD.glob("*") if p.is_file() and p.read_bytes()[:4] == b"\x7fELF")
+    if not elfs:
+        reason = f"no ELF in {TOOLCHAIN_BUILD}: run `make -C mips-toolchain`"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(p, id=p.name) for p in elfs]
+
+
+def _run_qemu(path: Path, cwd: Path) -> tuple[bytes, bytes, int]:
+    """Run ``path`` under qemu-mipsel; a guest killed by signal s reports 128 + s, as the VM does."""
+    def no_core_dumps():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    proc = subprocess.run(["qemu-mipsel", str(path)], capture_output=True, timeout=300, cwd=cwd,
+                          preexec_fn=no_core_dumps)
+    code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+    # qemu adds its own report of a fatal signal to the guest's stderr.
+    stderr = b"".join(line for line in proc.stderr.splitlines(keepends=True)
+                      if not line.startswith(b"qemu: uncaught target signal"))
+    return proc.stdout, stderr, code
+
+
+@pytest.mark.skipif(shutil.which("qemu-mipsel") is None,
+                    reason="qemu-mipsel is not installed (apt install qemu-user)")
+@pytest.mark.parametrize("path", _toolchain_elfs())
+def test_toolchain_program_matches_qemu(path, tmp_path):
+    state = run(load_elf(path))
+    assert (bytes(state.stdout), bytes(state.stderr), state.exit_code) == _run_qemu(path, tmp_path)
