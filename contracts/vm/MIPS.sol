@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import { IMIPS } from "../interfaces/IMIPS.sol";
+import { IPreimageOracle } from "../interfaces/IPreimageOracle.sol";
 import { MIPSState } from "./lib/MIPSState.sol";
 import { MIPSMemory } from "./lib/MIPSMemory.sol";
 import { MIPSInstructions } from "./lib/MIPSInstructions.sol";
@@ -18,13 +19,38 @@ import { MIPSInstructions } from "./lib/MIPSInstructions.sol";
 ///      | 32 each | siblings   | the siblings whose bit is clear, lowest level first              |
 ///
 ///      The instruction proof covers leaf `i = pc >> 5` with 27 levels. The data proof is present
-///      exactly for an aligned load or store to a leaf `j ≠ i`, and covers only its levels
-///      `0 … floor(log2(i XOR j)) − 1`; the levels above are shared with the instruction proof.
+///      exactly when the step's data address (an aligned load or store's address, an aligned
+///      `preimage_select` key address, a `preimage_read` buffer with `count ≠ 0`) lies in a leaf
+///      `j ≠ i`, and covers only its levels `0 … floor(log2(i XOR j)) − 1`; the levels above are
+///      shared with the instruction proof.
 ///      A state that has exited takes an empty proof. See `MIPSState` for the state layout.
+///
+///      The preimage system calls (spec §5.5) read `oracle`; a local key (type 1) is localized with
+///      `msg.sender` and the `localContext` argument (zero for the two-argument `step`).
 contract MIPS is IMIPS {
     /// @inheritdoc IMIPS
+    IPreimageOracle public immutable oracle;
+
+    /// @param oracle_ The preimage oracle that `preimage_length` and `preimage_read` ask.
+    constructor(IPreimageOracle oracle_) {
+        oracle = oracle_;
+    }
+
+    /// @inheritdoc IMIPS
+    function step(bytes calldata stateData, bytes calldata proof) external returns (bytes32) {
+        return _step(stateData, proof, bytes32(0));
+    }
+
+    /// @inheritdoc IMIPS
+    function step(bytes calldata stateData, bytes calldata proof, bytes32 localContext) external returns (bytes32) {
+        return _step(stateData, proof, localContext);
+    }
+
     /// @dev Order of checks of spec §4.1.
-    function step(bytes calldata stateData, bytes calldata proof) external returns (bytes32 postStateHash) {
+    function _step(bytes calldata stateData, bytes calldata proof, bytes32 localContext)
+        private
+        returns (bytes32 postStateHash)
+    {
         // 1. decode and validate the pre-state
         MIPSState.State memory s = MIPSState.decode(stateData);
         bytes32 preStateHash = MIPSState.stateHash(keccak256(stateData), s.exited, s.exitCode);
@@ -47,7 +73,7 @@ contract MIPS is IMIPS {
         } else {
             // 5. fetch against memRoot, 6. execute
             uint32 insn = MIPSMemory.readInstruction(p, s.memRoot, s.pc);
-            MIPSInstructions.execMipsCoreStepLogic(s, p, insn);
+            MIPSInstructions.execMipsCoreStepLogic(s, p, insn, oracle, localContext);
         }
 
         // 7. the witness is consumed exactly

@@ -1,23 +1,49 @@
 """The ``opml`` command line.
 
-    opml vm run PROGRAM.elf [--steps]      run to exit; guest fd 1/2 → stdout/stderr; exit code = guest's
-    opml vm state PROGRAM.elf --at N       JSON of the state after N steps
-    opml vm proof PROGRAM.elf --at N       JSON witness and calldata of step N (from the state after N)
+    opml vm run PROGRAM.elf [--steps] [--stats] [--reference] [ORACLE OPTIONS]
+        run to exit on the fast executor (``--reference``: the Python reference VM); guest fd 1/2 →
+        stdout/stderr; exit code = the guest's (128 + signal after a panic)
+    opml vm state PROGRAM.elf --at N [ORACLE OPTIONS]   JSON of the state after N steps
+    opml vm proof PROGRAM.elf --at N [ORACLE OPTIONS]   JSON witness and calldata of step N (from the
+        state after N)
+    opml oracle put FILE --preimages DIR [--kind chunk-merkle|keccak]   store FILE, print its key
+
+ORACLE OPTIONS (vm-spec §5.5, oracle-spec §1.1) give the preimage system calls their data:
+
+    --preimages DIR          a PreimageStore folder (default: a temporary, empty one)
+    --local IDENT=HEX        local value IDENT (≤ 32 bytes), stored for (--caller, --local-context)
+    --caller ADDR            the address that calls ``step`` on-chain (``msg.sender``, e.g. the dispute
+                             game): local keys are localized with it (default: 20 zero bytes)
+    --local-context HEX      the ``localContext`` bytes32 of ``step`` (default: 32 zero bytes, what the
+                             two-argument ``step(bytes,bytes)`` uses); with it, ``vm proof`` gives the
+                             calldata of ``step(bytes,bytes,bytes32)``
+
+Errors (a bad ELF, a preimage the store does not hold, …) print a message and exit with status 1.
 """
 
+import contextlib
 import json
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import click
 
+from opml.errors import OpmlError
+from opml.oracle.store import PreimageStore
+from opml.vm.constants import REG_A0, REG_A2, REG_V0, SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ
 from opml.vm.elf import load_elf
 from opml.vm.errors import VMError
+from opml.vm.instructions import FUNCT_SYSCALL, OP_SPECIAL
+from opml.vm.preimage import ZERO_CALLER, ZERO_CONTEXT, OracleView, PreimageOracle
 from opml.vm.run import run, state_at
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.witness import apply_step_proof, encode_step_calldata, step_witness
 
 # Steps between flushes of guest output in `opml vm run`, so long programs stream their output.
-_RUN_CHUNK = 100_000
+_RUN_CHUNK = 100_000  # reference VM
+_FAST_RUN_CHUNK = 50_000_000  # fast executor (a fraction of a second)
 
 
 def _hex(data: bytes) -> str:
@@ -50,68 +76,245 @@ def main() -> None:
     """opML: optimistic machine learning with a MIPS fraud-proof VM."""
 
 
+# --- oracle options ---------------------------------------------------------------------------------
+
+
+def _parse_hex(value: str, size: int | None, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x").removeprefix("0X"))
+    except ValueError:
+        raise click.BadParameter(f"{what} must be hex, got {value!r}") from None
+    if size is not None and len(raw) != size:
+        raise click.BadParameter(f"{what} must be {size} bytes, got {len(raw)}")
+    return raw
+
+
+def _parse_local(value: str) -> tuple[int, bytes]:
+    ident, sep, data = value.partition("=")
+    if not sep:
+        raise click.BadParameter(f"--local takes IDENT=HEX, got {value!r}")
+    try:
+        number = int(ident, 0)
+    except ValueError:
+        raise click.BadParameter(f"--local: IDENT must be an integer, got {ident!r}") from None
+    raw = _parse_hex(data, None, f"--local {ident}")
+    if len(raw) > 32:
+        raise click.BadParameter(f"--local {ident}: a local value has at most 32 bytes, got {len(raw)}")
+    return number, raw
+
+
+def oracle_options(command):
+    """The options that build the oracle of the preimage system calls (see the module docstring)."""
+    options = [
+        click.option("--preimages", type=click.Path(file_okay=False), default=None,
+                     help="PreimageStore folder with the preimages (default: a temporary empty one)."),
+        click.option("--local", "locals_", multiple=True, metavar="IDENT=HEX",
+                     help="Local value IDENT (hex, ≤ 32 bytes) for --caller/--local-context; repeatable."),
+        click.option("--caller", default=None, metavar="ADDR",
+                     help="msg.sender of step: localizes local keys (default: the zero address)."),
+        click.option("--local-context", "local_context", default=None, metavar="HEX",
+                     help="localContext bytes32 of step (default: 32 zero bytes)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def _oracle(preimages, locals_, caller, local_context):
+    """Yield the :class:`OracleView` the options describe (``None`` when no option is given)."""
+    caller_bytes = ZERO_CALLER if caller is None else _parse_hex(caller, 20, "--caller")
+    context = ZERO_CONTEXT if local_context is None else _parse_hex(local_context, 32, "--local-context")
+    values = [_parse_local(v) for v in locals_]
+    if preimages is None and not values and caller is None and local_context is None:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        root = preimages or stack.enter_context(tempfile.TemporaryDirectory(prefix="opml-preimages-"))
+        store = PreimageStore(root)
+        for ident, value in values:
+            store.put_local(ident, caller_bytes, context, value)
+        yield OracleView(store, caller_bytes, context)
+
+
+def _fail(exc: Exception):
+    raise click.ClickException(str(exc)) from exc
+
+
+# --- vm ---------------------------------------------------------------------------------------------
+
+
 @main.group()
 def vm() -> None:
-    """Run MIPS programs on the reference VM and produce states and step proofs."""
+    """Run MIPS programs and produce states and step proofs."""
 
 
 def _load(program: str) -> VMState:
     try:
         return load_elf(program)
     except VMError as exc:
-        raise click.ClickException(str(exc)) from exc
+        _fail(exc)
 
 
-def _state_at(program: str, at: int) -> VMState:
+def _state_at(program: str, at: int, oracle: PreimageOracle | None) -> VMState:
     try:
-        return state_at(program, at)
-    except VMError as exc:
-        raise click.ClickException(str(exc)) from exc
+        return state_at(program, at, oracle)
+    except OpmlError as exc:
+        _fail(exc)
+
+
+def _write_out(stdout: bytes, stderr: bytes) -> None:
+    for stream, data in ((sys.stdout.buffer, stdout), (sys.stderr.buffer, stderr)):
+        if data:
+            stream.write(data)
+            stream.flush()
 
 
 @vm.command("run")
 @click.argument("program", type=click.Path(exists=True, dir_okay=False))
 @click.option("--steps", is_flag=True, help="Print the number of executed steps to stderr.")
-def vm_run(program: str, steps: bool) -> None:
+@click.option("--stats", is_flag=True,
+              help="Print JSON to stderr: steps, touched pages and peak VM memory (pages × 4096), seconds.")
+@click.option("--reference", is_flag=True, help="Run the Python reference VM instead of the fast executor.")
+@oracle_options
+def vm_run(program: str, steps: bool, stats: bool, reference: bool, preimages, locals_, caller,
+           local_context) -> None:
     """Run PROGRAM to its exit and exit with its exit code (128 + signal after a panic)."""
     state = _load(program)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    while not state.exited:
-        run(state, max_steps=_RUN_CHUNK)
-        for stream, buffer in ((out, state.stdout), (err, state.stderr)):
-            stream.write(buffer)
-            stream.flush()
-            buffer.clear()
+    with _oracle(preimages, locals_, caller, local_context) as oracle:
+        started = time.perf_counter()
+        try:
+            if reference:
+                while not state.exited:
+                    try:
+                        run(state, max_steps=_RUN_CHUNK, oracle=oracle)
+                    finally:
+                        _write_out(bytes(state.stdout), bytes(state.stderr))
+                        state.stdout.clear()
+                        state.stderr.clear()
+                n_steps, pages, exit_code = state.step, len(state.memory.pages), state.exit_code
+            else:
+                from opml.vm.fast import FastVM
+
+                fast = FastVM.from_state(state, oracle=oracle)
+                exited = False
+                while not exited:
+                    try:
+                        exited = fast.run(fast.step + _FAST_RUN_CHUNK)
+                    finally:
+                        _write_out(*fast.take_output())
+                n_steps, pages, exit_code = fast.step, fast.touched_pages, fast.exit_code
+        except OpmlError as exc:
+            _fail(exc)
+        seconds = time.perf_counter() - started
     if steps:
-        click.echo(f"steps: {state.step}", err=True)
-    sys.exit(state.exit_code)
+        click.echo(f"steps: {n_steps}", err=True)
+    if stats:
+        report = {
+            "executor": "reference" if reference else "fast",
+            "steps": n_steps,
+            "touched_pages": pages,
+            "peak_memory_bytes": pages * 4096,
+            "seconds": round(seconds, 3),
+        }
+        click.echo(json.dumps(report), err=True)
+    sys.exit(exit_code)
 
 
 @vm.command("state")
 @click.argument("program", type=click.Path(exists=True, dir_okay=False))
 @click.option("--at", "at", type=click.IntRange(min=0), required=True, help="Number of steps to run first.")
-def vm_state(program: str, at: int) -> None:
+@oracle_options
+def vm_state(program: str, at: int, preimages, locals_, caller, local_context) -> None:
     """Print the state of PROGRAM after --at steps as JSON."""
-    click.echo(json.dumps(_state_json(_state_at(program, at)), indent=2))
+    with _oracle(preimages, locals_, caller, local_context) as oracle:
+        state = _state_at(program, at, oracle)
+    click.echo(json.dumps(_state_json(state), indent=2))
+
+
+def oracle_request(state: VMState, oracle: PreimageOracle | None) -> dict | None:
+    """What the step from ``state`` asks the oracle (vm-spec §5.5), for uploading it first
+    (``OracleClient.ensure_read``/``ensure_length``): ``None`` if nothing."""
+    if state.exited or state.pc & 3:
+        return None
+    insn = state.memory.read_u32(state.pc)
+    regs = state.registers
+    number = regs[REG_V0]
+    if insn >> 26 != OP_SPECIAL or insn & 0x3F != FUNCT_SYSCALL:
+        return None
+    if number not in (SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ) or (number == SYS_PREIMAGE_READ and regs[REG_A2] == 0):
+        return None
+    request = {"selectedKey": _hex(state.preimage_key)}
+    if oracle is not None:
+        request["effectiveKey"] = _hex(oracle.effective_key(state.preimage_key))
+    if number == SYS_PREIMAGE_READ:
+        request["offset"] = regs[REG_A0]
+    return request
 
 
 @vm.command("proof")
 @click.argument("program", type=click.Path(exists=True, dir_okay=False))
 @click.option("--at", "at", type=click.IntRange(min=0), required=True, help="Number of steps to run first.")
-def vm_proof(program: str, at: int) -> None:
-    """Print the witness and `step` calldata of the step executed from the state after --at steps."""
-    witness = step_witness(_state_at(program, at))
-    post_state_data = apply_step_proof(witness.state_data, witness.proof)
-    click.echo(
-        json.dumps(
-            {
-                "step": at,
-                "stateData": _hex(witness.state_data),
-                "proof": _hex(witness.proof),
-                "calldata": _hex(encode_step_calldata(witness.state_data, witness.proof)),
-                "preStateHash": _hex(state_hash(witness.state_data)),
-                "postStateHash": _hex(state_hash(post_state_data)),
-            },
-            indent=2,
-        )
-    )
+@oracle_options
+def vm_proof(program: str, at: int, preimages, locals_, caller, local_context) -> None:
+    """Print the witness and `step` calldata of the step executed from the state after --at steps.
+
+    With --local-context the calldata is for step(bytes,bytes,bytes32), else for step(bytes,bytes).
+    """
+    context = None if local_context is None else _parse_hex(local_context, 32, "--local-context")
+    with _oracle(preimages, locals_, caller, local_context) as oracle:
+        state = _state_at(program, at, oracle)
+        witness = step_witness(state)
+        try:
+            post_state_data = apply_step_proof(witness.state_data, witness.proof, oracle)
+        except OpmlError as exc:
+            _fail(exc)
+        request = oracle_request(state, oracle)
+    fields = {
+        "step": at,
+        "stateData": _hex(witness.state_data),
+        "proof": _hex(witness.proof),
+        "calldata": _hex(encode_step_calldata(witness.state_data, witness.proof, context)),
+        "preStateHash": _hex(state_hash(witness.state_data)),
+        "postStateHash": _hex(state_hash(post_state_data)),
+    }
+    if context is not None:
+        fields["localContext"] = _hex(context)
+    if request is not None:
+        fields["oracle"] = request
+    click.echo(json.dumps(fields, indent=2))
+
+
+# --- oracle -----------------------------------------------------------------------------------------
+
+
+@main.group("oracle")
+def oracle_group() -> None:
+    """Manage the off-chain preimage store (docs/oracle-spec.md)."""
+
+
+@oracle_group.command("put")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--preimages", type=click.Path(file_okay=False), required=True, help="PreimageStore folder.")
+@click.option("--kind", type=click.Choice(["chunk-merkle", "keccak"]), default="chunk-merkle", show_default=True,
+              help="Key type: chunk-Merkle (any size) or keccak (at most 64 KiB).")
+def oracle_put(file: str, preimages: str, kind: str) -> None:
+    """Store FILE in the preimage store and print its key (0x-hex)."""
+    import numpy as np
+
+    store = PreimageStore(preimages)
+    path = Path(file)
+    try:
+        if kind == "keccak":
+            key = store.put_keccak(path.read_bytes())
+        else:
+            size = path.stat().st_size
+            data = np.memmap(path, dtype=np.uint8, mode="r") if size else b""
+            key = store.put_chunk_merkle(data)
+    except OpmlError as exc:
+        _fail(exc)
+    click.echo(_hex(key))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,11 +7,14 @@ Not a test module (leading underscore); imported by tests/contracts/test_mips_*.
 import random
 
 from ape.exceptions import ContractLogicError
+from eth_tester.exceptions import TransactionFailed
+from web3.exceptions import ContractLogicError as Web3ContractLogicError
 
+from opml.vm.hashing import keccak256
 from opml.vm.memory import Memory
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.step import step as reference_step
-from opml.vm.witness import step_witness
+from opml.vm.witness import encode_step_calldata, step_witness
 
 CODE_BASE = 0x00400000
 DATA_BASE = 0x00410000
@@ -99,12 +102,38 @@ def expected_post_state(state):
 # --- Running steps on the contract ----------------------------------------------------------------
 
 
+def error_name(err, *contracts):
+    """The name of the custom error behind ``err``, looked up in the ABIs of ``contracts``.
+
+    py-evm gives ape the decoded error class when the called contract declares it, and otherwise the
+    revert data as a hex string; anvil gives "custom error 0x<selector>" or, when the revert data
+    happens to be valid UTF-8, the data as text in the provider error (an error that a called
+    contract raised, e.g. the oracle's ``PartNotLoaded``, is not in the caller's ABI)."""
+    name = type(err).__name__
+    if name != "ContractLogicError":
+        return name
+    by_selector = {
+        keccak256(e.selector.encode())[:4]: e.name for c in contracts for e in c.contract_type.errors
+    }
+    message = str(err.message)
+    base = str(getattr(err, "base_err", "") or "")
+    if message.startswith("0x"):
+        data = bytes.fromhex(message[2:])
+    elif message.startswith("custom error 0x"):
+        data = bytes.fromhex(message.removeprefix("custom error 0x")[:8])
+    elif "execution reverted: " in base:
+        data = base.split("execution reverted: ", 1)[1].encode("utf-8", "surrogateescape")
+    else:
+        return name
+    return by_selector.get(data[:4], name)
+
+
 def revert_name(mips, state_data, proof):
     """The custom error a ``step`` call reverts with, or ``None`` if it succeeds."""
     try:
         mips.step.call(state_data, proof)
     except ContractLogicError as err:
-        return type(err).__name__
+        return error_name(err, mips)
     return None
 
 
@@ -127,6 +156,18 @@ def check_step(mips, sender, state, transact=True):
     assert bytes(logs[0].postStateHash) == post_hash
     assert bytes(logs[0].postState) == post
     return receipt
+
+
+def raw_step_outcome(mips, state_data, proof):
+    """The post-state hash of an ``eth_call`` of ``step(stateData, proof)``, or ``"revert"``.
+
+    Goes straight to the node's ``eth_call``, without ape's revert decoding (which asks anvil for a
+    trace of every revert): the tamper tests make about a thousand reverting calls."""
+    web3 = mips.provider.web3
+    try:
+        return bytes(web3.eth.call({"to": mips.address, "data": encode_step_calldata(state_data, proof)}))
+    except (TransactionFailed, Web3ContractLogicError):  # py-evm, anvil
+        return "revert"
 
 
 def calldata_tokens(data: bytes) -> int:

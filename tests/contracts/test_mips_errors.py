@@ -8,8 +8,13 @@ from opml.vm.witness import step_witness
 
 
 @pytest.fixture(scope="module")
-def mips(deployer, project):
-    return deployer.deploy(project.MIPS)
+def oracle(deployer, project):
+    return deployer.deploy(project.PreimageOracle)
+
+
+@pytest.fixture(scope="module")
+def mips(deployer, project, oracle):
+    return deployer.deploy(project.MIPS, oracle.address)
 
 
 def _load_witness():

@@ -18,8 +18,13 @@ EDGE = [0, 1, 2, 31, 32, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0x80000
 
 
 @pytest.fixture(scope="module")
-def mips(deployer, project):
-    return deployer.deploy(project.MIPS)
+def oracle(deployer, project):
+    return deployer.deploy(project.PreimageOracle)
+
+
+@pytest.fixture(scope="module")
+def mips(deployer, project, oracle):
+    return deployer.deploy(project.MIPS, oracle.address)
 
 
 def _pairs(seed, n):

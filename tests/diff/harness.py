@@ -9,11 +9,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from opml.vm.hashing import keccak256
+from opml.oracle.keys import local_ident_key
 from opml.vm.memory import Memory
+from opml.vm.preimage import OracleView
 from opml.vm.state import VMState, decode_state, encode_state, state_hash
 from opml.vm.step import step
 from opml.vm.witness import step_witness
+from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, OracleCase
 
 HERE = Path(__file__).parent
 FAILURES = HERE / "failures"
@@ -51,7 +53,8 @@ def contract_step(mips, sender, state_data: bytes, proof: bytes) -> tuple[bytes,
     return bytes(log.postStateHash), bytes(log.postState)
 
 
-def write_fixture(label: str, state: VMState, expected: Expected, got: str) -> Path:
+def write_fixture(label: str, state: VMState, expected: Expected, got: str, oracle_case=None) -> Path:
+    """Write a replay fixture; ``oracle_case`` (an OracleCase) adds the preimage the step reads."""
     FAILURES.mkdir(exist_ok=True)
     fixture = {
         "label": label,
@@ -61,20 +64,26 @@ def write_fixture(label: str, state: VMState, expected: Expected, got: str) -> P
         "expected_post_state": expected.post_state.hex(),
         "got": got,
     }
+    if oracle_case is not None:
+        fixture["oracle"] = {"syscall": oracle_case.syscall, "kind": oracle_case.kind,
+                             "data": oracle_case.data.hex(), "ident": oracle_case.ident}
     # Hypothesis re-runs the minimal failing example last, so the file ends up holding that one.
     path = FAILURES / f"{label}.json"
     path.write_text(json.dumps(fixture, indent=1))
     return path
 
 
-def load_fixture(path: Path) -> VMState:
-    """The pre-state stored in a replay fixture, memory included."""
+def load_fixture(path: Path) -> VMState | OracleCase:
+    """The pre-state stored in a replay fixture, memory included (an OracleCase for oracle steps)."""
     fixture = json.loads(path.read_text())
     memory = Memory()
     for page_no, data in fixture["pages"].items():
         memory.write_bytes(int(page_no) << 12, bytes.fromhex(data))
     state = decode_state(bytes.fromhex(fixture["state_data"]), memory)
     state.stdout = state.stderr = None
+    if "oracle" in fixture:
+        case = fixture["oracle"]
+        return OracleCase(state, case["syscall"], case["kind"], bytes.fromhex(case["data"]), case["ident"])
     return state
 
 
@@ -89,3 +98,47 @@ def assert_same_step(mips, sender, state: VMState, label: str) -> None:
     if (got_hash, got_state) != (expected.post_hash, expected.post_state):
         path = write_fixture(label, state, expected, got_state.hex())
         raise AssertionError(f"post-states differ for {label}; replay fixture: {path}")
+
+
+# --- Preimage oracle steps ---------------------------------------------------------------------------
+
+LOCAL_CONTEXT = bytes.fromhex("c0" * 32)
+
+
+def prepare_oracle_case(case, store, client) -> tuple[VMState, bytes]:
+    """Put the case's preimage in ``store`` and on-chain (exactly what the step needs, through
+    ``client``); return the pre-state and the local context the step runs with."""
+    state = case.state.copy()
+    if case.kind == "local":
+        key = local_ident_key(case.ident)
+        effective, _ = client.load_local(case.ident, LOCAL_CONTEXT, case.data)
+    else:
+        key = store.put_keccak(case.data) if case.kind == "keccak" else store.put_chunk_merkle(case.data)
+        effective = key
+    if case.syscall == SYS_PREIMAGE_SELECT:
+        if state.registers[4] % 32 == 0:
+            state.memory.write_bytes(state.registers[4], key)
+    else:
+        state.preimage_key = key
+        if case.syscall == SYS_PREIMAGE_LENGTH:
+            client.ensure_length(effective)
+        elif state.registers[6] != 0:
+            client.ensure_read(effective, state.registers[4])
+    return state, LOCAL_CONTEXT
+
+
+def assert_same_oracle_step(mips, sender, case, store, client, label: str) -> VMState:
+    """Fail unless both VMs produce the same post-state for a preimage syscall step; return it."""
+    state, local_context = prepare_oracle_case(case, store, client)
+    oracle = OracleView(store, sender.address, local_context)
+    witness = step_witness(state)
+    post = state.copy()
+    step(post, oracle)
+    post_state = encode_state(post)
+    receipt = mips.step(witness.state_data, witness.proof, local_context, sender=sender)
+    (log,) = receipt.decode_logs(mips.StepExecuted)
+    if (bytes(log.postStateHash), bytes(log.postState)) != (state_hash(post_state), post_state):
+        expected = Expected(witness.state_data, witness.proof, post_state, state_hash(post_state))
+        path = write_fixture(label, state, expected, bytes(log.postState).hex(), case)
+        raise AssertionError(f"post-states differ for {label} ({case.kind}); replay fixture: {path}")
+    return post

@@ -174,3 +174,62 @@ def states(draw, form: Form) -> VMState:
         stdout=None,
         stderr=None,
     )
+
+
+# --- Preimage oracle steps (vm-spec §5.5) ----------------------------------------------------------
+
+SYS_PREIMAGE_SELECT, SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ = 9001, 9002, 9003
+PREIMAGE_KINDS = ("keccak", "chunk-merkle", "local")
+MAX_DATA = {"keccak": 200, "chunk-merkle": 300, "local": 32}
+
+
+@dataclass(frozen=True)
+class OracleCase:
+    """A state whose next step is a preimage syscall, and the preimage it is about.
+
+    ``ident`` names the local value for ``kind == "local"``; the key the guest uses is then the
+    local identifier key, which the step localizes with its caller and context.
+    """
+
+    state: VMState
+    syscall: int
+    kind: str
+    data: bytes
+    ident: int
+
+
+def _near_boundaries(draw, length: int) -> int:
+    """An offset at or around part boundaries and the end of the data."""
+    candidates = [0, 1, 31, 32, 33, 63, 64, length - 1, length, length + 1, length + 40]
+    return draw(st.one_of(st.sampled_from([c for c in candidates if c >= 0]), st.integers(0, length + 64)))
+
+
+@st.composite
+def oracle_states(draw, syscall: int, kind: str) -> OracleCase:
+    """A running state at a ``syscall`` (9001–9003) instruction about a preimage of type ``kind``."""
+    limit = MAX_DATA[kind]
+    length = draw(st.one_of(st.sampled_from([n for n in (0, 1, 31, 32, 33, 64, 95, 100, 200) if n <= limit]),
+                            st.integers(0, limit)))
+    data = draw(st.binary(min_size=length, max_size=length))
+    ident = draw(st.integers(1, 5))
+    state = draw(states(FORMS["syscall"]))
+    state.exited, state.exit_code = False, 0
+    state.pc &= ~3
+    state.next_pc = (state.pc + 4) & U32
+    state.registers[2] = syscall
+    leaf_area = draw(st.sampled_from(["same_leaf", "stack", "anywhere"]))
+    if syscall == SYS_PREIMAGE_SELECT:
+        key_addr = _address_near(state.pc, draw) if leaf_area != "stack" else 0x7FFFE000
+        if draw(st.integers(0, 9)) != 0:  # mostly aligned; sometimes EINVAL
+            key_addr &= ~31
+        state.registers[4] = key_addr
+        if key_addr % 32 == 0:
+            # The key word is written by the harness once the key is known (it depends on the data);
+            # here only the leaf must not overlap the instruction.
+            if (key_addr & ~31) == (state.pc & ~31):
+                state.registers[4] = (key_addr + 64) & U32
+    else:
+        state.registers[4] = _near_boundaries(draw, len(data))  # offset
+        state.registers[5] = _address_near(state.pc, draw)  # buf
+        state.registers[6] = draw(st.sampled_from([0, 1, 3, 4, 31, 32, 33, 100, U32]))
+    return OracleCase(state=state, syscall=syscall, kind=kind, data=data, ident=ident)

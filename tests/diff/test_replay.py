@@ -2,11 +2,19 @@
 
 import pytest
 
-from harness import FAILURES, FIXTURES, assert_same_step, load_fixture
+from harness import FAILURES, FIXTURES, assert_same_oracle_step, assert_same_step, load_fixture
+from opml.oracle.client import OracleClient
+from opml.oracle.store import PreimageStore
+from strategies import OracleCase
 
 PATHS = sorted(FIXTURES.glob("*.json")) + sorted(FAILURES.glob("*.json"))
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
-def test_replay_fixture(path, mips, deployer):
-    assert_same_step(mips, deployer, load_fixture(path), path.stem)
+def test_replay_fixture(path, mips, oracle, deployer, tmp_path):
+    replay = load_fixture(path)
+    if isinstance(replay, OracleCase):
+        store = PreimageStore(tmp_path)
+        assert_same_oracle_step(mips, deployer, replay, store, OracleClient(oracle, store, deployer), path.stem)
+    else:
+        assert_same_step(mips, deployer, replay, path.stem)

@@ -39,24 +39,27 @@ def assert_same_memory(mem: Memory, vm: FastVM) -> None:
         assert got == ref, f"memory page {page_no:#x} differs"
 
 
-def lockstep(state: VMState, max_steps: int | None = None, chunk: int = 1 << 14, root_every: int = 32) -> VMState:
+def lockstep(
+    state: VMState, max_steps: int | None = None, chunk: int = 1 << 14, root_every: int = 32, oracle=None
+) -> VMState:
     """Run the reference and the fast VM from ``state`` and compare them at every step.
 
     Memory pages are compared after every ``chunk`` steps, the Merkle root every ``root_every``
-    chunks and at the end. Returns the final reference state. ``state`` is not modified.
+    chunks and at the end. Returns the final reference state. ``state`` is not modified. ``oracle``
+    answers the preimage system calls of both (vm-spec §5.5).
     """
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived lists: the cyclic GC would triple the run time
     try:
-        return _lockstep(state, max_steps, chunk, root_every)
+        return _lockstep(state, max_steps, chunk, root_every, oracle)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _lockstep(state, max_steps, chunk, root_every):
+def _lockstep(state, max_steps, chunk, root_every, oracle):
     ref = state.copy()
-    vm = FastVM.from_state(state, copy_memory=True)
+    vm = FastVM.from_state(state, copy_memory=True, oracle=oracle)
     limit = float("inf") if max_steps is None else state.step + max_steps
     chunks = 0
     while not ref.exited and ref.step < limit:
@@ -64,7 +67,7 @@ def _lockstep(state, max_steps, chunk, root_every):
         rows = vm.record(n).tolist()
         assert rows, f"fast VM stopped at step {vm.step}, reference has not exited"
         for row in rows:
-            step(ref)
+            step(ref, oracle)
             want = ref_row(ref)
             if row != want:
                 diffs = {f: (w, g) for f, w, g in zip(ROW_FIELDS, want, row) if w != g}
@@ -77,6 +80,7 @@ def _lockstep(state, max_steps, chunk, root_every):
     final = vm.to_state()
     assert encode_state(final) == encode_state(ref)
     assert final.stdout == ref.stdout and final.stderr == ref.stderr
+    assert final.preimage_key == ref.preimage_key
     assert_same_memory(ref.memory, vm)
     return ref
 

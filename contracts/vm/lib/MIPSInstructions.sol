@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import { IPreimageOracle } from "../../interfaces/IPreimageOracle.sol";
 import { MIPSState } from "./MIPSState.sol";
 import { MIPSMemory } from "./MIPSMemory.sol";
 import { MIPSSyscalls } from "./MIPSSyscalls.sol";
@@ -17,11 +18,18 @@ library MIPSInstructions {
     uint8 internal constant SIGFPE = 8;
     uint8 internal constant PANIC_EXIT_BASE = 128;
 
-    /// @notice Executes the instruction word `insn` at `s.pc` (spec §4.1 step 6). Loads and stores
-    ///         read the data proof from `p` here.
-    function execMipsCoreStepLogic(MIPSState.State memory s, MIPSMemory.Proof memory p, uint32 insn)
+    /// @notice Executes the instruction word `insn` at `s.pc` (spec §4.1 step 6). Loads, stores and
+    ///         the preimage system calls read the data proof from `p` here; the preimage system calls
+    ///         ask `oracle`, localizing local keys with `msg.sender` and `localContext` (spec §5.5).
+    function execMipsCoreStepLogic(
+        MIPSState.State memory s,
+        MIPSMemory.Proof memory p,
+        uint32 insn,
+        IPreimageOracle oracle,
+        bytes32 localContext
+    )
         internal
-        pure
+        view
     {
         uint32 opcode = insn >> 26;
         uint32 rs = s.registers[(insn >> 21) & 31];
@@ -31,7 +39,7 @@ library MIPSInstructions {
             // SPECIAL
             uint32 fun = insn & 0x3f;
             if (fun == 8 || fun == 9) return handleJump(s, insn, rs); // jr, jalr
-            if (fun == 12) return MIPSSyscalls.handleSyscall(s); // syscall
+            if (fun == 12) return MIPSSyscalls.handleSyscall(s, p, oracle, localContext); // syscall
             if (fun == 13) return panic(s, SIGTRAP); // break
             if ((fun >= 16 && fun <= 19) || (fun >= 24 && fun <= 27)) return handleHiLo(s, insn, rs, rt);
             if (fun >= 48 && fun <= 54 && fun != 53) return handleTrap(s, insn, rs, rt);

@@ -18,7 +18,7 @@ pragma solidity ^0.8.24;
 ///      The witness of a step is `instructionProof ‖ dataProof?` (spec §3.4). The instruction proof has
 ///      27 levels. The data proof for leaf `j ≠ i` has `L = floor(log2(i XOR j))` levels; at level `L`
 ///      its sibling is the node of `i`'s path and above `L` it shares `i`'s siblings. Instead of hashing
-///      those shared levels again, `readWord` checks that `j`'s node at level `L` equals the instruction
+///      those shared levels again, `readLeaf` checks that `j`'s node at level `L` equals the instruction
 ///      proof's (already authenticated) sibling at level `L`, which is equivalent to recomputing `memRoot`.
 ///
 ///      Proofs are read straight from calldata. The instruction path (its node and its sibling at every
@@ -49,7 +49,7 @@ library MIPSMemory {
         uint256 scratch; //      memory pointer to `[Z | node_i | sib_i]`
         uint256 leafIndex; //    `i`, the leaf holding `pc`
         bytes32 leaf; //         the instruction leaf
-        uint256 dataIndex; //    `j`, the leaf of the last `readWord`
+        uint256 dataIndex; //    `j`, the leaf of the last `readLeaf`
         bytes32 dataLeaf; //     its value
         uint256 dataLevels; //   `L` (unused when `j == i`)
         uint256 dataMask; //     the data proof's `zeroMask`
@@ -84,12 +84,20 @@ library MIPSMemory {
     /// @notice Returns the aligned little-endian word that contains `addr`, reading the data proof
     ///         when `addr` lies outside the instruction leaf. Must follow `readInstruction`.
     function readWord(Proof memory p, uint32 addr) internal pure returns (uint32) {
+        return wordAt(readLeaf(p, addr), addr);
+    }
+
+    /// @notice Returns the 32-byte leaf that contains `addr` (the data address of spec §3.4), reading
+    ///         the data proof when `addr` lies outside the instruction leaf. Must follow
+    ///         `readInstruction`, and is called at most once per step.
+    function readLeaf(Proof memory p, uint32 addr) internal pure returns (bytes32) {
         uint256 j = addr >> 5;
         uint256 i = p.leafIndex;
         p.dataIndex = j;
         if (j == i) {
-            p.dataLeaf = p.leaf;
-            return wordAt(p.leaf, addr);
+            bytes32 instructionLeaf = p.leaf;
+            p.dataLeaf = instructionLeaf;
+            return instructionLeaf;
         }
         uint256 levels = _log2(i ^ j);
         (bytes32 leaf, uint256 mask, uint256 sibs) = _readHeader(p, levels);
@@ -99,14 +107,19 @@ library MIPSMemory {
         p.dataLevels = levels;
         p.dataMask = mask;
         p.dataSiblings = sibs;
-        return wordAt(leaf, addr);
+        return leaf;
     }
 
     /// @notice Replaces the aligned word containing `addr` by `word` and returns the new `memRoot`.
     ///         Must follow `readWord(p, addr)`; it reuses that proof's siblings.
     function writeWord(Proof memory p, uint32 addr, uint32 word) internal pure returns (bytes32) {
+        return writeLeaf(p, withWord(p.dataLeaf, addr, word));
+    }
+
+    /// @notice Replaces the leaf of the last `readLeaf`/`readWord` by `leaf` and returns the new
+    ///         `memRoot`, reusing that proof's siblings.
+    function writeLeaf(Proof memory p, bytes32 leaf) internal pure returns (bytes32) {
         uint256 j = p.dataIndex;
-        bytes32 leaf = withWord(p.dataLeaf, addr, word);
         uint256 siblings = p.scratch + SIBLINGS_OFFSET;
         if (j == p.leafIndex) return _walkMemory(leaf, j, 0, siblings);
         uint256 levels = p.dataLevels;

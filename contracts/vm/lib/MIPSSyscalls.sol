@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import { IPreimageOracle, PreimageKeyLib } from "../../interfaces/IPreimageOracle.sol";
 import { MIPSState } from "./MIPSState.sol";
+import { MIPSMemory } from "./MIPSMemory.sol";
 
 /// @title MIPSSyscalls
 /// @notice The Linux o32 system calls of docs/vm-spec.md §5. The number is in `$v0`, the arguments
 ///         in `$a0`…`$a3`; the result goes to `$v0` with `$a3 = 0`, or a positive errno to `$v0`
 ///         with `$a3 = 1`. No other register changes.
+/// @dev The preimage system calls 9001–9003 (spec §5.5) read the data proof of their data address
+///      (spec §3.4) and ask the preimage oracle with the effective key: a local key (type 1) is
+///      localized with `msg.sender` of `step` and its `localContext`. The oracle's `PartNotLoaded` /
+///      `PreimageNotLoaded` reverts bubble up.
 library MIPSSyscalls {
     uint32 internal constant SYS_EXIT = 4001;
     uint32 internal constant SYS_WRITE = 4004;
@@ -14,6 +20,9 @@ library MIPSSyscalls {
     uint32 internal constant SYS_MMAP = 4090;
     uint32 internal constant SYS_MUNMAP = 4091;
     uint32 internal constant SYS_EXIT_GROUP = 4246;
+    uint32 internal constant SYS_PREIMAGE_SELECT = 9001;
+    uint32 internal constant SYS_PREIMAGE_LENGTH = 9002;
+    uint32 internal constant SYS_PREIMAGE_READ = 9003;
 
     uint32 internal constant FD_STDOUT = 1;
     uint32 internal constant FD_STDERR = 2;
@@ -21,6 +30,7 @@ library MIPSSyscalls {
     uint32 internal constant EBADF = 9;
     uint32 internal constant ENOMEM = 12;
     uint32 internal constant EINVAL = 22;
+    uint32 internal constant EFBIG = 27;
     uint32 internal constant ENOSYS = 89;
 
     uint32 internal constant MMAP_BASE = 0x40000000;
@@ -40,7 +50,16 @@ library MIPSSyscalls {
 
     /// @notice Executes `syscall` (spec §5). `exit`/`exit_group` stop the program without advancing
     ///         `pc` or changing a register; every other call advances `pc` like an ordinary instruction.
-    function handleSyscall(MIPSState.State memory s) internal pure {
+    ///         The preimage calls read the data proof from `p` and ask `oracle` (spec §5.5).
+    function handleSyscall(
+        MIPSState.State memory s,
+        MIPSMemory.Proof memory p,
+        IPreimageOracle oracle,
+        bytes32 localContext
+    )
+        internal
+        view
+    {
         uint32[32] memory regs = s.registers;
         uint32 num = regs[REG_V0];
         uint32 a0 = regs[REG_A0];
@@ -62,6 +81,16 @@ library MIPSSyscalls {
             (v0, err) = handleMmap(s, regs[REG_A1], regs[REG_A3]);
         } else if (num == SYS_MUNMAP) {
             v0 = 0; // memory is kept
+        } else if (num == SYS_PREIMAGE_SELECT) {
+            // §5.5: a misaligned key address reads no data proof
+            if (a0 & 31 != 0) (v0, err) = (EINVAL, 1);
+            else s.preimageKey = MIPSMemory.readLeaf(p, a0);
+        } else if (num == SYS_PREIMAGE_LENGTH) {
+            uint256 len = oracle.preimageLength(effectiveKey(s.preimageKey, localContext));
+            if (len >> 32 != 0) (v0, err) = (EFBIG, 1);
+            else v0 = uint32(len);
+        } else if (num == SYS_PREIMAGE_READ) {
+            v0 = handlePreimageRead(s, p, oracle, localContext, a0, regs[REG_A1], regs[REG_A2]);
         } else {
             (v0, err) = (ENOSYS, 1);
         }
@@ -71,6 +100,78 @@ library MIPSSyscalls {
             s.pc = s.nextPC;
             s.nextPC = s.nextPC + 4;
         }
+    }
+
+    /// @notice `preimage_read(offset, buf, count)` (spec §5.5): copies
+    ///         `n = min(count, 32 − offset % 32, 32 − buf % 32, len − offset)` bytes of the selected
+    ///         preimage from `offset` to `buf` and returns `n`; returns 0 when `count == 0` (no data
+    ///         proof) or `offset ≥ len` (memory unchanged, the data proof is still read).
+    /// @dev Order: the data proof for `buf`'s leaf, then the oracle. One `readPreimage` usually gives
+    ///      both the part at `offset − offset % 32` and the length. Only when that part is not loaded
+    ///      is the length asked for alone: `offset ≥ len` is the end of the data, and otherwise
+    ///      `readPreimage` is asked again so that its `PartNotLoaded` bubbles up; without a length,
+    ///      `PreimageNotLoaded` does. The outcome is that of asking for the length first and then, if
+    ///      `offset < len`, for the part (spec §5.5, `offchain/opml/vm/step.py`).
+    function handlePreimageRead(
+        MIPSState.State memory s,
+        MIPSMemory.Proof memory p,
+        IPreimageOracle oracle,
+        bytes32 localContext,
+        uint32 offset,
+        uint32 buf,
+        uint32 count
+    )
+        internal
+        view
+        returns (uint32)
+    {
+        if (count == 0) return 0;
+        bytes32 leaf = MIPSMemory.readLeaf(p, buf);
+        bytes32 key = effectiveKey(s.preimageKey, localContext);
+        uint256 partOffset = offset & ~uint256(31);
+        bytes32 part;
+        uint256 len;
+        try oracle.readPreimage(key, partOffset) returns (bytes32 part_, uint256 len_) {
+            (part, len) = (part_, len_);
+        } catch {
+            len = oracle.preimageLength(key); // reverts PreimageNotLoaded
+            if (offset >= len) return 0;
+            (part, len) = oracle.readPreimage(key, partOffset); // reverts PartNotLoaded
+        }
+        if (offset >= len) return 0;
+        uint256 n;
+        (leaf, n) = copyPart(leaf, part, offset, buf, count, len);
+        s.memRoot = MIPSMemory.writeLeaf(p, leaf);
+        return uint32(n);
+    }
+
+    /// @notice `leaf` (the leaf of `buf`) with `n = min(count, 32 − offset % 32, 32 − buf % 32,
+    ///         len − offset)` bytes of `part` (the part holding `offset`) copied from `offset % 32` to
+    ///         `buf % 32`, and `n`. Requires `count ≠ 0` and `offset < len`.
+    function copyPart(bytes32 leaf, bytes32 part, uint256 offset, uint256 buf, uint256 count, uint256 len)
+        internal
+        pure
+        returns (bytes32, uint256 n)
+    {
+        unchecked {
+            uint256 o = offset & 31;
+            uint256 b = buf & 31;
+            n = count;
+            if (n > 32 - o) n = 32 - o;
+            if (n > 32 - b) n = 32 - b;
+            if (n > len - offset) n = len - offset;
+            // the top n bytes of a word; the part's bytes o…o+n−1 go to the leaf's bytes b…b+n−1
+            uint256 top = ~(type(uint256).max >> (n << 3));
+            uint256 moved = ((uint256(part) << (o << 3)) & top) >> (b << 3);
+            return (bytes32((uint256(leaf) & ~(top >> (b << 3))) | moved), n);
+        }
+    }
+
+    /// @notice The key the oracle is asked with (spec §5.5): a local key (type 1) localized with
+    ///         `msg.sender` and `localContext`; any other key unchanged.
+    function effectiveKey(bytes32 key, bytes32 localContext) internal view returns (bytes32) {
+        if (PreimageKeyLib.keyType(key) != PreimageKeyLib.LOCAL) return key;
+        return PreimageKeyLib.localize(key, msg.sender, localContext);
     }
 
     /// @notice Anonymous `mmap(addr, len, prot, flags)` from the bump allocator at `heap` (spec §5.4).

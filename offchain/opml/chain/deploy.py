@@ -17,10 +17,11 @@ class DeploymentError(OpmlError):
 class Deployment:
     """The deployed opML contracts on one network."""
 
+    oracle: ContractInstance
     mips: ContractInstance
 
     def addresses(self) -> dict[str, str]:
-        return {"MIPS": self.mips.address}
+        return {"PreimageOracle": self.oracle.address, "MIPS": self.mips.address}
 
 
 def default_account(account: AccountAPI | None) -> AccountAPI:
@@ -37,5 +38,6 @@ def default_account(account: AccountAPI | None) -> AccountAPI:
 
 def deploy_contracts(deployer: AccountAPI) -> Deployment:
     """Deploy every opML contract in dependency order."""
-    mips = deployer.deploy(project.MIPS)
-    return Deployment(mips=mips)
+    oracle = deployer.deploy(project.PreimageOracle)
+    mips = deployer.deploy(project.MIPS, oracle.address)
+    return Deployment(oracle=oracle, mips=mips)

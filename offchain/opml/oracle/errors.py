@@ -76,4 +76,8 @@ class PreimageNotLoadedError(OracleError):
 
 
 class PreimageNotFoundError(OracleError, KeyError):
-    """Thrown when the off-chain store has no preimage for a key."""
+    """Thrown when the off-chain store has no preimage for a key; the VM raises it for a step whose
+    oracle data is missing (vm-spec §5.5), where the contract reverts with ``PreimageNotLoaded`` /
+    ``PartNotLoaded``."""
+
+    __str__ = Exception.__str__  # the message as it is, not KeyError's repr of it

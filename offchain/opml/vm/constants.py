@@ -51,6 +51,9 @@ SYS_BRK = 4045
 SYS_MMAP = 4090
 SYS_MUNMAP = 4091
 SYS_EXIT_GROUP = 4246
+SYS_PREIMAGE_SELECT = 9001  # (keyAddr) §5.5
+SYS_PREIMAGE_LENGTH = 9002  # () §5.5
+SYS_PREIMAGE_READ = 9003  # (offset, buf, count) §5.5
 
 FD_STDOUT = 1
 FD_STDERR = 2
@@ -58,7 +61,11 @@ FD_STDERR = 2
 EBADF = 9
 ENOMEM = 12
 EINVAL = 22
+EFBIG = 27
 ENOSYS = 89
+
+PREIMAGE_PART_SIZE = 32  # bytes of one oracle part (oracle-spec §2)
+MAX_PREIMAGE_LENGTH = 1 << 32  # preimage_length answers EFBIG at or above this (§5.5)
 
 # --- Panics (§4.5, §4.6) ------------------------------------------------------------------------
 SIGILL = 4

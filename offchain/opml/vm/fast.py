@@ -15,6 +15,15 @@ clear, the kernel's copy of the page (pool page, or absent) has the same bytes a
 with the bit set into ``memory`` (calling ``mark_dirty`` for each, so the Merkle caches stay valid and
 only those pages are rehashed) and clears the bit.  Nobody else may mutate ``memory`` while the
 ``FastVM`` is in use (use ``state.copy()`` / ``Memory.copy()`` to get an independent one).
+
+Preimage oracle (spec §5.5): ``FastVM.oracle`` is a :class:`~opml.vm.preimage.PreimageOracle` (or
+``None``, like ``step(state, oracle=None)``).  ``preimage_select`` and ``preimage_length`` stop the
+kernel and run in Python (rare).  ``preimage_read`` runs inside the kernel once Python has handed it
+the selected preimage as a ``uint8`` array (``oracle.preimage_array(effective_key)``, e.g. a memory
+map of the store file: nothing is materialized); an oracle without ``preimage_array`` (or returning
+``None``) gets one Python call per ``preimage_read``.  The array is dropped whenever ``preimageKey``
+or the oracle changes.  A missing preimage raises ``PreimageNotFoundError`` from :meth:`FastVM.run`
+with the state just before the step that needed it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,19 @@ import sys
 import numpy as np
 
 from opml.vm import fast_core as K
+from opml.vm.constants import (
+    EFBIG,
+    EINVAL,
+    ENOSYS,
+    LEAF_SIZE,
+    MAX_PREIMAGE_LENGTH,
+    PREIMAGE_PART_SIZE,
+    SYS_PREIMAGE_LENGTH,
+    SYS_PREIMAGE_READ,
+    SYS_PREIMAGE_SELECT,
+)
 from opml.vm.memory import Memory
+from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle, as_oracle
 from opml.vm.state import VMState
 
 assert sys.byteorder == "little", "the fast executor's uint32 memory views assume a little-endian host"
@@ -54,9 +75,66 @@ class FastVM:
         self.out1 = np.zeros(_OUT_CAP, dtype=np.uint8)
         self.out2 = np.zeros(_OUT_CAP, dtype=np.uint8)
         self.memory = Memory()
-        self.preimage_key = bytes(32)
+        self.pre = EMPTY_PREIMAGE  # the selected preimage for the kernel, valid iff st[ST_PRE_OK]
+        self._pre_tried: tuple | None = None  # (key, oracle) whose preimage_array gave no array
+        self._oracle: PreimageOracle | None = None
+        self._preimage_key = bytes(32)
         self.stdout: bytearray | None = bytearray()
         self.stderr: bytearray | None = bytearray()
+
+    # --- oracle -----------------------------------------------------------------------------------
+
+    @property
+    def preimage_key(self) -> bytes:
+        """``preimageKey`` of the state (as the guest selected it, not localized)."""
+        return self._preimage_key
+
+    @preimage_key.setter
+    def preimage_key(self, key: bytes) -> None:
+        if key != self._preimage_key:
+            self._drop_preimage()
+        self._preimage_key = bytes(key)
+
+    @property
+    def oracle(self) -> PreimageOracle | None:
+        """The oracle the preimage system calls ask (``None``: they raise PreimageNotFoundError)."""
+        return self._oracle
+
+    @oracle.setter
+    def oracle(self, oracle: PreimageOracle | None) -> None:
+        if oracle is not self._oracle:
+            self._drop_preimage()
+        self._oracle = oracle
+
+    def _drop_preimage(self) -> None:
+        self.st[K.ST_PRE_OK] = 0
+        self.st[K.ST_PRE_LEN] = 0
+        self.pre = EMPTY_PREIMAGE
+        self._pre_tried = None
+
+    def _load_preimage(self) -> bool:
+        """Hand the kernel the selected preimage as an array; return whether it now has it.
+
+        Raises PreimageNotFoundError when the oracle does not hold it (nothing has changed then).
+        """
+        if self.st[K.ST_PRE_OK]:
+            return True
+        oracle = self._oracle
+        getter = getattr(oracle, "preimage_array", None)
+        if getter is None or self._pre_tried == (self._preimage_key, id(oracle)):
+            return False
+        array = getter(oracle.effective_key(self._preimage_key))
+        if array is None:
+            self._pre_tried = (self._preimage_key, id(oracle))
+            return False
+        array = np.ascontiguousarray(array, dtype=np.uint8).reshape(-1)
+        if array.flags.writeable:  # the kernel is compiled for read-only arrays only
+            array = array.view()
+            array.setflags(write=False)
+        self.pre = array
+        self.st[K.ST_PRE_LEN] = array.shape[0]
+        self.st[K.ST_PRE_OK] = 1
+        return True
 
     # --- construction / conversion ----------------------------------------------------------------
 
@@ -66,9 +144,12 @@ class FastVM:
         self.pool32 = pool8.view(np.uint32)
 
     @classmethod
-    def from_state(cls, state: VMState, copy_memory: bool = False) -> "FastVM":
-        """Load ``state`` (its memory is reused, see the class docstring)."""
+    def from_state(
+        cls, state: VMState, copy_memory: bool = False, oracle: PreimageOracle | None = None
+    ) -> "FastVM":
+        """Load ``state`` (its memory is reused, see the class docstring); ``oracle`` answers §5.5."""
         vm = cls()
+        vm.oracle = oracle
         vm.memory = state.memory.copy() if copy_memory else state.memory
         pages = vm.memory.pages
         n = max(_MIN_POOL_PAGES, len(pages) + len(pages) // 4 + 64)
@@ -168,6 +249,23 @@ class FastVM:
     def exit_code(self) -> int:
         return int(self.st[K.ST_EXIT_CODE])
 
+    @property
+    def touched_pages(self) -> int:
+        """Guest pages the VM holds: loaded by the ELF or written since (memory is never freed, so
+        this is also the peak). ``touched_pages * 4096`` is the VM's memory footprint."""
+        return int(self.st[K.ST_NUSED])
+
+    def take_output(self) -> tuple[bytes, bytes]:
+        """Return and clear what the guest wrote to fd 1 and fd 2 so far."""
+        self._flush_out()
+        out = b"" if self.stdout is None else bytes(self.stdout)
+        err = b"" if self.stderr is None else bytes(self.stderr)
+        if self.stdout is not None:
+            self.stdout.clear()
+        if self.stderr is not None:
+            self.stderr.clear()
+        return out, err
+
     def read_page(self, page_no: int) -> bytes | None:
         """Return the 4096 bytes of guest page ``page_no`` as the kernel holds it (``None``: absent)."""
         k = int(self.pt[page_no])
@@ -262,13 +360,48 @@ class FastVM:
     def _py_syscall(self) -> None:
         """Execute a ``syscall`` step that the kernel left to Python (``STATUS_SYSCALL``).
 
-        The kernel implements every number of spec §5's table; any other number lands here and gets
-        ``ENOSYS``.  This is the one place to add system calls that need Python (e.g. the oracle's):
-        such a handler may read guest memory with :meth:`read_bytes`, write it with
-        :meth:`write_bytes` (which keeps the dirty bits), and use ``self.preimage_key``.
+        The kernel implements spec §5's table except ``preimage_select``, ``preimage_length`` and a
+        ``preimage_read`` before it has the preimage array; any other number gets ``ENOSYS``.  The
+        oracle is asked before anything changes, so a PreimageNotFoundError leaves the step undone
+        (as ``opml.vm.step`` does).  For a ``preimage_read`` whose preimage can be handed to the
+        kernel, nothing is executed here: the kernel executes the step on the next call.
         """
-        self.regs[2] = K.ENOSYS
-        self.regs[7] = 1
+        regs = self.regs
+        number, a0, a1, a2 = (int(regs[i]) for i in (2, 4, 5, 6))
+        if number == SYS_PREIMAGE_SELECT:
+            if a0 % LEAF_SIZE:
+                return self._syscall_done(0, EINVAL)
+            self.preimage_key = self.read_bytes(a0, LEAF_SIZE)
+            return self._syscall_done(0)
+        if number == SYS_PREIMAGE_LENGTH:
+            oracle = as_oracle(self._oracle)
+            length = oracle.preimage_length(oracle.effective_key(self._preimage_key))
+            return self._syscall_done(0, EFBIG) if length >= MAX_PREIMAGE_LENGTH else self._syscall_done(length)
+        if number == SYS_PREIMAGE_READ:
+            if a2 != 0 and self._load_preimage():
+                return  # the kernel executes it
+            return self._py_preimage_read(offset=a0, buf=a1, count=a2)
+        self._syscall_done(0, ENOSYS)
+
+    def _py_preimage_read(self, offset: int, buf: int, count: int) -> None:
+        """``preimage_read`` through ``oracle.preimage_length``/``preimage_part`` (spec §5.5)."""
+        if count == 0:
+            return self._syscall_done(0)
+        oracle = as_oracle(self._oracle)
+        key = oracle.effective_key(self._preimage_key)
+        length = oracle.preimage_length(key)
+        if offset >= length:
+            return self._syscall_done(0)
+        within = offset % PREIMAGE_PART_SIZE
+        n = min(count, PREIMAGE_PART_SIZE - within, LEAF_SIZE - buf % LEAF_SIZE, length - offset)
+        part = oracle.preimage_part(key, offset - within)
+        self.write_bytes(buf, part[within : within + n])
+        self._syscall_done(n)
+
+    def _syscall_done(self, value: int, errno: int = 0) -> None:
+        """End a syscall step run in Python: ``$v0``/``$a3`` as spec §5, then ``pc = nextPC``."""
+        self.regs[2] = errno if errno else value & 0xFFFFFFFF
+        self.regs[7] = 1 if errno else 0
         st = self.st
         st[K.ST_PC] = st[K.ST_NPC]
         st[K.ST_NPC] = (st[K.ST_NPC] + 4) & 0xFFFFFFFF
@@ -299,7 +432,7 @@ class FastVM:
         while True:
             status = K.run_core(
                 self.regs, self.st, self.pt, self.pool8, self.pool16, self.pool32,
-                self.dirty, self.out1, self.out2, until,
+                self.dirty, self.out1, self.out2, self.pre, until,
             )
             if status == K.STATUS_NEED_PAGE:
                 self._grow_pool()
@@ -322,7 +455,7 @@ class FastVM:
         while done < max_steps:
             status, n = K.run_record(
                 self.regs, self.st, self.pt, self.pool8, self.pool16, self.pool32,
-                self.dirty, self.out1, self.out2, until, rows[done:],
+                self.dirty, self.out1, self.out2, self.pre, until, rows[done:],
             )
             done += n
             if status == K.STATUS_NEED_PAGE:
@@ -342,12 +475,12 @@ class FastVM:
         return rows[:done]
 
 
-def run_to(state: VMState, until_step: int | None = None) -> VMState:
+def run_to(state: VMState, until_step: int | None = None, oracle: PreimageOracle | None = None) -> VMState:
     """Convenience: return the state reached from ``state`` at ``until_step`` (or exit).
 
     ``state`` is left unchanged (its memory is copied).
     """
-    vm = FastVM.from_state(state, copy_memory=True)
+    vm = FastVM.from_state(state, copy_memory=True, oracle=oracle)
     vm.run(until_step)
     return vm.to_state()
 
@@ -376,11 +509,17 @@ class Trace:
     syncs the pages it wrote.  The Merkle root therefore costs O(changed pages) per query.
     """
 
-    def __init__(self, initial: VMState, checkpoint_interval: int = 1_000_000, max_steps: int | None = None):
+    def __init__(
+        self,
+        initial: VMState,
+        checkpoint_interval: int = 1_000_000,
+        max_steps: int | None = None,
+        oracle: PreimageOracle | None = None,
+    ):
         if checkpoint_interval <= 0:
             raise ValueError("checkpoint_interval must be positive")
         self.interval = int(checkpoint_interval)
-        vm = FastVM.from_state(initial, copy_memory=True)
+        vm = FastVM.from_state(initial, copy_memory=True, oracle=oracle)
         self._vm = vm
         self.start_step = vm.step
         self._ck_steps: list[int] = []

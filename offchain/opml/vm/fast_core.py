@@ -17,6 +17,9 @@ Data layout (all arrays are owned by :class:`opml.vm.fast.FastVM`):
   (``DIRTY_CKPT``) means "written since the last checkpoint"; Python clears them separately.
 * ``out1``, ``out2`` ``uint8[cap]``: buffers for bytes written to fd 1 / fd 2; their fill levels are
   ``st[ST_OUT1]``, ``st[ST_OUT2]``.
+* ``pre`` ``uint8[len]`` (read-only): the whole preimage of the selected key (spec §5.5), valid iff
+  ``st[ST_PRE_OK] == 1``; ``st[ST_PRE_LEN]`` is its length. Python sets them (and clears
+  ``ST_PRE_OK`` whenever ``preimageKey`` or the oracle changes); the kernel only reads them.
 
 Invariants of a call to :func:`run_core`:
 
@@ -25,8 +28,10 @@ Invariants of a call to :func:`run_core`:
   ``STATUS_NEED_PAGE`` (a store hits an absent page and the pool is full: grow the pool and call
   again) or ``STATUS_NEED_OUT`` (a ``write`` does not fit into the output buffer; ``st[ST_REQ]`` holds
   its byte count: flush / grow the buffer, or execute that ``write`` in Python, and call again).
-  ``STATUS_SYSCALL``: a ``syscall`` whose number the kernel does not implement; Python executes that
-  step (``FastVM._py_syscall``) and calls again.
+  ``STATUS_SYSCALL``: a ``syscall`` that the kernel does not execute itself: a number it does not
+  implement, ``preimage_select`` and ``preimage_length`` (rare), and a ``preimage_read`` with
+  ``count != 0`` while ``st[ST_PRE_OK] == 0``. Python executes that step (``FastVM._py_syscall``), or
+  provides ``pre``, and calls again.
 * ``STATUS_UNTIL``: ``st[ST_STEP] == until`` (or already ``>= until`` on entry).
   ``STATUS_EXITED``: the state has ``exited == 1`` (possibly already on entry; nothing changes then,
   like spec §4.1 item 2).
@@ -49,6 +54,8 @@ ST_NUSED = 9  # pool pages in use (pool pages [0, nused) are allocated, the rest
 ST_OUT1 = 10  # bytes in out1
 ST_OUT2 = 11  # bytes in out2
 ST_REQ = 12  # byte count of the write that returned STATUS_NEED_OUT
+ST_PRE_OK = 13  # 1: ``pre`` holds the selected preimage (spec §5.5); 0: preimage_read goes to Python
+ST_PRE_LEN = 14  # its length
 ST_SIZE = 16
 
 # --- return codes ---------------------------------------------------------------------------------
@@ -84,6 +91,7 @@ SYS_BRK = 4045
 SYS_MMAP = 4090
 SYS_MUNMAP = 4091
 SYS_EXIT_GROUP = 4246
+SYS_PREIMAGE_READ = 9003
 
 
 @njit(cache=True, inline="always")
@@ -93,7 +101,7 @@ def _s32(x):
 
 
 @njit(cache=True)
-def run_core(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, until):
+def run_core(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, pre, until):
     """Execute steps until ``st[ST_STEP] == until``, exit, or a status that needs Python."""
     M = 0xFFFFFFFF
     pc = st[ST_PC]
@@ -283,6 +291,43 @@ def run_core(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, until):
                 elif num == SYS_MUNMAP:
                     regs[2] = 0
                     regs[7] = 0
+                elif num == SYS_PREIMAGE_READ:  # spec §5.5
+                    cnt = regs[6]
+                    if cnt == 0:
+                        regs[2] = 0
+                        regs[7] = 0
+                    elif st[ST_PRE_OK] == 0:
+                        status = STATUS_SYSCALL
+                        break
+                    else:
+                        off = regs[4]
+                        buf = regs[5]
+                        plen = st[ST_PRE_LEN]
+                        if off >= plen:
+                            regs[2] = 0  # end of data; memory unchanged
+                        else:
+                            n = cnt
+                            if 32 - (off & 31) < n:
+                                n = 32 - (off & 31)
+                            if 32 - (buf & 31) < n:
+                                n = 32 - (buf & 31)
+                            if plen - off < n:
+                                n = plen - off
+                            pn = buf >> PAGE_SHIFT
+                            pgd = pt[pn]
+                            if pgd < 0:
+                                if nused >= npool:
+                                    status = STATUS_NEED_PAGE
+                                    break
+                                pgd = nused
+                                pt[pn] = nused
+                                nused += 1
+                            base = (np.int64(pgd) << PAGE_SHIFT) | (buf & 0xFFF)
+                            for i in range(n):
+                                mem8[base + i] = pre[off + i]
+                            dirty[pn] = DIRTY_ALL
+                            regs[2] = n
+                        regs[7] = 0
                 else:
                     # Not one of spec §5's table: let Python execute it (ENOSYS, or a handler
                     # installed for newer system calls, e.g. the oracle's).
@@ -550,7 +595,7 @@ ROW_SIZE = 9 + 32  # pc, nextPC, lo, hi, brk, heap, exitCode, exited, step, regi
 
 
 @njit(cache=True)
-def run_record(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, until, rows):
+def run_record(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, pre, until, rows):
     """Like :func:`run_core`, one step at a time, writing the state after each step to ``rows``.
 
     Row layout: ``st[0:9]`` (pc, nextPC, lo, hi, brk, heap, exitCode, exited, step) then the 32
@@ -562,7 +607,7 @@ def run_record(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, until, rows)
     if st[ST_EXITED] != 0:
         return STATUS_EXITED, n
     while n < rows.shape[0] and st[ST_STEP] < until:
-        status = run_core(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, st[ST_STEP] + 1)
+        status = run_core(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, pre, st[ST_STEP] + 1)
         if status == STATUS_NEED_PAGE or status == STATUS_NEED_OUT or status == STATUS_SYSCALL:
             return status, n
         for i in range(9):

@@ -5,29 +5,38 @@
 output when the state collects it), so the same code runs over a proof-backed memory in
 ``witness.apply_step_proof``.
 
+The preimage system calls (§5.5) ask ``oracle`` (a :class:`~opml.vm.preimage.PreimageOracle`). When
+it cannot answer (or is ``None``) the step raises :class:`~opml.oracle.errors.PreimageNotFoundError`
+and leaves the state unchanged, as the contract's ``step`` reverts.
+
 Every handler ends the step in exactly one of three ways: ``advance`` (the ordinary update),
 ``handle_jump``/``handle_branch`` (control flow), or ``panic``; the one exception is ``exit``.
 """
 
 from typing import Callable
 
+from opml.oracle.errors import PreimageNotFoundError
 from opml.vm.constants import (
     BRK_LIMIT,
     EBADF,
+    EFBIG,
     EINVAL,
     ENOMEM,
     ENOSYS,
     FD_STDERR,
     FD_STDOUT,
+    LEAF_SIZE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_TYPE,
     MASK32,
+    MAX_PREIMAGE_LENGTH,
     MMAP_LIMIT,
     PAGE_SIZE,
     PANIC_EXIT_BASE,
+    PREIMAGE_PART_SIZE,
     REG_A0,
     REG_A1,
     REG_A2,
@@ -43,6 +52,9 @@ from opml.vm.constants import (
     SYS_EXIT_GROUP,
     SYS_MMAP,
     SYS_MUNMAP,
+    SYS_PREIMAGE_LENGTH,
+    SYS_PREIMAGE_READ,
+    SYS_PREIMAGE_SELECT,
     SYS_WRITE,
 )
 from opml.vm.instructions import (
@@ -80,7 +92,7 @@ from opml.vm.instructions import (
     branch_target,
     fits_signed32,
     jump_target,
-    memory_access,
+    load_store_address,
     rd_field,
     rs_field,
     rt_field,
@@ -88,26 +100,38 @@ from opml.vm.instructions import (
     sext16,
     signed,
 )
+from opml.vm.preimage import PreimageOracle, as_oracle
 from opml.vm.state import VMState
 
 Handler = Callable[[VMState, int], None]
 
 
-def step(state: VMState) -> None:
-    """Execute one instruction of ``state`` in place (§4.1). An exited state is left unchanged."""
+def step(state: VMState, oracle: PreimageOracle | None = None) -> None:
+    """Execute one instruction of ``state`` in place (§4.1). An exited state is left unchanged.
+
+    ``oracle`` answers the preimage system calls (§5.5). If it lacks the data a step needs, or is
+    ``None`` and the step needs data, :class:`PreimageNotFoundError` is raised and ``state`` is left
+    as it was before the step (supply the data and call again).
+    """
     if state.exited:
         return
     state.step += 1
     if state.pc & 3:
         return panic(state, SIGBUS)
     insn = state.memory.read_u32(state.pc)
-    exec_mips_core_step_logic(state, insn)
+    try:
+        exec_mips_core_step_logic(state, insn, oracle)
+    except PreimageNotFoundError:
+        state.step -= 1  # the oracle is asked before anything else changes: undo the step (a revert)
+        raise
 
 
-def exec_mips_core_step_logic(state: VMState, insn: int) -> None:
+def exec_mips_core_step_logic(state: VMState, insn: int, oracle: PreimageOracle | None = None) -> None:
     """Decode ``insn`` by opcode (and funct / rt field) and execute it; unknown encodings are SIGILL."""
     opcode = insn >> 26
     if opcode == OP_SPECIAL:
+        if insn & 0x3F == FUNCT_SYSCALL:
+            return handle_syscall(state, insn, oracle)
         handler = SPECIAL_HANDLERS.get(insn & 0x3F)
     elif opcode == OP_SPECIAL2:
         handler = SPECIAL2_HANDLERS.get(insn & 0x3F)
@@ -282,7 +306,7 @@ def _exec_nop(state: VMState, insn: int) -> None:
 
 def exec_load_store(state: VMState, insn: int) -> None:
     """A load or store (§4.4): one aligned word is read (and, for a store, written back)."""
-    addr = memory_access(state.registers, insn)
+    addr = load_store_address(state.registers, insn)
     if addr is None:
         return panic(state, SIGBUS)
     opcode, rt_reg = insn >> 26, rt_field(insn)
@@ -307,7 +331,7 @@ def _syscall_result(state: VMState, value: int, errno: int = 0) -> None:
     state.registers[REG_A3] = 1 if errno else 0
 
 
-def handle_syscall(state: VMState, insn: int) -> None:
+def handle_syscall(state: VMState, insn: int, oracle: PreimageOracle | None = None) -> None:
     """Execute the system call numbered ``$v0`` with arguments ``$a0…$a3`` (§5)."""
     regs = state.registers
     number, a0, a1, a2, a3 = regs[REG_V0], regs[REG_A0], regs[REG_A1], regs[REG_A2], regs[REG_A3]
@@ -331,6 +355,12 @@ def handle_syscall(state: VMState, insn: int) -> None:
         _sys_mmap(state, length=a1, flags=a3)
     elif number == SYS_MUNMAP:
         _syscall_result(state, 0)  # memory is never freed
+    elif number == SYS_PREIMAGE_SELECT:
+        _sys_preimage_select(state, key_addr=a0)
+    elif number == SYS_PREIMAGE_LENGTH:
+        _sys_preimage_length(state, as_oracle(oracle))
+    elif number == SYS_PREIMAGE_READ:
+        _sys_preimage_read(state, as_oracle(oracle), offset=a0, buf=a1, count=a2)
     else:
         _syscall_result(state, 0, ENOSYS)
     advance(state)
@@ -350,6 +380,63 @@ def _sys_mmap(state: VMState, length: int, flags: int) -> None:
         return _syscall_result(state, 0, ENOMEM)
     _syscall_result(state, state.heap)
     state.heap += size
+
+
+# --- Preimage oracle (§5.5) --------------------------------------------------------------------------
+# Every handler asks the oracle before it changes anything, so that a missing preimage
+# (PreimageNotFoundError) leaves the state as it was; ``step`` undoes its ``step += 1``.
+
+
+def read_leaf(memory, addr: int) -> bytes:
+    """Return the 32 bytes of the leaf at the 32-byte aligned ``addr``, in address order (§3.1)."""
+    return b"".join(memory.read_u32(addr + 4 * i).to_bytes(4, "little") for i in range(LEAF_SIZE // 4))
+
+
+def write_leaf_bytes(memory, addr: int, data: bytes) -> None:
+    """Store ``data`` at ``addr``; ``[addr, addr + len(data))`` lies inside one leaf. Only the aligned
+    words that overlap it are read and written (aligned ``read_u32``/``write_u32`` only)."""
+    end = addr + len(data)
+    for word_addr in range(addr & ~3, end, 4):
+        word = bytearray(memory.read_u32(word_addr).to_bytes(4, "little"))
+        lo, hi = max(addr, word_addr), min(end, word_addr + 4)
+        word[lo - word_addr : hi - word_addr] = data[lo - addr : hi - addr]
+        memory.write_u32(word_addr, int.from_bytes(word, "little"))
+
+
+def _sys_preimage_select(state: VMState, key_addr: int) -> None:
+    """``preimage_select(keyAddr)``: ``preimageKey = `` the leaf at ``keyAddr`` (its data proof)."""
+    if key_addr % LEAF_SIZE:
+        return _syscall_result(state, 0, EINVAL)
+    state.preimage_key = read_leaf(state.memory, key_addr)
+    _syscall_result(state, 0)
+
+
+def _sys_preimage_length(state: VMState, oracle: PreimageOracle) -> None:
+    """``preimage_length()``: the length of the selected preimage, ``EFBIG`` if it is ≥ 2^32."""
+    length = oracle.preimage_length(oracle.effective_key(state.preimage_key))
+    if length >= MAX_PREIMAGE_LENGTH:
+        return _syscall_result(state, 0, EFBIG)
+    _syscall_result(state, length)
+
+
+def _sys_preimage_read(state: VMState, oracle: PreimageOracle, offset: int, buf: int, count: int) -> None:
+    """``preimage_read(offset, buf, count)``: at most one part into ``buf``'s leaf; returns ``n``.
+
+    Order (mirrored by the contract): ``count == 0`` returns 0; else ``buf``'s leaf is read (its data
+    proof), then the length is asked for, then, if ``offset < len``, the part at ``offset − offset % 32``.
+    """
+    if count == 0:
+        return _syscall_result(state, 0)
+    state.memory.read_u32(buf & ~3)  # buf's leaf: consumes the data proof first
+    key = oracle.effective_key(state.preimage_key)
+    length = oracle.preimage_length(key)
+    if offset >= length:
+        return _syscall_result(state, 0)  # end of data; memory is unchanged
+    within = offset % PREIMAGE_PART_SIZE
+    n = min(count, PREIMAGE_PART_SIZE - within, LEAF_SIZE - buf % LEAF_SIZE, length - offset)
+    part = oracle.preimage_part(key, offset - within)
+    write_leaf_bytes(state.memory, buf, part[within : within + n])
+    _syscall_result(state, n)
 
 
 # --- Opcode tables -----------------------------------------------------------------------------------
@@ -374,7 +461,7 @@ SPECIAL_HANDLERS: dict[int, Handler] = {
     FUNCT_JALR: _exec_jalr,
     FUNCT_MOVZ: _exec_move_conditional,
     FUNCT_MOVN: _exec_move_conditional,
-    FUNCT_SYSCALL: handle_syscall,
+    FUNCT_SYSCALL: handle_syscall,  # dispatched before this table, with the oracle
     FUNCT_BREAK: _exec_break,
     FUNCT_SYNC: _exec_nop,
 }

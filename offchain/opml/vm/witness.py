@@ -22,10 +22,12 @@ from opml.vm.errors import InvalidMemoryProofError, InvalidProofLengthError, Inv
 from opml.vm.hashing import ZERO_HASHES, keccak256
 from opml.vm.instructions import memory_access
 from opml.vm.memory import Memory
+from opml.vm.preimage import PreimageOracle
 from opml.vm.state import VMState, decode_state, encode_state
 from opml.vm.step import step
 
 STEP_SELECTOR = keccak256(b"step(bytes,bytes)")[:4]
+STEP_WITH_CONTEXT_SELECTOR = keccak256(b"step(bytes,bytes,bytes32)")[:4]
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ def step_witness(state: VMState) -> StepWitness:
     """Return the witness of the step that ``state`` executes next.
 
     Empty proof for an exited state or a misaligned ``pc`` (that step panics before reading it);
-    otherwise the instruction proof, plus a data proof when the instruction accesses another leaf.
+    otherwise the instruction proof, plus a data proof when the step's data address (§3.4: a load or
+    store, ``preimage_select``'s key, ``preimage_read``'s buffer) is in another leaf. No oracle data is
+    needed: the oracle's answers are not part of the proof.
     """
     state_data = encode_state(state)
     if state.exited or state.pc & 3:
@@ -74,9 +78,16 @@ def step_witness(state: VMState) -> StepWitness:
     return StepWitness(state_data, proof)
 
 
-def encode_step_calldata(state_data: bytes, proof: bytes) -> bytes:
-    """Return the ABI calldata of ``step(bytes stateData, bytes proof)``."""
-    return STEP_SELECTOR + eth_abi.encode(["bytes", "bytes"], [state_data, proof])
+def encode_step_calldata(state_data: bytes, proof: bytes, local_context: bytes | None = None) -> bytes:
+    """Return the ABI calldata of ``step(bytes stateData, bytes proof)``, or, with ``local_context``,
+    of ``step(bytes stateData, bytes proof, bytes32 localContext)`` (§5.5, §8)."""
+    if local_context is None:
+        return STEP_SELECTOR + eth_abi.encode(["bytes", "bytes"], [state_data, proof])
+    if len(local_context) != 32:
+        raise ValueError(f"local_context is a bytes32, got {len(local_context)} bytes")
+    return STEP_WITH_CONTEXT_SELECTOR + eth_abi.encode(
+        ["bytes", "bytes", "bytes32"], [state_data, proof, bytes(local_context)]
+    )
 
 
 # --- Consuming proofs (what the contract does) ----------------------------------------------------
@@ -184,16 +195,20 @@ class ProofMemory:
         self._root = self._path[-1]
 
 
-def apply_step_proof(state_data: bytes, proof: bytes) -> bytes:
+def apply_step_proof(state_data: bytes, proof: bytes, oracle: PreimageOracle | None = None) -> bytes:
     """Execute one step from ``state_data`` with ``proof`` as the contract does; return the post-state.
 
-    Raises :class:`InvalidStateError` or an :class:`InvalidProofError` subclass where the contract
-    reverts with the error of the same name.
+    ``oracle`` plays the contract's ``IPreimageOracle`` together with ``msg.sender`` and
+    ``localContext`` (e.g. an :class:`~opml.vm.preimage.OracleView`); only ``preimage_length`` and
+    ``preimage_read`` steps ask it. Raises :class:`InvalidStateError` or an :class:`InvalidProofError`
+    subclass where the contract reverts with the error of the same name, and
+    :class:`~opml.oracle.errors.PreimageNotFoundError` where it reverts with ``PreimageNotLoaded`` /
+    ``PartNotLoaded``.
     """
     memory = ProofMemory(state_data[:LEAF_SIZE], proof)
     state = decode_state(state_data, memory)  # type: ignore[arg-type]  # duck-typed memory
     state.stdout = state.stderr = None  # the contract cannot read the bytes of a write
-    step(state)
+    step(state, oracle)
     if memory.offset != len(proof):
         raise InvalidProofLengthError(
             f"proof has {len(proof) - memory.offset} bytes left over after the step"
