@@ -169,7 +169,7 @@ def states(draw, form: Form) -> VMState:
         heap=draw(st.integers(0x40000, 0x70000).map(lambda k: k << 12)),
         exit_code=draw(st.integers(0, 255)) if exited else 0,
         exited=exited,
-        step=draw(st.integers(0, (1 << 63) - 1)),
+        step=draw(st.one_of(st.integers(0, (1 << 63) - 1), st.just((1 << 64) - 1))),  # wraps (§4.1)
         registers=registers,
         stdout=None,
         stderr=None,

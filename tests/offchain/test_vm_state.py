@@ -93,3 +93,13 @@ def test_copy_is_independent():
     assert state.memory.read_u32(0x00400010) == 0x24020FA1
     assert state.stdout == b"out"
     assert encode_state(state.copy()) == encode_state(state)
+
+
+def test_step_counter_wraps_at_64_bits():
+    from opml.vm.state import VMState, encode_state
+    from opml.vm.step import step
+
+    state = VMState(pc=0x1000, next_pc=0x1004, step=2**64 - 1)  # memory is zero: `sll $0,$0,0`, a nop
+    step(state)
+    assert state.step == 0
+    assert len(encode_state(state)) == 226

@@ -40,6 +40,29 @@ Invariants of a call to :func:`run_core`:
 import numpy as np
 from numba import njit
 
+# numba freezes these module globals into the compiled kernel as constants.
+from opml.vm.constants import (
+    BRK_LIMIT,
+    EBADF,
+    EINVAL,
+    ENOMEM,
+    ENOSYS,
+    MMAP_LIMIT,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    SIGBUS,
+    SIGFPE,
+    SIGILL,
+    SIGTRAP,
+    SYS_BRK,
+    SYS_EXIT,
+    SYS_EXIT_GROUP,
+    SYS_MMAP,
+    SYS_MUNMAP,
+    SYS_PREIMAGE_READ,
+    SYS_WRITE,
+)
+
 # --- layout of ``st`` ---------------------------------------------------------------------------
 ST_PC = 0
 ST_NPC = 1
@@ -69,29 +92,7 @@ DIRTY_SYNC = 1
 DIRTY_CKPT = 2
 DIRTY_ALL = 3
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 4096
-N_PAGES = 1 << 20
-
-SIGILL = 4
-SIGTRAP = 5
-SIGBUS = 7
-SIGFPE = 8
-
-BRK_LIMIT = 0x40000000
-MMAP_LIMIT = 0x70000000
-EBADF = 9
-ENOMEM = 12
-EINVAL = 22
-ENOSYS = 89
-
-SYS_EXIT = 4001
-SYS_WRITE = 4004
-SYS_BRK = 4045
-SYS_MMAP = 4090
-SYS_MUNMAP = 4091
-SYS_EXIT_GROUP = 4246
-SYS_PREIMAGE_READ = 9003
+N_PAGES = 1 << 20  # 4 KiB pages in the 4 GiB address space
 
 
 @njit(cache=True, inline="always")

@@ -32,6 +32,7 @@ from opml.vm.constants import (
     MAP_SHARED,
     MAP_TYPE,
     MASK32,
+    MASK64,
     MAX_PREIMAGE_LENGTH,
     MMAP_LIMIT,
     PAGE_SIZE,
@@ -115,14 +116,15 @@ def step(state: VMState, oracle: PreimageOracle | None = None) -> None:
     """
     if state.exited:
         return
-    state.step += 1
+    pre_step = state.step
+    state.step = (pre_step + 1) & MASK64
     if state.pc & 3:
         return panic(state, SIGBUS)
     insn = state.memory.read_u32(state.pc)
     try:
         exec_mips_core_step_logic(state, insn, oracle)
     except PreimageNotFoundError:
-        state.step -= 1  # the oracle is asked before anything else changes: undo the step (a revert)
+        state.step = pre_step  # the oracle is asked before anything else changes: undo the step (a revert)
         raise
 
 
