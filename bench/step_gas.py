@@ -1,9 +1,11 @@
 """Gas of MIPS.sol `step` transactions over a seeded sample of a real program's steps, as JSON.
 
-    .venv/bin/python bench/step_gas.py [--elf PATH] [--samples 300] [--seed 1] [--network ethereum:local:test]
+    .venv/bin/python bench/step_gas.py [--elf PATH ...] [--samples 150] [--seed 1] [--network ethereum:local:test]
 
 Every sampled step is sent as a real transaction on the chosen network (py-evm by default; anvil
 with ``ethereum:local:foundry``), and its post-state hash is checked against the reference VM. The
+default programs are toolchain test programs chosen so that every class occurs: ``recursion`` (ALU,
+branches, stack loads and stores), ``unaligned`` (``lwl/lwr/swl/swr``) and ``hello`` (syscalls). The
 output groups ``gas_used`` (intrinsic and calldata costs included, Prague rules) by instruction class
 and reports the median and maximum per class, next to the witness size in bytes.
 """
@@ -15,6 +17,7 @@ import statistics
 from pathlib import Path
 
 from ape import accounts, networks, project
+from ape.logging import logger
 
 from opml.chain.pyevm import lift_code_size_limit
 from opml.vm.elf import load_elf
@@ -24,7 +27,8 @@ from opml.vm.step import step
 from opml.vm.witness import step_witness
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ELF = ROOT / "mips-toolchain" / "build" / "recursion"
+BUILD = ROOT / "mips-toolchain" / "build"
+DEFAULT_ELFS = [BUILD / "recursion", BUILD / "unaligned", BUILD / "hello"]
 
 LOADS = {32, 33, 35, 36, 37, 48}
 STORES = {40, 41, 43, 56}
@@ -98,19 +102,21 @@ def summarize(by_class: dict[str, list[tuple[int, int]]]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--elf", type=Path, default=DEFAULT_ELF)
-    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--elf", type=Path, action="append", help="repeatable; default: see above")
+    parser.add_argument("--samples", type=int, default=150, help="sampled steps per program")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--network", default="ethereum:local:test")
     args = parser.parse_args()
 
+    logger.set_level("ERROR")  # stdout carries only the JSON
     lift_code_size_limit()
-    states = sample_steps(args.elf, args.samples, args.seed)
+    elfs = args.elf or DEFAULT_ELFS
+    states = [state for elf in elfs for state in sample_steps(elf, args.samples, args.seed)]
     with networks.parse_network_choice(args.network):
         by_class = measure(states)
     all_gas = [gas for rows in by_class.values() for gas, _ in rows]
     print(json.dumps({
-        "program": args.elf.name,
+        "programs": [elf.name for elf in elfs],
         "network": args.network,
         "samples": len(states),
         "seed": args.seed,

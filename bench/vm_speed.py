@@ -21,19 +21,17 @@ import platform
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "offchain"))
+from opml.vm.elf import load_elf
+from opml.vm.fast import FastVM, Trace
+from opml.vm.state import encode_state, state_hash
+from opml.vm.step import step
+from opml.vm.witness import step_witness
 
-from opml.vm.elf import load_elf  # noqa: E402
-from opml.vm.fast import FastVM, Trace  # noqa: E402
-from opml.vm.state import encode_state, state_hash  # noqa: E402
-from opml.vm.step import step  # noqa: E402
-from opml.vm.witness import step_witness  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RUNTIME = ROOT / "mips-toolchain" / "runtime"
 CFLAGS = "-O2 -ffreestanding -nostdlib -static -mno-abicalls -fno-pic -G0 -march=mips32".split()

@@ -37,3 +37,14 @@ def server(accounts):
 @pytest.fixture(scope="session")
 def challenger(accounts):
     return accounts[3]
+
+
+# Contract tests that need other setups (funded oracle roles, a different oracle) override these.
+@pytest.fixture(scope="module")
+def oracle(deployer, project):
+    return deployer.deploy(project.PreimageOracle)
+
+
+@pytest.fixture(scope="module")
+def mips(deployer, project, oracle):
+    return deployer.deploy(project.MIPS, oracle.address)

@@ -1,20 +1,8 @@
 """MIPS.sol's rejections (vm-spec §2.1, §3.3, §3.4, §8) and the exited-state rule (§4.1 step 2)."""
 
-import pytest
-
 from _mips import CODE_BASE, STACK_TOP, T0, T1, i_type, make_state, realistic_memory, revert_name
 from opml.vm.state import encode_state, state_hash
 from opml.vm.witness import step_witness
-
-
-@pytest.fixture(scope="module")
-def oracle(deployer, project):
-    return deployer.deploy(project.PreimageOracle)
-
-
-@pytest.fixture(scope="module")
-def mips(deployer, project, oracle):
-    return deployer.deploy(project.MIPS, oracle.address)
 
 
 def _load_witness():

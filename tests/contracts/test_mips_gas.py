@@ -30,16 +30,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def oracle(deployer, project):
-    return deployer.deploy(project.PreimageOracle)
-
-
-@pytest.fixture(scope="module")
-def mips(deployer, project, oracle):
-    return deployer.deploy(project.MIPS, oracle.address)
-
-
 def _measure(mips, deployer, state):
     w = step_witness(state)
     calldata = encode_step_calldata(w.state_data, w.proof)

@@ -9,22 +9,12 @@ import random
 import pytest
 
 from _mips import (
-    A0, A1, A2, A3, CODE_BASE, DATA_BASE, HEAP_BASE, RA, S0, SP, STACK_TOP, T0, T1, T2, V0,
+    A0, A1, A2, A3, CODE_BASE, DATA_BASE, HEAP_BASE, RA, SP, STACK_TOP, T0, T1, T2, V0,
     check_step, i_type, j_type, make_state, r_type, realistic_memory, special2,
 )
 
 M32 = 0xFFFFFFFF
 EDGE = [0, 1, 2, 31, 32, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0x80000001, 0xFFFFFFFE, M32, 0x12345678]
-
-
-@pytest.fixture(scope="module")
-def oracle(deployer, project):
-    return deployer.deploy(project.PreimageOracle)
-
-
-@pytest.fixture(scope="module")
-def mips(deployer, project, oracle):
-    return deployer.deploy(project.MIPS, oracle.address)
 
 
 def _pairs(seed, n):

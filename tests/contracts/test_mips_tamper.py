@@ -16,16 +16,6 @@ from opml.vm.witness import step_witness
 REGISTERS_OFFSET = 98
 
 
-@pytest.fixture(scope="module")
-def oracle(deployer, project):
-    return deployer.deploy(project.PreimageOracle)
-
-
-@pytest.fixture(scope="module")
-def mips(deployer, project, oracle):
-    return deployer.deploy(project.MIPS, oracle.address)
-
-
 CASES = {
     # lw $t1, -16($t0) from the stack: data proof far from the code leaf
     "load": (i_type(35, rs=T0, rt=T1, imm=0xFFF0), {T0: STACK_TOP - 48, T1: 0x55AA55AA}, T1),

@@ -6,7 +6,6 @@ the reference files do not rest on qemu alone. A program killed by a signal
 gets exit code 128 + signal number, as a shell reports it.
 """
 
-import re
 import resource
 import shutil
 import subprocess

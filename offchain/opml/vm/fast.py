@@ -40,6 +40,7 @@ from opml.vm.constants import (
     ENOSYS,
     LEAF_SIZE,
     MAX_PREIMAGE_LENGTH,
+    PAGE_SIZE,
     PREIMAGE_PART_SIZE,
     SYS_PREIMAGE_LENGTH,
     SYS_PREIMAGE_READ,
@@ -55,7 +56,7 @@ _MAX_STEP = (1 << 63) - 1
 _OUT_CAP = 1 << 16  # initial bytes per output buffer
 _OUT_MAX_BUFFERED = 1 << 26  # a single write larger than this is executed in Python
 _MIN_POOL_PAGES = 256
-_ZERO_PAGE = bytes(K.PAGE_SIZE)
+_ZERO_PAGE = bytes(PAGE_SIZE)
 
 
 class FastVM:
@@ -71,7 +72,7 @@ class FastVM:
         self.st = np.zeros(K.ST_SIZE, dtype=np.int64)
         self.pt = np.full(K.N_PAGES, -1, dtype=np.int32)
         self.dirty = np.zeros(K.N_PAGES, dtype=np.uint8)
-        self._set_pool(np.zeros(_MIN_POOL_PAGES * K.PAGE_SIZE, dtype=np.uint8))
+        self._set_pool(np.zeros(_MIN_POOL_PAGES * PAGE_SIZE, dtype=np.uint8))
         self.out1 = np.zeros(_OUT_CAP, dtype=np.uint8)
         self.out2 = np.zeros(_OUT_CAP, dtype=np.uint8)
         self.memory = Memory()
@@ -153,10 +154,10 @@ class FastVM:
         vm.memory = state.memory.copy() if copy_memory else state.memory
         pages = vm.memory.pages
         n = max(_MIN_POOL_PAGES, len(pages) + len(pages) // 4 + 64)
-        vm._set_pool(np.zeros(n * K.PAGE_SIZE, dtype=np.uint8))
+        vm._set_pool(np.zeros(n * PAGE_SIZE, dtype=np.uint8))
         for k, (page_no, page) in enumerate(pages.items()):
             vm.pt[page_no] = k
-            vm.pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE] = np.frombuffer(page, dtype=np.uint8)
+            vm.pool8[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = np.frombuffer(page, dtype=np.uint8)
         vm.st[K.ST_NUSED] = len(pages)
         vm.set_scalars(state)
         vm.stdout = None if state.stdout is None else bytearray(state.stdout)
@@ -198,7 +199,7 @@ class FastVM:
         pool8 = self.pool8
         for page_no in dirty_pages.tolist():
             k = int(self.pt[page_no])
-            data = pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE]
+            data = pool8[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]
             page = pages.get(page_no)
             if page is None:
                 pages[page_no] = bytearray(data.tobytes())
@@ -271,7 +272,7 @@ class FastVM:
         k = int(self.pt[page_no])
         if k < 0:
             return None
-        return self.pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE].tobytes()
+        return self.pool8[k * PAGE_SIZE : (k + 1) * PAGE_SIZE].tobytes()
 
     def write_page(self, page_no: int, data: bytes | None) -> None:
         """Overwrite guest page ``page_no`` in the kernel (``None``: zero; the page stays allocated).
@@ -283,7 +284,7 @@ class FastVM:
             if data is None:
                 return
             k = self._alloc_page(page_no)
-        dst = self.pool8[k * K.PAGE_SIZE : (k + 1) * K.PAGE_SIZE]
+        dst = self.pool8[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]
         if data is None:
             dst[:] = 0
         else:
@@ -291,7 +292,7 @@ class FastVM:
 
     def _alloc_page(self, page_no: int) -> int:
         k = int(self.st[K.ST_NUSED])
-        if k >= self.pool8.shape[0] // K.PAGE_SIZE:
+        if k >= self.pool8.shape[0] // PAGE_SIZE:
             self._grow_pool()
         self.pt[page_no] = k
         self.st[K.ST_NUSED] = k + 1
@@ -302,12 +303,12 @@ class FastVM:
         out = bytearray()
         while n > 0:
             off = addr & 0xFFF
-            chunk = min(n, K.PAGE_SIZE - off)
+            chunk = min(n, PAGE_SIZE - off)
             k = int(self.pt[addr >> 12])
             if k < 0:
                 out += bytes(chunk)
             else:
-                base = k * K.PAGE_SIZE + off
+                base = k * PAGE_SIZE + off
                 out += self.pool8[base : base + chunk].tobytes()
             addr = (addr + chunk) & 0xFFFFFFFF
             n -= chunk
@@ -412,12 +413,12 @@ class FastVM:
         view = memoryview(bytes(data))
         while view:
             off = addr & 0xFFF
-            chunk = min(len(view), K.PAGE_SIZE - off)
+            chunk = min(len(view), PAGE_SIZE - off)
             page_no = addr >> 12
             k = int(self.pt[page_no])
             if k < 0:
                 k = self._alloc_page(page_no)
-            base = k * K.PAGE_SIZE + off
+            base = k * PAGE_SIZE + off
             self.pool8[base : base + chunk] = np.frombuffer(view[:chunk], dtype=np.uint8)
             self.dirty[page_no] |= K.DIRTY_ALL
             addr = (addr + chunk) & 0xFFFFFFFF
