@@ -202,8 +202,17 @@ def test_length_loaded(mips, oracle, deployer, requester, store):
 def test_length_not_loaded_reverts(mips, oracle, deployer):
     w = step_witness(_state(SYS_LENGTH, key=KEY64))
     assert reverts(mips, oracle, deployer, w.state_data, w.proof) == "PreimageNotLoaded"
-    w = step_witness(_state(SYS_LENGTH))  # no key selected yet
-    assert reverts(mips, oracle, deployer, w.state_data, w.proof) == "PreimageNotLoaded"
+
+
+@pytest.mark.parametrize("key_type", [0, 4, 0xFF])
+def test_unknown_key_type_is_einval(mips, deployer, store, key_type):
+    """A read before any select (key 0) or of a key of no known type is EINVAL, never a revert:
+    such a step must stay provable (§5.5)."""
+    key = bytes([key_type]) + bytes(range(31))
+    length = _state(SYS_LENGTH, key=key)
+    check(mips, deployer, length, _expect(length, EINVAL, err=1), store)
+    read = _state(SYS_READ, a0=0, a1=STACK_TOP - 64, a2=8, key=key)
+    check(mips, deployer, read, _expect(read, EINVAL, err=1), store)
 
 
 @pytest.mark.parametrize("size,v0,err", [((1 << 32) - 1, 0xFFFFFFFF, 0), (1 << 32, EFBIG, 1), (1 << 40, EFBIG, 1)])

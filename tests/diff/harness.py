@@ -15,7 +15,7 @@ from opml.vm.preimage import OracleView
 from opml.vm.state import VMState, decode_state, encode_state, state_hash
 from opml.vm.step import step
 from opml.vm.witness import step_witness
-from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, OracleCase
+from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, UNKNOWN_KIND, OracleCase
 
 HERE = Path(__file__).parent
 FAILURES = HERE / "failures"
@@ -112,6 +112,12 @@ def prepare_oracle_case(case, store, client) -> tuple[VMState, bytes]:
     if case.kind == "local":
         key = local_ident_key(case.ident)
         effective, _ = client.load_local(case.ident, LOCAL_CONTEXT, case.data)
+    elif case.kind == UNKNOWN_KIND:
+        key = bytes([(case.ident - 1) * 50]) + bytes(range(31))  # types 0, 50, 100, 150, 200
+        state.preimage_key = key
+        if case.syscall == SYS_PREIMAGE_SELECT and state.registers[4] % 32 == 0:
+            state.memory.write_bytes(state.registers[4], key)
+        return state, LOCAL_CONTEXT
     else:
         key = store.put_keccak(case.data) if case.kind == "keccak" else store.put_chunk_merkle(case.data)
         effective = key

@@ -180,7 +180,8 @@ def states(draw, form: Form) -> VMState:
 
 SYS_PREIMAGE_SELECT, SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ = 9001, 9002, 9003
 PREIMAGE_KINDS = ("keccak", "chunk-merkle", "local")
-MAX_DATA = {"keccak": 200, "chunk-merkle": 300, "local": 32}
+UNKNOWN_KIND = "unknown"  # a key of no known type, e.g. nothing selected yet: EINVAL, no oracle call
+MAX_DATA = {"keccak": 200, "chunk-merkle": 300, "local": 32, UNKNOWN_KIND: 0}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from strategies import (
     SYS_PREIMAGE_READ,
     SYS_PREIMAGE_SELECT,
     TEXT_BASE,
+    UNKNOWN_KIND,
     OracleCase,
     oracle_states,
 )
@@ -24,7 +25,7 @@ SYSCALL = 0x0000000C
 SYSCALLS = {"select": SYS_PREIMAGE_SELECT, "length": SYS_PREIMAGE_LENGTH, "read": SYS_PREIMAGE_READ}
 
 
-@pytest.mark.parametrize("kind", PREIMAGE_KINDS)
+@pytest.mark.parametrize("kind", [*PREIMAGE_KINDS, UNKNOWN_KIND])
 @pytest.mark.parametrize("syscall", sorted(SYSCALLS))
 def test_oracle_step_matches_reference(syscall, kind, mips, oracle, deployer, tmp_path_factory):
     store = PreimageStore(tmp_path_factory.mktemp("preimages"))

@@ -450,3 +450,22 @@ def test_random_programs(seed):
         regs[S2] = BASE + 4 * rng.randrange(96)
         data = {DATA: bytes(rng.randrange(256) for _ in range(0x2000))}
         lockstep(make_state(words, regs=regs, data=data), max_steps=300)
+
+
+def test_preimage_syscalls_without_a_selected_key_are_einval():
+    """vm-spec §5.5: length and read before any select return EINVAL in both VMs, asking no oracle."""
+    from opml.vm.asm import encode, load_program
+
+    sp_buf = 0x7FFF0000
+    program = load_program([
+        encode("ori", 2, 0, 9002), encode("syscall"),  # preimage_length()
+        encode("or", 16, 2, 0), encode("or", 17, 7, 0),  # keep $v0, $a3
+        encode("ori", 2, 0, 9003), encode("lui", 5, sp_buf >> 16), encode("ori", 6, 0, 8),
+        encode("syscall"),  # preimage_read(0, buf, 8)
+        encode("or", 18, 2, 0), encode("or", 19, 7, 0),
+        encode("ori", 2, 0, 4246), encode("syscall"),  # exit_group
+    ])
+    final = lockstep(program)
+    assert final.exited
+    assert (final.registers[16], final.registers[17]) == (22, 1)
+    assert (final.registers[18], final.registers[19]) == (22, 1)

@@ -86,11 +86,15 @@ library MIPSSyscalls {
             if (a0 & 31 != 0) (v0, err) = (EINVAL, 1);
             else s.preimageKey = MIPSMemory.readLeaf(p, a0);
         } else if (num == SYS_PREIMAGE_LENGTH) {
-            uint256 len = oracle.preimageLength(effectiveKey(s.preimageKey, localContext));
-            if (len >> 32 != 0) (v0, err) = (EFBIG, 1);
-            else v0 = uint32(len);
+            if (!isKnownKeyType(s.preimageKey)) {
+                (v0, err) = (EINVAL, 1);
+            } else {
+                uint256 len = oracle.preimageLength(effectiveKey(s.preimageKey, localContext));
+                if (len >> 32 != 0) (v0, err) = (EFBIG, 1);
+                else v0 = uint32(len);
+            }
         } else if (num == SYS_PREIMAGE_READ) {
-            v0 = handlePreimageRead(s, p, oracle, localContext, a0, regs[REG_A1], regs[REG_A2]);
+            (v0, err) = handlePreimageRead(s, p, oracle, localContext, a0, regs[REG_A1], regs[REG_A2]);
         } else {
             (v0, err) = (ENOSYS, 1);
         }
@@ -105,7 +109,8 @@ library MIPSSyscalls {
     /// @notice `preimage_read(offset, buf, count)` (spec §5.5): copies
     ///         `n = min(count, 32 − offset % 32, 32 − buf % 32, len − offset)` bytes of the selected
     ///         preimage from `offset` to `buf` and returns `n`; returns 0 when `count == 0` (no data
-    ///         proof) or `offset ≥ len` (memory unchanged, the data proof is still read).
+    ///         proof) or `offset ≥ len` (memory unchanged, the data proof is still read), and `EINVAL`
+    ///         (after the data proof, without asking the oracle) when no valid key is selected.
     /// @dev Order: the data proof for `buf`'s leaf, then the oracle. One `readPreimage` usually gives
     ///      both the part at `offset − offset % 32` and the length. Only when that part is not loaded
     ///      is the length asked for alone: `offset ≥ len` is the end of the data, and otherwise
@@ -123,10 +128,11 @@ library MIPSSyscalls {
     )
         internal
         view
-        returns (uint32)
+        returns (uint32, uint32)
     {
-        if (count == 0) return 0;
+        if (count == 0) return (0, 0);
         bytes32 leaf = MIPSMemory.readLeaf(p, buf);
+        if (!isKnownKeyType(s.preimageKey)) return (EINVAL, 1);
         bytes32 key = effectiveKey(s.preimageKey, localContext);
         uint256 partOffset = offset & ~uint256(31);
         bytes32 part;
@@ -135,14 +141,21 @@ library MIPSSyscalls {
             (part, len) = (part_, len_);
         } catch {
             len = oracle.preimageLength(key); // reverts PreimageNotLoaded
-            if (offset >= len) return 0;
+            if (offset >= len) return (0, 0);
             (part, len) = oracle.readPreimage(key, partOffset); // reverts PartNotLoaded
         }
-        if (offset >= len) return 0;
+        if (offset >= len) return (0, 0);
         uint256 n;
         (leaf, n) = copyPart(leaf, part, offset, buf, count, len);
         s.memRoot = MIPSMemory.writeLeaf(p, leaf);
-        return uint32(n);
+        return (uint32(n), 0);
+    }
+
+    /// @notice Whether `key` has a type the oracle knows (1 local, 2 keccak, 3 chunk-Merkle). A guest
+    ///         that reads before selecting such a key gets `EINVAL`, so every step stays provable.
+    function isKnownKeyType(bytes32 key) internal pure returns (bool) {
+        uint256 keyType = uint256(key) >> 248;
+        return keyType >= 1 && keyType <= 3;
     }
 
     /// @notice `leaf` (the leaf of `buf`) with `n = min(count, 32 − offset % 32, 32 − buf % 32,

@@ -54,6 +54,7 @@ SYS_EXIT_GROUP = 4246
 SYS_PREIMAGE_SELECT = 9001  # (keyAddr) §5.5
 SYS_PREIMAGE_LENGTH = 9002  # () §5.5
 SYS_PREIMAGE_READ = 9003  # (offset, buf, count) §5.5
+PREIMAGE_KEY_TYPES = frozenset({1, 2, 3})  # local, keccak, chunk-Merkle (oracle-spec §1)
 
 FD_STDOUT = 1
 FD_STDERR = 2

@@ -49,6 +49,7 @@ from opml.vm.constants import (
 from opml.vm.memory import Memory
 from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle, as_oracle
 from opml.vm.state import VMState
+from opml.vm.step import is_known_key_type
 
 assert sys.byteorder == "little", "the fast executor's uint32 memory views assume a little-endian host"
 
@@ -375,11 +376,13 @@ class FastVM:
             self.preimage_key = self.read_bytes(a0, LEAF_SIZE)
             return self._syscall_done(0)
         if number == SYS_PREIMAGE_LENGTH:
+            if not is_known_key_type(self._preimage_key):
+                return self._syscall_done(0, EINVAL)
             oracle = as_oracle(self._oracle)
             length = oracle.preimage_length(oracle.effective_key(self._preimage_key))
             return self._syscall_done(0, EFBIG) if length >= MAX_PREIMAGE_LENGTH else self._syscall_done(length)
         if number == SYS_PREIMAGE_READ:
-            if a2 != 0 and self._load_preimage():
+            if a2 != 0 and is_known_key_type(self._preimage_key) and self._load_preimage():
                 return  # the kernel executes it
             return self._py_preimage_read(offset=a0, buf=a1, count=a2)
         self._syscall_done(0, ENOSYS)
@@ -388,6 +391,8 @@ class FastVM:
         """``preimage_read`` through ``oracle.preimage_length``/``preimage_part`` (spec §5.5)."""
         if count == 0:
             return self._syscall_done(0)
+        if not is_known_key_type(self._preimage_key):
+            return self._syscall_done(0, EINVAL)
         oracle = as_oracle(self._oracle)
         key = oracle.effective_key(self._preimage_key)
         length = oracle.preimage_length(key)

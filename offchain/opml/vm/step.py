@@ -37,6 +37,7 @@ from opml.vm.constants import (
     MMAP_LIMIT,
     PAGE_SIZE,
     PANIC_EXIT_BASE,
+    PREIMAGE_KEY_TYPES,
     PREIMAGE_PART_SIZE,
     REG_A0,
     REG_A1,
@@ -405,6 +406,12 @@ def write_leaf_bytes(memory, addr: int, data: bytes) -> None:
         memory.write_u32(word_addr, int.from_bytes(word, "little"))
 
 
+def is_known_key_type(key: bytes) -> bool:
+    """Whether ``key`` has a type the oracle knows (§5.5): reading any other key is ``EINVAL``, so
+    that a guest reading before it selects a key still takes a provable step."""
+    return key[0] in PREIMAGE_KEY_TYPES
+
+
 def _sys_preimage_select(state: VMState, key_addr: int) -> None:
     """``preimage_select(keyAddr)``: ``preimageKey = `` the leaf at ``keyAddr`` (its data proof)."""
     if key_addr % LEAF_SIZE:
@@ -415,6 +422,8 @@ def _sys_preimage_select(state: VMState, key_addr: int) -> None:
 
 def _sys_preimage_length(state: VMState, oracle: PreimageOracle) -> None:
     """``preimage_length()``: the length of the selected preimage, ``EFBIG`` if it is ≥ 2^32."""
+    if not is_known_key_type(state.preimage_key):
+        return _syscall_result(state, 0, EINVAL)
     length = oracle.preimage_length(oracle.effective_key(state.preimage_key))
     if length >= MAX_PREIMAGE_LENGTH:
         return _syscall_result(state, 0, EFBIG)
@@ -430,6 +439,8 @@ def _sys_preimage_read(state: VMState, oracle: PreimageOracle, offset: int, buf:
     if count == 0:
         return _syscall_result(state, 0)
     state.memory.read_u32(buf & ~3)  # buf's leaf: consumes the data proof first
+    if not is_known_key_type(state.preimage_key):
+        return _syscall_result(state, 0, EINVAL)
     key = oracle.effective_key(state.preimage_key)
     length = oracle.preimage_length(key)
     if offset >= length:
