@@ -174,3 +174,18 @@ def calldata_tokens(data: bytes) -> int:
     """EIP-7623 tokens of calldata: 1 per zero byte, 4 per non-zero byte."""
     zeros = data.count(0)
     return zeros + 4 * (len(data) - zeros)
+
+
+def assert_every_byte_is_bound(mips, witness, honest, skip=frozenset()) -> None:
+    """Flip one bit in every byte of the proof and of ``stateData`` (except ``skip``, positions in
+    stateData the step provably overwrites): ``step`` must revert or give another hash than ``honest``."""
+    for pos in range(len(witness.proof)):
+        bad = bytearray(witness.proof)
+        bad[pos] ^= 0x01
+        assert raw_step_outcome(mips, witness.state_data, bytes(bad)) != honest, f"proof byte {pos}"
+    for pos in range(len(witness.state_data)):
+        if pos in skip:
+            continue
+        bad = bytearray(witness.state_data)
+        bad[pos] ^= 0x01
+        assert raw_step_outcome(mips, bytes(bad), witness.proof) != honest, f"stateData byte {pos}"

@@ -9,7 +9,8 @@ claim), and is the one documented exception.
 import pytest
 
 from _mips import (
-    DATA_BASE, STACK_TOP, T0, T1, i_type, make_state, raw_step_outcome, realistic_memory,
+    DATA_BASE, STACK_TOP, T0, T1, assert_every_byte_is_bound, i_type, make_state, raw_step_outcome,
+    realistic_memory,
 )
 from opml.vm.witness import step_witness
 
@@ -35,14 +36,4 @@ def test_every_byte_is_bound(mips, case):
     skip = set()
     if overwritten is not None:
         skip = set(range(REGISTERS_OFFSET + 4 * overwritten, REGISTERS_OFFSET + 4 * overwritten + 4))
-
-    for pos in range(len(w.proof)):
-        bad = bytearray(w.proof)
-        bad[pos] ^= 0x01
-        assert raw_step_outcome(mips, w.state_data, bytes(bad)) != honest, f"proof byte {pos}"
-    for pos in range(len(w.state_data)):
-        if pos in skip:
-            continue
-        bad = bytearray(w.state_data)
-        bad[pos] ^= 0x01
-        assert raw_step_outcome(mips, bytes(bad), w.proof) != honest, f"stateData byte {pos}"
+    assert_every_byte_is_bound(mips, w, honest, skip)
