@@ -469,3 +469,10 @@ def test_preimage_syscalls_without_a_selected_key_are_einval():
     assert final.exited
     assert (final.registers[16], final.registers[17]) == (22, 1)
     assert (final.registers[18], final.registers[19]) == (22, 1)
+
+
+def test_step_counter_beyond_int64_is_refused_with_advice():
+    from opml.vm.errors import VMError
+
+    with pytest.raises(VMError, match="reference"):
+        FastVM.from_state(VMState(pc=0x1000, next_pc=0x1004, step=2**64 - 1))

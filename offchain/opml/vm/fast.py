@@ -46,6 +46,7 @@ from opml.vm.constants import (
     SYS_PREIMAGE_READ,
     SYS_PREIMAGE_SELECT,
 )
+from opml.vm.errors import VMError
 from opml.vm.memory import Memory
 from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle, as_oracle
 from opml.vm.state import VMState
@@ -177,6 +178,11 @@ class FastVM:
         st[K.ST_HEAP] = state.heap
         st[K.ST_EXIT_CODE] = state.exit_code
         st[K.ST_EXITED] = int(state.exited)
+        if state.step >= _MAX_STEP:
+            raise VMError(
+                f"step {state.step} is beyond the fast executor's int64 step counter: step such a state "
+                "with the reference opml.vm.step.step (it wraps the counter modulo 2^64 like MIPS.sol)"
+            )
         st[K.ST_STEP] = state.step
         self.preimage_key = state.preimage_key
 
