@@ -8,21 +8,17 @@
 """
 
 import random
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
+from _toolchain import ORACLE_PROGRAMS, TOOLCHAIN, build_toolchain
 from opml.vm.elf import load_elf
 from opml.vm.fast import FastVM, Trace, run_to
 from opml.vm.state import encode_state
 from opml.vm.step import step
 from test_fast_asm import assert_same_memory, lockstep
 
-TOOLCHAIN = Path(__file__).resolve().parents[2] / "mips-toolchain"
 # Programs that read the preimage oracle run with an oracle in test_oracle_vm.py.
-ORACLE_PROGRAMS = {"stream_checksum"}
 PROGRAMS = sorted(
     p.stem for d in ("tests", "program") for p in (TOOLCHAIN / d).glob("*.c") if p.stem not in ORACLE_PROGRAMS
 )
@@ -30,13 +26,7 @@ PROGRAMS = sorted(
 
 @pytest.fixture(scope="session")
 def build_dir():
-    """Build every program with ``make -C mips-toolchain`` (a no-op when up to date)."""
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    proc = subprocess.run(["make", "-C", str(TOOLCHAIN)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"make -C mips-toolchain failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return TOOLCHAIN / "build"
+    return build_toolchain()
 
 
 def _elf(build_dir, name):

@@ -7,12 +7,10 @@ system calls of vm-spec §5 and §5.5 (write, exit_group, preimage_select/length
 """
 
 import random
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
+from _toolchain import build_toolchain
 from opml.oracle import PreimageStore, SparseChunkTree, local_ident_key, localize
 from opml.oracle.checksum import stream_checksum
 
@@ -20,9 +18,6 @@ unicorn = pytest.importorskip("unicorn")
 elffile = pytest.importorskip("elftools.elf.elffile")
 from unicorn import mips_const as M  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLCHAIN = ROOT / "mips-toolchain"
-PROGRAM = TOOLCHAIN / "build" / "stream_checksum"
 
 STACK_TOP = 0x7FFFF000
 HALT = 0x80000000  # a page holding `b .`: exit jumps there and stops
@@ -33,11 +28,7 @@ CONTEXT = bytes.fromhex("5c" * 32)
 
 @pytest.fixture(scope="module")
 def program():
-    if shutil.which("make") is None or shutil.which("mipsel-linux-gnu-gcc") is None:
-        pytest.skip("the mipsel toolchain is not installed")
-    proc = subprocess.run(["make", "-C", str(TOOLCHAIN), "all"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return PROGRAM.read_bytes()
+    return (build_toolchain() / "stream_checksum").read_bytes()
 
 
 class OracleHost:

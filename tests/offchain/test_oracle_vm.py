@@ -10,7 +10,6 @@
 """
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from _toolchain import build_toolchain
 from opml.cli import main
 from opml.oracle import PreimageStore, SparseChunkTree, chunk_merkle_key, keccak_key, localize_ident
 from opml.oracle.checksum import stream_checksum
@@ -44,8 +44,6 @@ from opml.vm.witness import (
 )
 from test_fast_asm import assert_same_memory, lockstep
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLCHAIN = ROOT / "mips-toolchain"
 BASE = 0x00400000
 DATA = 0x10000000  # another leaf (and page) than the code
 V0, A0, A1, A2, A3 = 2, 4, 5, 6, 7
@@ -404,12 +402,7 @@ def test_step_calldata_with_local_context():
 
 @pytest.fixture(scope="module")
 def stream_checksum_elf():
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    proc = subprocess.run(["make", "-C", str(TOOLCHAIN)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"make -C mips-toolchain failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return TOOLCHAIN / "build" / "stream_checksum"
+    return build_toolchain() / "stream_checksum"
 
 
 def tensor(size: int, seed: int = 2024) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from _toolchain import plain_program_params
 from opml.cli import main
 from opml.vm.asm import encode
 from opml.vm.constants import MMAP_BASE, STACK_TOP
@@ -20,7 +21,6 @@ from opml.vm.state import encode_state, state_hash
 from opml.vm.witness import apply_step_proof, encode_step_calldata
 
 TEXT, DATA = 0x00400000, 0x00410000
-TOOLCHAIN_BUILD = Path(__file__).resolve().parents[2] / "mips-toolchain" / "build"
 
 
 def make_elf(segments, entry=TEXT, *, elf_class=1, data_encoding=1, machine=8, elf_type=2) -> bytes:
@@ -149,22 +149,6 @@ def test_cli_proof(hello_path):
 # --- Toolchain programs against qemu-mipsel ----------------------------------------------------------------
 
 
-# Programs that read the preimage oracle (vm-spec §5.5): qemu-mipsel has none (ENOSYS), so they are
-# compared with the VM in test_oracle_vm.py / test_oracle_c.py instead.
-ORACLE_PROGRAMS = {"stream_checksum"}
-
-
-def _toolchain_elfs():
-    elfs = sorted(
-        p for p in TOOLCHAIN_BUILD.glob("*")
-        if p.is_file() and p.read_bytes()[:4] == b"\x7fELF" and p.name not in ORACLE_PROGRAMS
-    )
-    if not elfs:
-        reason = f"no ELF in {TOOLCHAIN_BUILD}: run `make -C mips-toolchain`"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
-    return [pytest.param(p, id=p.name) for p in elfs]
-
-
 def _run_qemu(path: Path, cwd: Path) -> tuple[bytes, bytes, int]:
     """Run ``path`` under qemu-mipsel; a guest killed by signal s reports 128 + s, as the VM does."""
     def no_core_dumps():
@@ -181,7 +165,7 @@ def _run_qemu(path: Path, cwd: Path) -> tuple[bytes, bytes, int]:
 
 @pytest.mark.skipif(shutil.which("qemu-mipsel") is None,
                     reason="qemu-mipsel is not installed (apt install qemu-user)")
-@pytest.mark.parametrize("path", _toolchain_elfs())
+@pytest.mark.parametrize("path", plain_program_params())
 def test_toolchain_program_matches_qemu(path, tmp_path):
     state = run(load_elf(path))
     assert (bytes(state.stdout), bytes(state.stderr), state.exit_code) == _run_qemu(path, tmp_path)

@@ -1,11 +1,11 @@
 """Witnesses (§3.3, §3.4): what step_witness sends is exactly what the verifier consumes."""
 
-from pathlib import Path
 
 import eth_abi
 import pytest
 import sha3
 
+from _toolchain import plain_program_params
 from opml.vm.asm import encode, load_program
 from opml.vm.elf import load_elf
 from opml.vm.errors import (
@@ -218,24 +218,7 @@ def test_witnesses_over_a_short_program():
     assert state.exit_code == 0 and state.step > 200
 
 
-TOOLCHAIN_BUILD = Path(__file__).resolve().parents[2] / "mips-toolchain" / "build"
-
-
-ORACLE_PROGRAMS = {"stream_checksum"}  # witnessed with an oracle in test_oracle_vm.py
-
-
-def _toolchain_elfs():
-    elfs = sorted(
-        p for p in TOOLCHAIN_BUILD.glob("*")
-        if p.is_file() and p.read_bytes()[:4] == b"\x7fELF" and p.name not in ORACLE_PROGRAMS
-    )
-    if not elfs:
-        reason = f"no ELF in {TOOLCHAIN_BUILD}: run `make -C mips-toolchain`"
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
-    return [pytest.param(p, id=p.name) for p in elfs]
-
-
-@pytest.mark.parametrize("path", _toolchain_elfs())
+@pytest.mark.parametrize("path", plain_program_params())
 def test_witnesses_over_toolchain_programs(path):
     """The first 1500 steps (or all, with the final exited step) of each program round-trip."""
     state = load_elf(path)

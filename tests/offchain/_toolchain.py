@@ -1,0 +1,35 @@
+"""The cross-compiled programs of mips-toolchain/, shared by the offchain tests."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TOOLCHAIN = Path(__file__).resolve().parents[2] / "mips-toolchain"
+BUILD = TOOLCHAIN / "build"
+# Programs that read the preimage oracle (vm-spec §5.5): qemu-mipsel has no such system calls
+# (ENOSYS), so they are run with an oracle in test_oracle_vm.py / test_oracle_c.py instead.
+ORACLE_PROGRAMS = {"stream_checksum"}
+
+
+def build_toolchain() -> Path:
+    """Run ``make -C mips-toolchain`` (a no-op when up to date) and return the build folder."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    proc = subprocess.run(["make", "-C", str(TOOLCHAIN)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"make -C mips-toolchain failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return BUILD
+
+
+def plain_program_params() -> list:
+    """pytest params of every built ELF that runs without an oracle (a skip if none is built)."""
+    elfs = sorted(
+        p for p in BUILD.glob("*")
+        if p.is_file() and p.read_bytes()[:4] == b"\x7fELF" and p.name not in ORACLE_PROGRAMS
+    )
+    if not elfs:
+        reason = f"no ELF in {BUILD}: run `make -C mips-toolchain`"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(p, id=p.name) for p in elfs]
