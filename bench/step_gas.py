@@ -115,15 +115,20 @@ def main() -> None:
     with networks.parse_network_choice(args.network):
         by_class = measure(states)
     all_gas = [gas for rows in by_class.values() for gas, _ in rows]
-    print(json.dumps({
-        "programs": [elf.name for elf in elfs],
-        "network": args.network,
-        "samples": len(states),
-        "seed": args.seed,
-        "median_gas": int(statistics.median(all_gas)),
-        "max_gas": max(all_gas),
-        "classes": summarize(by_class),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "programs": [elf.name for elf in elfs],
+                "network": args.network,
+                "samples": len(states),
+                "seed": args.seed,
+                "median_gas": int(statistics.median(all_gas)),
+                "max_gas": max(all_gas),
+                "classes": summarize(by_class),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from opml.vm.witness import step_witness
 ROOT = Path(__file__).resolve().parents[1]
 
 RUNTIME = ROOT / "mips-toolchain" / "runtime"
-CFLAGS = "-O2 -ffreestanding -nostdlib -static -mno-abicalls -fno-pic -G0 -march=mips32".split()
+CFLAGS = ["-O2", "-ffreestanding", "-nostdlib", "-static", "-mno-abicalls", "-fno-pic", "-G0", "-march=mips32"]
 
 
 def build_benchmark(out_dir: Path) -> Path:
@@ -45,8 +45,20 @@ def build_benchmark(out_dir: Path) -> Path:
     src = ROOT / "bench" / "programs" / "vmbench.c"
     out = out_dir / "vmbench"
     rt = [RUNTIME / "crt0.S", RUNTIME / "syscall.c", RUNTIME / "rt.c"]
-    cmd = [cc, *CFLAGS, f"-I{RUNTIME}", "-T", str(RUNTIME / "link.ld"), "-Wl,--build-id=none",
-           "-Wl,-z,max-page-size=0x1000", "-o", str(out), *map(str, rt), str(src), "-lgcc"]
+    cmd = [
+        cc,
+        *CFLAGS,
+        f"-I{RUNTIME}",
+        "-T",
+        str(RUNTIME / "link.ld"),
+        "-Wl,--build-id=none",
+        "-Wl,-z,max-page-size=0x1000",
+        "-o",
+        str(out),
+        *map(str, rt),
+        str(src),
+        "-lgcc",
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     return out
 
@@ -76,8 +88,11 @@ def bench_fast(state, repeats: int) -> dict:
     dt = min(times)
     final = vm.to_state()
     return {
-        "steps": vm.step, "seconds_best": round(dt, 4), "seconds_all": [round(t, 4) for t in times],
-        "instr_per_s": vm.step / dt, "exit_code": vm.exit_code,
+        "steps": vm.step,
+        "seconds_best": round(dt, 4),
+        "seconds_all": [round(t, 4) for t in times],
+        "instr_per_s": vm.step / dt,
+        "exit_code": vm.exit_code,
         "stdout": final.stdout.decode(errors="replace"),
     }
 
@@ -86,14 +101,23 @@ def bench_unicorn(elf_path: Path, steps: int, repeats: int) -> dict:
     from elftools.elf.elffile import ELFFile
     from unicorn import UC_ARCH_MIPS, UC_HOOK_INTR, UC_MODE_LITTLE_ENDIAN, UC_MODE_MIPS32, Uc
     from unicorn.mips_const import (
-        UC_MIPS_REG_0, UC_MIPS_REG_2, UC_MIPS_REG_4, UC_MIPS_REG_5, UC_MIPS_REG_6, UC_MIPS_REG_7,
-        UC_MIPS_REG_29, UC_MIPS_REG_HI, UC_MIPS_REG_LO,
+        UC_MIPS_REG_0,
+        UC_MIPS_REG_2,
+        UC_MIPS_REG_4,
+        UC_MIPS_REG_5,
+        UC_MIPS_REG_6,
+        UC_MIPS_REG_7,
+        UC_MIPS_REG_29,
+        UC_MIPS_REG_HI,
+        UC_MIPS_REG_LO,
     )
 
     with open(elf_path, "rb") as f:
         elf = ELFFile(f)
         entry = elf["e_entry"]
-        segs = [(s["p_vaddr"], s["p_memsz"], s.data()) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        segs = [
+            (s["p_vaddr"], s["p_memsz"], s.data()) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"
+        ]
         sym = elf.get_section_by_name(".symtab").get_symbol_by_name("_start")[0]
         start_size = sym["st_size"]
     uc = Uc(UC_ARCH_MIPS, UC_MODE_MIPS32 + UC_MODE_LITTLE_ENDIAN)
@@ -105,7 +129,7 @@ def bench_unicorn(elf_path: Path, steps: int, repeats: int) -> dict:
     uc.mem_map(0x7FE00000, 0x200000)  # stack, STACK_TOP = 0x7FFFF000 (argc at $sp reads 0)
     # The exit_group syscall in _start (crt0.S): the first `syscall` word in _start.
     code = uc.mem_read(entry, start_size)
-    exit_pc = next(entry + i for i in range(0, start_size, 4) if code[i:i + 4] == b"\x0c\x00\x00\x00")
+    exit_pc = next(entry + i for i in range(0, start_size, 4) if code[i : i + 4] == b"\x0c\x00\x00\x00")
     out = bytearray()
 
     def on_syscall(uc, intno, _):
@@ -131,9 +155,12 @@ def bench_unicorn(elf_path: Path, steps: int, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     dt = min(times)
     return {
-        "steps_from_fast_vm": steps, "seconds_best": round(dt, 4),
-        "seconds_all": [round(t, 4) for t in times], "instr_per_s": steps / dt,
-        "exit_code": uc.reg_read(UC_MIPS_REG_4) & 0xFF, "stdout": out.decode(errors="replace"),
+        "steps_from_fast_vm": steps,
+        "seconds_best": round(dt, 4),
+        "seconds_all": [round(t, 4) for t in times],
+        "instr_per_s": steps / dt,
+        "exit_code": uc.reg_read(UC_MIPS_REG_4) & 0xFF,
+        "stdout": out.decode(errors="replace"),
     }
 
 
@@ -152,14 +179,22 @@ def bench_trace(state, interval: int, seed: int, samples: int) -> dict:
         t3 = time.perf_counter()
         w = step_witness(s)
         t4 = time.perf_counter()
-        queries.append({
-            "n": n, "state_at_s": round(t2 - t1, 4), "state_hash_s": round(t3 - t2, 4),
-            "step_witness_s": round(t4 - t3, 4), "total_s": round(t4 - t1, 4),
-            "state_hash": "0x" + h.hex(), "proof_bytes": len(w.proof),
-        })
+        queries.append(
+            {
+                "n": n,
+                "state_at_s": round(t2 - t1, 4),
+                "state_hash_s": round(t3 - t2, 4),
+                "step_witness_s": round(t4 - t3, 4),
+                "total_s": round(t4 - t1, 4),
+                "state_hash": "0x" + h.hex(),
+                "proof_bytes": len(w.proof),
+            }
+        )
     return {
-        "final_step": trace.final_step, "checkpoint_interval": interval,
-        "checkpoints": len(trace.checkpoint_steps), "build_s": round(build, 3),
+        "final_step": trace.final_step,
+        "checkpoint_interval": interval,
+        "checkpoints": len(trace.checkpoint_steps),
+        "build_s": round(build, 3),
         "checkpoint_mib": round(trace.memory_bytes() / 2**20, 2),
         "queries": queries,
         "median_total_s": sorted(q["total_s"] for q in queries)[len(queries) // 2],
@@ -179,7 +214,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         elf = args.elf or build_benchmark(Path(tmp))
         state = load_elf(elf)
-        result = {"program": str(args.elf or "bench/programs/vmbench.c"), "machine": platform.processor() or platform.machine()}
+        result = {
+            "program": str(args.elf or "bench/programs/vmbench.c"),
+            "machine": platform.processor() or platform.machine(),
+        }
         result["fast"] = bench_fast(state, args.repeats)
         result["reference"] = bench_reference(state, args.ref_seconds)
         if not args.no_unicorn:

@@ -13,8 +13,9 @@ lift_code_size_limit()
 # "ci" (the default) is seeded and short, so every run checks the same examples; "fuzz" is the long
 # run: OPML_HYPOTHESIS_PROFILE=fuzz ape test tests/diff
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-settings.register_profile("ci", max_examples=12, derandomize=True, database=None, deadline=None,
-                          suppress_health_check=_SLOW_OK)
+settings.register_profile(
+    "ci", max_examples=12, derandomize=True, database=None, deadline=None, suppress_health_check=_SLOW_OK
+)
 settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=_SLOW_OK)
 settings.load_profile(os.environ.get("OPML_HYPOTHESIS_PROFILE", "ci"))
 

@@ -106,14 +106,32 @@ def _parse_local(value: str) -> tuple[int, bytes]:
 def oracle_options(command):
     """The options that build the oracle of the preimage system calls (see the module docstring)."""
     options = [
-        click.option("--preimages", type=click.Path(file_okay=False), default=None,
-                     help="PreimageStore folder with the preimages (default: a temporary empty one)."),
-        click.option("--local", "locals_", multiple=True, metavar="IDENT=HEX",
-                     help="Local value IDENT (hex, ≤ 32 bytes) for --caller/--local-context; repeatable."),
-        click.option("--caller", default=None, metavar="ADDR",
-                     help="msg.sender of step: localizes local keys (default: the zero address)."),
-        click.option("--local-context", "local_context", default=None, metavar="HEX",
-                     help="localContext bytes32 of step (default: 32 zero bytes)."),
+        click.option(
+            "--preimages",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="PreimageStore folder with the preimages (default: a temporary empty one).",
+        ),
+        click.option(
+            "--local",
+            "locals_",
+            multiple=True,
+            metavar="IDENT=HEX",
+            help="Local value IDENT (hex, ≤ 32 bytes) for --caller/--local-context; repeatable.",
+        ),
+        click.option(
+            "--caller",
+            default=None,
+            metavar="ADDR",
+            help="msg.sender of step: localizes local keys (default: the zero address).",
+        ),
+        click.option(
+            "--local-context",
+            "local_context",
+            default=None,
+            metavar="HEX",
+            help="localContext bytes32 of step (default: 32 zero bytes).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -173,12 +191,16 @@ def _write_out(stdout: bytes, stderr: bytes) -> None:
 @vm.command("run")
 @click.argument("program", type=click.Path(exists=True, dir_okay=False))
 @click.option("--steps", is_flag=True, help="Print the number of executed steps to stderr.")
-@click.option("--stats", is_flag=True,
-              help="Print JSON to stderr: steps, touched pages and peak VM memory (pages × 4096), seconds.")
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Print JSON to stderr: steps, touched pages and peak VM memory (pages × 4096), seconds.",
+)
 @click.option("--reference", is_flag=True, help="Run the Python reference VM instead of the fast executor.")
 @oracle_options
-def vm_run(program: str, steps: bool, stats: bool, reference: bool, preimages, locals_, caller,
-           local_context) -> None:
+def vm_run(
+    program: str, steps: bool, stats: bool, reference: bool, preimages, locals_, caller, local_context
+) -> None:
     """Run PROGRAM to its exit and exit with its exit code (128 + signal after a panic)."""
     state = _load(program)
     with _oracle(preimages, locals_, caller, local_context) as oracle:
@@ -242,7 +264,9 @@ def oracle_request(state: VMState, oracle: PreimageOracle | None) -> dict | None
     number = regs[REG_V0]
     if insn >> 26 != OP_SPECIAL or insn & 0x3F != FUNCT_SYSCALL:
         return None
-    if number not in (SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ) or (number == SYS_PREIMAGE_READ and regs[REG_A2] == 0):
+    if number not in (SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ) or (
+        number == SYS_PREIMAGE_READ and regs[REG_A2] == 0
+    ):
         return None
     request = {"selectedKey": _hex(state.preimage_key)}
     if oracle is not None:
@@ -296,8 +320,13 @@ def oracle_group() -> None:
 @oracle_group.command("put")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--preimages", type=click.Path(file_okay=False), required=True, help="PreimageStore folder.")
-@click.option("--kind", type=click.Choice(["chunk-merkle", "keccak"]), default="chunk-merkle", show_default=True,
-              help="Key type: chunk-Merkle (any size) or keccak (at most 64 KiB).")
+@click.option(
+    "--kind",
+    type=click.Choice(["chunk-merkle", "keccak"]),
+    default="chunk-merkle",
+    show_default=True,
+    help="Key type: chunk-Merkle (any size) or keccak (at most 64 KiB).",
+)
 def oracle_put(file: str, preimages: str, kind: str) -> None:
     """Store FILE in the preimage store and print its key (0x-hex)."""
     import numpy as np

@@ -70,7 +70,9 @@ def dishonest_claim(honest: Claim) -> Claim:
     return Claim(honest.pre, state_hash(encode_state(post)), honest.oracle)
 
 
-def settle_one_step(deployment: Deployment, sender, claims: dict[str, Claim], local_context: bytes = bytes(32)) -> None:
+def settle_one_step(
+    deployment: Deployment, sender, claims: dict[str, Claim], local_context: bytes = bytes(32)
+) -> None:
     """Execute the disputed step on-chain and judge every claim against the result."""
     pre = next(iter(claims.values())).pre
     witness = step_witness(pre)
@@ -79,8 +81,10 @@ def settle_one_step(deployment: Deployment, sender, claims: dict[str, Claim], lo
     receipt = deployment.mips.step(witness.state_data, witness.proof, local_context, sender=sender)
     (log,) = receipt.decode_logs(deployment.mips.StepExecuted)
     onchain = bytes(log.postStateHash)
-    click.echo(f"  MIPS.step executed it on-chain: {receipt.gas_used:,} gas, "
-               f"witness {len(witness.state_data) + len(witness.proof):,} bytes")
+    click.echo(
+        f"  MIPS.step executed it on-chain: {receipt.gas_used:,} gas, "
+        f"witness {len(witness.state_data) + len(witness.proof):,} bytes"
+    )
     click.echo(f"  on-chain post-state hash 0x{onchain.hex()}")
     for who, claim in claims.items():
         verdict = "upheld" if claim.post_hash == onchain else "refuted: this party loses its bond"
@@ -97,7 +101,9 @@ def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> Non
     tensor = np.random.default_rng(7).integers(0, 256, TENSOR_BYTES, dtype=np.uint8)
     store = PreimageStore(store_dir)
     tensor_key = store.put_chunk_merkle(tensor.tobytes())
-    click.echo(f"Stored a {TENSOR_BYTES >> 20} MiB tensor off-chain under chunk-Merkle key 0x{tensor_key.hex()}")
+    click.echo(
+        f"Stored a {TENSOR_BYTES >> 20} MiB tensor off-chain under chunk-Merkle key 0x{tensor_key.hex()}"
+    )
     client = OracleClient(deployment.oracle, store, sender)
     client.load_local(TENSOR_IDENT, GAME_CONTEXT, tensor_key)
     click.echo(f"  the game hands the VM that key as local value {TENSOR_IDENT} (one 32-byte on-chain write)")
@@ -105,8 +111,10 @@ def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> Non
     oracle = OracleView(store, sender.address, GAME_CONTEXT)
     trace = Trace(load_elf(STREAMING_PROGRAM), oracle=oracle)
     final = trace.state_at(trace.final_step)
-    click.echo(f"Running {STREAMING_PROGRAM.name} in the fast executor: {trace.final_step:,} steps, "
-               f"output: {final.stdout.decode().strip()}")
+    click.echo(
+        f"Running {STREAMING_PROGRAM.name} in the fast executor: {trace.final_step:,} steps, "
+        f"output: {final.stdout.decode().strip()}"
+    )
     click.echo(f"  numpy computes checksum 0x{stream_checksum(tensor):08x} over the same tensor")
 
     pre = trace.state_at(random.Random("opml-demo-read").randrange(trace.final_step))
@@ -117,7 +125,9 @@ def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> Non
     gas = f"{receipt.gas_used:,} gas" if receipt else "already on-chain"
     click.echo(f"  revealed the part at byte {pre.registers[4] & ~31:,} of the tensor on-chain: {gas}")
     honest = honest_claim(pre, oracle)
-    settle_one_step(deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)}, GAME_CONTEXT)
+    settle_one_step(
+        deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)}, GAME_CONTEXT
+    )
 
 
 def run_demo(deployment: Deployment, sender) -> None:

@@ -1,6 +1,7 @@
 """MIPS.sol's rejections (vm-spec §2.1, §3.3, §3.4, §8) and the exited-state rule (§4.1 step 2)."""
 
 from _mips import CODE_BASE, STACK_TOP, T0, T1, i_type, make_state, realistic_memory, revert_name
+
 from opml.vm.state import encode_state, state_hash
 from opml.vm.witness import step_witness
 

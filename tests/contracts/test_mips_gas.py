@@ -8,15 +8,37 @@ of random bytes). "dense": every sibling on the paths non-zero, the largest witn
 import json
 
 import pytest
-
 from _mips import (
-    A0, A1, A3, CODE_BASE, DATA_BASE, HEAP_BASE, STACK_TOP, T0, T1, T2, V0, calldata_tokens, check_step,
-    dense_memory_around, i_type, make_state, r_type, realistic_memory,
+    A0,
+    A1,
+    A3,
+    CODE_BASE,
+    DATA_BASE,
+    HEAP_BASE,
+    STACK_TOP,
+    T0,
+    T1,
+    T2,
+    V0,
+    calldata_tokens,
+    check_step,
+    dense_memory_around,
+    i_type,
+    make_state,
+    r_type,
+    realistic_memory,
 )
+
 from opml.vm.witness import encode_step_calldata, step_witness
 
-BUDGET = {"alu": 100_000, "branch": 100_000, "load": 120_000, "store": 120_000, "unaligned": 120_000,
-          "syscall": 100_000}
+BUDGET = {
+    "alu": 100_000,
+    "branch": 100_000,
+    "load": 120_000,
+    "store": 120_000,
+    "unaligned": 120_000,
+    "syscall": 100_000,
+}
 PC = CODE_BASE + 0x1A4
 
 # class -> (instruction, registers, data address or None)

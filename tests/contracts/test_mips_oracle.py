@@ -12,12 +12,25 @@ Witnesses come from ``step_witness`` (its data address for 9001/9003 needs no or
 import random
 
 import pytest
+from _mips import (
+    A0,
+    A1,
+    A2,
+    A3,
+    CODE_BASE,
+    DATA_BASE,
+    STACK_TOP,
+    V0,
+    assert_every_byte_is_bound,
+    dense_memory_around,
+    error_name,
+    make_state,
+    r_type,
+    raw_step_outcome,
+    realistic_memory,
+)
 from ape.exceptions import ContractLogicError
 
-from _mips import (
-    A0, A1, A2, A3, CODE_BASE, DATA_BASE, STACK_TOP, V0, make_state, r_type, realistic_memory,
-    assert_every_byte_is_bound, dense_memory_around, error_name, raw_step_outcome,
-)
 from opml.oracle import ChunkTree, PreimageStore, keccak_key, local_ident_key, localize_ident
 from opml.vm.preimage import OracleView
 from opml.vm.state import encode_state, state_hash
@@ -215,7 +228,9 @@ def test_unknown_key_type_is_einval(mips, deployer, store, key_type):
     check(mips, deployer, read, _expect(read, EINVAL, err=1), store)
 
 
-@pytest.mark.parametrize("size,v0,err", [((1 << 32) - 1, 0xFFFFFFFF, 0), (1 << 32, EFBIG, 1), (1 << 40, EFBIG, 1)])
+@pytest.mark.parametrize(
+    "size,v0,err", [((1 << 32) - 1, 0xFFFFFFFF, 0), (1 << 32, EFBIG, 1), (1 << 40, EFBIG, 1)]
+)
 def test_length_efbig(mips, oracle, deployer, requester, size, v0, err):
     tree = ChunkTree.from_sparse(size, {})
     oracle.loadChunkMerklePart(*tree.proof(0).args(), sender=requester)
@@ -314,7 +329,10 @@ def test_read_random(mips, oracle, deployer, requester, store):
         expected = _python_post(state, store, deployer, None)
         w = step_witness(state)
         assert bytes(mips.step.call(w.state_data, w.proof, sender=deployer)) == state_hash(expected), (
-            offset, buf, count)
+            offset,
+            buf,
+            count,
+        )
 
 
 # --- key types ------------------------------------------------------------------------------------
@@ -363,7 +381,9 @@ def test_local_key(mips, oracle, deployer, server, challenger, store):
     length = _state(SYS_LENGTH, key=ident_key)
     check(mips, server, length, _expect(length, len(LOCAL_VALUE)), store, local_context=CTX)
     read = _state(SYS_READ, a0=3, a1=buf, a2=32, key=ident_key)
-    receipt = check(mips, server, read, _expect(read, 17, write=(buf, LOCAL_VALUE[3:])), store, local_context=CTX)
+    receipt = check(
+        mips, server, read, _expect(read, 17, write=(buf, LOCAL_VALUE[3:])), store, local_context=CTX
+    )
     print(f"\nGAS preimage_read of a local key: {receipt.gas_used}")
     past = _state(SYS_READ, a0=len(LOCAL_VALUE), a1=buf, a2=32, key=ident_key)
     check(mips, server, past, _expect(past, 0), store, local_context=CTX)

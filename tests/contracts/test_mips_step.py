@@ -7,28 +7,80 @@ hashes and the emitted post-state bytes must equal the reference VM's.
 import random
 
 import pytest
-
 from _mips import (
-    A0, A1, A2, A3, CODE_BASE, DATA_BASE, HEAP_BASE, RA, SP, STACK_TOP, T0, T1, T2, V0,
-    check_step, i_type, j_type, make_state, r_type, realistic_memory, special2,
+    A0,
+    A1,
+    A2,
+    A3,
+    CODE_BASE,
+    DATA_BASE,
+    HEAP_BASE,
+    RA,
+    SP,
+    STACK_TOP,
+    T0,
+    T1,
+    T2,
+    V0,
+    check_step,
+    i_type,
+    j_type,
+    make_state,
+    r_type,
+    realistic_memory,
+    special2,
 )
 
 M32 = 0xFFFFFFFF
-EDGE = [0, 1, 2, 31, 32, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0x80000001, 0xFFFFFFFE, M32, 0x12345678]
+EDGE = [
+    0,
+    1,
+    2,
+    31,
+    32,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x7FFFFFFF,
+    0x80000000,
+    0x80000001,
+    0xFFFFFFFE,
+    M32,
+    0x12345678,
+]
 
 
 def _pairs(seed, n):
     rng = random.Random(seed)
     out = [(a, b) for a in (0, 1, 0x7FFFFFFF, 0x80000000, M32) for b in (0, 1, 0x7FFFFFFF, 0x80000000, M32)]
-    out += [(rng.choice(EDGE + [rng.getrandbits(32)]), rng.choice(EDGE + [rng.getrandbits(32)])) for _ in range(n)]
+    out += [
+        (rng.choice(EDGE + [rng.getrandbits(32)]), rng.choice(EDGE + [rng.getrandbits(32)])) for _ in range(n)
+    ]
     return out
 
 
 # --- ALU --------------------------------------------------------------------------------------------
 
-SPECIAL_ALU = {"sll": 0, "srl": 2, "sra": 3, "sllv": 4, "srlv": 6, "srav": 7, "add": 32, "addu": 33,
-               "sub": 34, "subu": 35, "and": 36, "or": 37, "xor": 38, "nor": 39, "slt": 42, "sltu": 43,
-               "movz": 10, "movn": 11}
+SPECIAL_ALU = {
+    "sll": 0,
+    "srl": 2,
+    "sra": 3,
+    "sllv": 4,
+    "srlv": 6,
+    "srav": 7,
+    "add": 32,
+    "addu": 33,
+    "sub": 34,
+    "subu": 35,
+    "and": 36,
+    "or": 37,
+    "xor": 38,
+    "nor": 39,
+    "slt": 42,
+    "sltu": 43,
+    "movz": 10,
+    "movn": 11,
+}
 
 
 @pytest.mark.parametrize("name", sorted(SPECIAL_ALU))
@@ -82,8 +134,16 @@ def test_sync_pref_are_nops(mips, deployer):
 
 # --- Control flow -----------------------------------------------------------------------------------
 
-BRANCHES = {"beq": (4, 0), "bne": (5, 0), "blez": (6, 0), "bgtz": (7, 0), "bltz": (1, 0), "bgez": (1, 1),
-            "bltzal": (1, 16), "bgezal": (1, 17)}
+BRANCHES = {
+    "beq": (4, 0),
+    "bne": (5, 0),
+    "blez": (6, 0),
+    "bgtz": (7, 0),
+    "bltz": (1, 0),
+    "bgez": (1, 1),
+    "bltzal": (1, 16),
+    "bgezal": (1, 17),
+}
 
 
 @pytest.mark.parametrize("name", sorted(BRANCHES))
@@ -97,7 +157,13 @@ def test_branch(mips, deployer, name):
 
 
 def test_branch_in_delay_slot_is_sigill(mips, deployer):
-    for insn in (i_type(4, 0, 0, 4), i_type(1, 0, 17, 4), j_type(2, CODE_BASE), r_type(8, rs=T0), r_type(9, rs=T0, rd=RA)):
+    for insn in (
+        i_type(4, 0, 0, 4),
+        i_type(1, 0, 17, 4),
+        j_type(2, CODE_BASE),
+        r_type(8, rs=T0),
+        r_type(9, rs=T0, rd=RA),
+    ):
         check_step(mips, deployer, make_state(insn, {T0: CODE_BASE}, next_pc=CODE_BASE + 0x100))
 
 
@@ -105,9 +171,13 @@ def test_jumps(mips, deployer):
     pc = 0x1FFFFFF8  # pc + 4 lies in the next 256 MiB region
     check_step(mips, deployer, make_state(j_type(2, 0x0ABCDEF0), pc=pc))
     check_step(mips, deployer, make_state(j_type(3, 0x00123450), pc=CODE_BASE))
-    check_step(mips, deployer, make_state(r_type(8, rs=T0), {T0: 0x00400123}))  # misaligned target is fine here
+    check_step(
+        mips, deployer, make_state(r_type(8, rs=T0), {T0: 0x00400123})
+    )  # misaligned target is fine here
     check_step(mips, deployer, make_state(r_type(9, rs=T0, rd=T1), {T0: 0x00400100}))
-    check_step(mips, deployer, make_state(r_type(9, rs=RA, rd=RA), {RA: 0x00400200}))  # target read before link
+    check_step(
+        mips, deployer, make_state(r_type(9, rs=RA, rd=RA), {RA: 0x00400200})
+    )  # target read before link
     check_step(mips, deployer, make_state(r_type(9, rs=T0, rd=0), {T0: 0x00400100}))
 
 
@@ -116,6 +186,7 @@ def test_delay_slot_is_executed(mips, deployer):
     state = make_state([i_type(4, 0, 0, 7), i_type(9, 0, T0, 42)])
     check_step(mips, deployer, state)
     from opml.vm.step import step as reference_step
+
     reference_step(state)
     assert state.pc == CODE_BASE + 4 and state.next_pc == CODE_BASE + 4 + 28
     check_step(mips, deployer, state)
@@ -130,8 +201,16 @@ def test_misaligned_pc_is_sigbus(mips, deployer):
 LOADS = {"lb": 32, "lh": 33, "lwl": 34, "lw": 35, "lbu": 36, "lhu": 37, "lwr": 38, "ll": 48}
 STORES = {"sb": 40, "sh": 41, "swl": 42, "sw": 43, "swr": 46, "sc": 56}
 # addresses: in the instruction leaf, a neighbouring leaf (L = 0), the same page, data, heap, stack, top
-TARGETS = [CODE_BASE + 16, CODE_BASE + 32, CODE_BASE + 0x400, DATA_BASE + 0x100, HEAP_BASE + 0x40,
-           STACK_TOP - 64, 0xFFFFFFE0, 0]
+TARGETS = [
+    CODE_BASE + 16,
+    CODE_BASE + 32,
+    CODE_BASE + 0x400,
+    DATA_BASE + 0x100,
+    HEAP_BASE + 0x40,
+    STACK_TOP - 64,
+    0xFFFFFFE0,
+    0,
+]
 
 
 @pytest.mark.parametrize("name", sorted(LOADS) + sorted(STORES))
@@ -146,7 +225,11 @@ def test_load_store(mips, deployer, name):
 
 
 def test_load_into_zero_needs_data_proof(mips, deployer):
-    check_step(mips, deployer, make_state(i_type(35, rs=SP, rt=0, imm=0), {SP: STACK_TOP - 32}, memory=realistic_memory()))
+    check_step(
+        mips,
+        deployer,
+        make_state(i_type(35, rs=SP, rt=0, imm=0), {SP: STACK_TOP - 32}, memory=realistic_memory()),
+    )
 
 
 def test_store_into_instruction_leaf(mips, deployer):
@@ -157,7 +240,13 @@ def test_store_into_instruction_leaf(mips, deployer):
 
 @pytest.mark.parametrize("opcode,addr", [(33, 1), (37, 3), (41, 5), (35, 2), (43, 1), (48, 3), (56, 2)])
 def test_misaligned_access_is_sigbus(mips, deployer, opcode, addr):
-    check_step(mips, deployer, make_state(i_type(opcode, rs=T0, rt=T1, imm=0), {T0: STACK_TOP - 64 + addr}, memory=realistic_memory()))
+    check_step(
+        mips,
+        deployer,
+        make_state(
+            i_type(opcode, rs=T0, rt=T1, imm=0), {T0: STACK_TOP - 64 + addr}, memory=realistic_memory()
+        ),
+    )
 
 
 # --- Traps, break, invalid encodings ----------------------------------------------------------------
@@ -179,32 +268,87 @@ def test_break(mips, deployer):
 
 
 ILLEGAL = [
-    r_type(1), r_type(5), r_type(14), r_type(20), r_type(28), r_type(40), r_type(44), r_type(53), r_type(63),
-    i_type(1, rt=2), i_type(1, rt=3), i_type(1, rt=8), i_type(1, rt=12), i_type(1, rt=18), i_type(1, rt=31),
-    i_type(16), i_type(17), i_type(18), i_type(19), i_type(20), i_type(21), i_type(22), i_type(23),
-    i_type(24), i_type(27), i_type(29), i_type(30), i_type(31), special2(3), special2(63), special2(34),
-    i_type(39), i_type(44), i_type(45), i_type(47), i_type(49), i_type(50), i_type(52), i_type(53),
-    i_type(55), i_type(57), i_type(61), i_type(63), 0x7C03E83B,  # rdhwr $3, $29
+    r_type(1),
+    r_type(5),
+    r_type(14),
+    r_type(20),
+    r_type(28),
+    r_type(40),
+    r_type(44),
+    r_type(53),
+    r_type(63),
+    i_type(1, rt=2),
+    i_type(1, rt=3),
+    i_type(1, rt=8),
+    i_type(1, rt=12),
+    i_type(1, rt=18),
+    i_type(1, rt=31),
+    i_type(16),
+    i_type(17),
+    i_type(18),
+    i_type(19),
+    i_type(20),
+    i_type(21),
+    i_type(22),
+    i_type(23),
+    i_type(24),
+    i_type(27),
+    i_type(29),
+    i_type(30),
+    i_type(31),
+    special2(3),
+    special2(63),
+    special2(34),
+    i_type(39),
+    i_type(44),
+    i_type(45),
+    i_type(47),
+    i_type(49),
+    i_type(50),
+    i_type(52),
+    i_type(53),
+    i_type(55),
+    i_type(57),
+    i_type(61),
+    i_type(63),
+    0x7C03E83B,  # rdhwr $3, $29
 ]
 
 
 @pytest.mark.parametrize("insn", ILLEGAL, ids=[f"{w:#010x}" for w in ILLEGAL])
 def test_illegal_is_sigill(mips, deployer, insn):
-    check_step(mips, deployer, make_state(insn, {T0: STACK_TOP - 64}, memory=realistic_memory()), transact=False)
+    check_step(
+        mips, deployer, make_state(insn, {T0: STACK_TOP - 64}, memory=realistic_memory()), transact=False
+    )
 
 
 # --- System calls -----------------------------------------------------------------------------------
 
 SYSCALL = r_type(12)
 SYSCALL_CASES = [
-    {V0: 4001, A0: 0x1FF}, {V0: 4246, A0: 0}, {V0: 4246, A0: 1},
-    {V0: 4004, A0: 1, A1: DATA_BASE, A2: 12}, {V0: 4004, A0: 2, A1: 0, A2: 0xFFFFFFFF}, {V0: 4004, A0: 3, A2: 4},
-    {V0: 4045, A0: 0}, {V0: 4045, A0: 0x00430000}, {V0: 4045, A0: 0x40000000}, {V0: 4045, A0: 0x40000001},
-    {V0: 4090, A1: 4096, A3: 0x802}, {V0: 4090, A1: 1, A3: 0x800}, {V0: 4090, A1: 0, A3: 0x800},
-    {V0: 4090, A1: 4096, A3: 0x2}, {V0: 4090, A1: 4096, A3: 0x810}, {V0: 4090, A1: 0xFFFFF001, A3: 0x800},
-    {V0: 4090, A1: 0x30000000, A3: 0x800}, {V0: 4090, A1: 0x30000001, A3: 0x800},
+    {V0: 4001, A0: 0x1FF},
+    {V0: 4246, A0: 0},
+    {V0: 4246, A0: 1},
+    {V0: 4004, A0: 1, A1: DATA_BASE, A2: 12},
+    {V0: 4004, A0: 2, A1: 0, A2: 0xFFFFFFFF},
+    {V0: 4004, A0: 3, A2: 4},
+    {V0: 4045, A0: 0},
+    {V0: 4045, A0: 0x00430000},
+    {V0: 4045, A0: 0x40000000},
+    {V0: 4045, A0: 0x40000001},
+    {V0: 4090, A1: 4096, A3: 0x802},
+    {V0: 4090, A1: 1, A3: 0x800},
+    {V0: 4090, A1: 0, A3: 0x800},
+    {V0: 4090, A1: 4096, A3: 0x2},
+    {V0: 4090, A1: 4096, A3: 0x810},
+    {V0: 4090, A1: 0xFFFFF001, A3: 0x800},
+    {V0: 4090, A1: 0x30000000, A3: 0x800},
+    {V0: 4090, A1: 0x30000001, A3: 0x800},
     {V0: 4090, A1: 0xC0000000, A3: 0x800},  # heap + size wraps 2^32: must still be ENOMEM
-    {V0: 4091, A0: HEAP_BASE, A1: 4096}, {V0: 4000}, {V0: 0}, {V0: 4003},
+    {V0: 4091, A0: HEAP_BASE, A1: 4096},
+    {V0: 4000},
+    {V0: 0},
+    {V0: 4003},
 ]
 
 
@@ -227,6 +371,16 @@ def test_fuzz_random_instructions(mips, deployer):
             word &= ~(0x3F << 26)  # SPECIAL
         elif kind < 0.5:
             word = (word & 0x03FFFFFF) | (28 << 26)
-        regs = {r: rng.choice(EDGE + [rng.getrandbits(32), STACK_TOP - rng.randrange(0, 4096), CODE_BASE + rng.randrange(0, 4096)]) for r in range(1, 32)}
+        regs = {
+            r: rng.choice(
+                EDGE
+                + [
+                    rng.getrandbits(32),
+                    STACK_TOP - rng.randrange(0, 4096),
+                    CODE_BASE + rng.randrange(0, 4096),
+                ]
+            )
+            for r in range(1, 32)
+        }
         state = make_state(word, regs, memory=mem.copy(), hi=rng.getrandbits(32), lo=rng.getrandbits(32))
         check_step(mips, deployer, state, transact=False)

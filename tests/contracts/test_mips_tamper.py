@@ -7,11 +7,18 @@ claim), and is the one documented exception.
 """
 
 import pytest
-
 from _mips import (
-    DATA_BASE, STACK_TOP, T0, T1, assert_every_byte_is_bound, i_type, make_state, raw_step_outcome,
+    DATA_BASE,
+    STACK_TOP,
+    T0,
+    T1,
+    assert_every_byte_is_bound,
+    i_type,
+    make_state,
+    raw_step_outcome,
     realistic_memory,
 )
+
 from opml.vm.witness import step_witness
 
 REGISTERS_OFFSET = 98

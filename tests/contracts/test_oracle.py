@@ -47,7 +47,9 @@ def revert_name(fn, *args, **kwargs):
         name = type(err).__name__
         if name == "ContractLogicError" and str(err.message).startswith("custom error 0x"):
             selector = bytes.fromhex(str(err.message).removeprefix("custom error 0x")[:8])
-            by_selector = {keccak256(e.selector.encode())[:4]: e.name for e in fn.contract.contract_type.errors}
+            by_selector = {
+                keccak256(e.selector.encode())[:4]: e.name for e in fn.contract.contract_type.errors
+            }
             name = by_selector.get(selector, name)
         return name
     return None
@@ -188,7 +190,9 @@ def test_chunk_merkle_rejects(oracle, requester):
     p = _proof()
     key, root, size, offset, part, sibs = p.args()
     ok = [key, root, size, offset, part, sibs]
-    assert python_error(*ok) is None and revert_name(oracle.loadChunkMerklePart, *ok, sender=requester) is None
+    assert (
+        python_error(*ok) is None and revert_name(oracle.loadChunkMerklePart, *ok, sender=requester) is None
+    )
 
     keccak_typed = bytes([2]) + key[1:]
     _expect(oracle, requester, "InvalidKeyType", [keccak_typed, root, size, offset, part, sibs])

@@ -29,8 +29,10 @@ def test_reveal_one_part_of_1gib(oracle, requester, gib_tree):
     proof = gib_tree.proof(32 * index)
     assert len(proof.siblings) == 25
     receipt = oracle.loadChunkMerklePart(*proof.args(), sender=requester)
-    print(f"\n1 GiB chunk-Merkle part (first of its key): {receipt.gas_used} gas, "
-          f"{proof.calldata_size()} calldata bytes")
+    print(
+        f"\n1 GiB chunk-Merkle part (first of its key): {receipt.gas_used} gas, "
+        f"{proof.calldata_size()} calldata bytes"
+    )
     assert receipt.gas_used < GAS_BUDGET
     assert oracle.readPreimage(gib_tree.key, 32 * index) == (proof.part, GIB)
 

@@ -9,13 +9,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, UNKNOWN_KIND, OracleCase
+
 from opml.oracle.keys import local_ident_key
 from opml.vm.memory import Memory
 from opml.vm.preimage import OracleView
 from opml.vm.state import VMState, decode_state, encode_state, state_hash
 from opml.vm.step import step
 from opml.vm.witness import step_witness
-from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, UNKNOWN_KIND, OracleCase
 
 HERE = Path(__file__).parent
 FAILURES = HERE / "failures"
@@ -65,8 +66,12 @@ def write_fixture(label: str, state: VMState, expected: Expected, got: str, orac
         "got": got,
     }
     if oracle_case is not None:
-        fixture["oracle"] = {"syscall": oracle_case.syscall, "kind": oracle_case.kind,
-                             "data": oracle_case.data.hex(), "ident": oracle_case.ident}
+        fixture["oracle"] = {
+            "syscall": oracle_case.syscall,
+            "kind": oracle_case.kind,
+            "data": oracle_case.data.hex(),
+            "ident": oracle_case.ident,
+        }
     # Hypothesis re-runs the minimal failing example last, so the file ends up holding that one.
     path = FAILURES / f"{label}.json"
     path.write_text(json.dumps(fixture, indent=1))

@@ -6,8 +6,8 @@ instructions points the effective address at the instruction's own leaf, a neigh
 page, or a far page, so that every data-proof shape (§3.3) is exercised.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from hypothesis import strategies as st
 
@@ -15,8 +15,26 @@ from opml.vm.memory import Memory
 from opml.vm.state import VMState
 
 U32 = 0xFFFFFFFF
-EDGE_VALUES = [0, 1, 2, 3, 4, 31, 32, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF,
-               0x7FFFFFFF, 0x80000000, 0x80000001, 0xFFFFFFFE, U32]
+EDGE_VALUES = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    31,
+    32,
+    0x7F,
+    0x80,
+    0xFF,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x7FFFFFFF,
+    0x80000000,
+    0x80000001,
+    0xFFFFFFFE,
+    U32,
+]
 
 word = st.one_of(st.sampled_from(EDGE_VALUES), st.integers(0, U32))
 reg = st.integers(0, 31)
@@ -65,26 +83,75 @@ def _special2(funct: int) -> st.SearchStrategy:
 
 
 def _trap_code(funct: int) -> st.SearchStrategy:
-    return st.builds(lambda rs, rt, code: r_type(funct, rs, rt) | (code << 6), reg, reg, st.integers(0, 0x3FF))
+    return st.builds(
+        lambda rs, rt, code: r_type(funct, rs, rt) | (code << 6), reg, reg, st.integers(0, 0x3FF)
+    )
 
 
 SPECIAL = {
-    "sll": 0, "srl": 2, "sra": 3, "sllv": 4, "srlv": 6, "srav": 7, "jr": 8, "jalr": 9, "movz": 10,
-    "movn": 11, "sync": 15, "mfhi": 16, "mthi": 17, "mflo": 18, "mtlo": 19, "mult": 24,
-    "multu": 25, "div": 26, "divu": 27, "add": 32, "addu": 33, "sub": 34, "subu": 35, "and": 36,
-    "or": 37, "xor": 38, "nor": 39, "slt": 42, "sltu": 43,
+    "sll": 0,
+    "srl": 2,
+    "sra": 3,
+    "sllv": 4,
+    "srlv": 6,
+    "srav": 7,
+    "jr": 8,
+    "jalr": 9,
+    "movz": 10,
+    "movn": 11,
+    "sync": 15,
+    "mfhi": 16,
+    "mthi": 17,
+    "mflo": 18,
+    "mtlo": 19,
+    "mult": 24,
+    "multu": 25,
+    "div": 26,
+    "divu": 27,
+    "add": 32,
+    "addu": 33,
+    "sub": 34,
+    "subu": 35,
+    "and": 36,
+    "or": 37,
+    "xor": 38,
+    "nor": 39,
+    "slt": 42,
+    "sltu": 43,
 }
 TRAPS = {"tge": 48, "tgeu": 49, "tlt": 50, "tltu": 51, "teq": 52, "tne": 54}
 IMMEDIATE = {
-    "beq": 4, "bne": 5, "blez": 6, "bgtz": 7, "addi": 8, "addiu": 9, "slti": 10, "sltiu": 11,
-    "andi": 12, "ori": 13, "xori": 14, "lui": 15, "pref": 51,
+    "beq": 4,
+    "bne": 5,
+    "blez": 6,
+    "bgtz": 7,
+    "addi": 8,
+    "addiu": 9,
+    "slti": 10,
+    "sltiu": 11,
+    "andi": 12,
+    "ori": 13,
+    "xori": 14,
+    "lui": 15,
+    "pref": 51,
 }
 REGIMM = {"bltz": 0, "bgez": 1, "bltzal": 16, "bgezal": 17}
 SPECIAL2 = {"madd": 0, "maddu": 1, "mul": 2, "msub": 4, "msubu": 5, "clz": 32, "clo": 33}
 MEMORY = {
-    "lb": (32, 1), "lh": (33, 2), "lwl": (34, 1), "lw": (35, 4), "lbu": (36, 1), "lhu": (37, 2),
-    "lwr": (38, 1), "sb": (40, 1), "sh": (41, 2), "swl": (42, 1), "sw": (43, 4), "swr": (46, 1),
-    "ll": (48, 4), "sc": (56, 4),
+    "lb": (32, 1),
+    "lh": (33, 2),
+    "lwl": (34, 1),
+    "lw": (35, 4),
+    "lbu": (36, 1),
+    "lhu": (37, 2),
+    "lwr": (38, 1),
+    "sb": (40, 1),
+    "sh": (41, 2),
+    "swl": (42, 1),
+    "sw": (43, 4),
+    "swr": (46, 1),
+    "ll": (48, 4),
+    "sc": (56, 4),
 }
 
 FORMS: dict[str, Form] = {}
@@ -129,10 +196,12 @@ def states(draw, form: Form) -> VMState:
         page = draw(st.integers(0, (1 << 20) - 1))
         memory.write_bytes(page << 12, draw(st.binary(min_size=1, max_size=64)))
 
-    pc = draw(st.one_of(
-        st.integers(0, 0x3FF).map(lambda k: TEXT_BASE + 4 * k),
-        st.integers(0, (1 << 30) - 1).map(lambda k: 4 * k),
-    ))
+    pc = draw(
+        st.one_of(
+            st.integers(0, 0x3FF).map(lambda k: TEXT_BASE + 4 * k),
+            st.integers(0, (1 << 30) - 1).map(lambda k: 4 * k),
+        )
+    )
     if draw(st.integers(0, 19)) == 0:  # occasionally misaligned: a SIGBUS panic
         pc |= draw(st.integers(1, 3))
     in_delay_slot = draw(st.integers(0, 9)) == 0
@@ -209,8 +278,12 @@ def _near_boundaries(draw, length: int) -> int:
 def oracle_states(draw, syscall: int, kind: str) -> OracleCase:
     """A running state at a ``syscall`` (9001–9003) instruction about a preimage of type ``kind``."""
     limit = MAX_DATA[kind]
-    length = draw(st.one_of(st.sampled_from([n for n in (0, 1, 31, 32, 33, 64, 95, 100, 200) if n <= limit]),
-                            st.integers(0, limit)))
+    length = draw(
+        st.one_of(
+            st.sampled_from([n for n in (0, 1, 31, 32, 33, 64, 95, 100, 200) if n <= limit]),
+            st.integers(0, limit),
+        )
+    )
     data = draw(st.binary(min_size=length, max_size=length))
     ident = draw(st.integers(1, 5))
     state = draw(states(FORMS["syscall"]))

@@ -46,7 +46,9 @@ def test_program_replays_onchain(name, mips, chain):
     if final_step <= PREFIX_STEPS:
         return
     rng = random.Random(f"replay-{name}")
-    for n in sorted(rng.sample(range(PREFIX_STEPS, final_step), min(SAMPLED_STEPS, final_step - PREFIX_STEPS))):
+    for n in sorted(
+        rng.sample(range(PREFIX_STEPS, final_step), min(SAMPLED_STEPS, final_step - PREFIX_STEPS))
+    ):
         sampled = trace.state_at(n)
         sampled.stdout = sampled.stderr = None
         check_next_step(provider, mips, sampled, f"{name} step {n}")

@@ -2,9 +2,8 @@
 reference VM and by MIPS.sol give the same post-state hash and the same encoded post-state."""
 
 import pytest
-from hypothesis import given
-
 from harness import assert_same_step
+from hypothesis import given
 from strategies import FORMS, states
 
 

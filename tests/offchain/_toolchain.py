@@ -26,7 +26,8 @@ def build_toolchain() -> Path:
 def plain_program_params() -> list:
     """pytest params of every built ELF that runs without an oracle (a skip if none is built)."""
     elfs = sorted(
-        p for p in BUILD.glob("*")
+        p
+        for p in BUILD.glob("*")
         if p.is_file() and p.read_bytes()[:4] == b"\x7fELF" and p.name not in ORACLE_PROGRAMS
     )
     if not elfs:

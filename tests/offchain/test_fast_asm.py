@@ -344,12 +344,17 @@ def test_large_writes_and_discarded_output(monkeypatch):
 
 
 def test_pool_grows():
-    words = li(S0, DATA) + li(S1, 600) + [
-        I(43, S0, S1, 0),  # sw s1, 0(s0)
-        I(9, S1, S1, 0xFFFF),
-        I(5, S1, 0, 0xFFFD),  # bne s1, 0, back
-        I(9, S0, S0, 0x1000),  # next page (delay slot)
-    ] + exit_(0)
+    words = (
+        li(S0, DATA)
+        + li(S1, 600)
+        + [
+            I(43, S0, S1, 0),  # sw s1, 0(s0)
+            I(9, S1, S1, 0xFFFF),
+            I(5, S1, 0, 0xFFFD),  # bne s1, 0, back
+            I(9, S0, S0, 0x1000),  # next page (delay slot)
+        ]
+        + exit_(0)
+    )
     final = run_prog(words)
     assert final.exited and len(final.memory.pages) > 600
 
@@ -396,11 +401,83 @@ def test_from_state_reuses_memory_and_merkle_cache():
 
 # --- random programs ----------------------------------------------------------------------------------
 
-_OPS = [0, 0, 0, 0, 1, 4, 5, 6, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 28, 32, 33, 34, 35, 36, 37, 38,
-        40, 41, 42, 43, 46, 48, 56, 51, 2, 3]
+_OPS = [
+    0,
+    0,
+    0,
+    0,
+    1,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    28,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    40,
+    41,
+    42,
+    43,
+    46,
+    48,
+    56,
+    51,
+    2,
+    3,
+]
 _INVALID_OPS = [16, 17, 18, 19, 20, 21, 22, 23, 29, 31, 49, 53, 57, 61]
-_SPECIAL = [0, 2, 3, 4, 6, 7, 8, 9, 10, 11, 15, 16, 17, 18, 19, 24, 25, 26, 27, 32, 33, 34, 35,
-            36, 37, 38, 39, 42, 43, 48, 49, 50, 51, 52, 54, 12]
+_SPECIAL = [
+    0,
+    2,
+    3,
+    4,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    15,
+    16,
+    17,
+    18,
+    19,
+    24,
+    25,
+    26,
+    27,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    39,
+    42,
+    43,
+    48,
+    49,
+    50,
+    51,
+    52,
+    54,
+    12,
+]
 _SPECIAL_RARE = [1, 5, 13, 14, 20, 28, 40, 53, 63]
 _SPECIAL2 = [0, 1, 2, 4, 5, 32, 33]
 _SPECIAL2_RARE = [3, 6, 16, 63]
@@ -444,7 +521,9 @@ def test_random_programs(seed):
             w = _random_word(rng, BASE + 4 * len(words))
             if w is not None:
                 words.append(w)
-        regs = {r: rng.choice((rng.randrange(1 << 32), rng.randrange(-16, 16) & 0xFFFFFFFF)) for r in range(1, 32)}
+        regs = {
+            r: rng.choice((rng.randrange(1 << 32), rng.randrange(-16, 16) & 0xFFFFFFFF)) for r in range(1, 32)
+        }
         regs[S0] = DATA + rng.randrange(0x100, 0x1F00, 4)
         regs[S1] = DATA + rng.randrange(0, 0x2000)
         regs[S2] = BASE + 4 * rng.randrange(96)
@@ -457,14 +536,22 @@ def test_preimage_syscalls_without_a_selected_key_are_einval():
     from opml.vm.asm import encode, load_program
 
     sp_buf = 0x7FFF0000
-    program = load_program([
-        encode("ori", 2, 0, 9002), encode("syscall"),  # preimage_length()
-        encode("or", 16, 2, 0), encode("or", 17, 7, 0),  # keep $v0, $a3
-        encode("ori", 2, 0, 9003), encode("lui", 5, sp_buf >> 16), encode("ori", 6, 0, 8),
-        encode("syscall"),  # preimage_read(0, buf, 8)
-        encode("or", 18, 2, 0), encode("or", 19, 7, 0),
-        encode("ori", 2, 0, 4246), encode("syscall"),  # exit_group
-    ])
+    program = load_program(
+        [
+            encode("ori", 2, 0, 9002),
+            encode("syscall"),  # preimage_length()
+            encode("or", 16, 2, 0),
+            encode("or", 17, 7, 0),  # keep $v0, $a3
+            encode("ori", 2, 0, 9003),
+            encode("lui", 5, sp_buf >> 16),
+            encode("ori", 6, 0, 8),
+            encode("syscall"),  # preimage_read(0, buf, 8)
+            encode("or", 18, 2, 0),
+            encode("or", 19, 7, 0),
+            encode("ori", 2, 0, 4246),
+            encode("syscall"),  # exit_group
+        ]
+    )
     final = lockstep(program)
     assert final.exited
     assert (final.registers[16], final.registers[17]) == (22, 1)

@@ -10,13 +10,13 @@
 import random
 
 import pytest
-
 from _toolchain import ORACLE_PROGRAMS, TOOLCHAIN, build_toolchain
+from test_fast_asm import assert_same_memory, lockstep
+
 from opml.vm.elf import load_elf
 from opml.vm.fast import FastVM, Trace, run_to
 from opml.vm.state import encode_state
 from opml.vm.step import step
-from test_fast_asm import assert_same_memory, lockstep
 
 # Programs that read the preimage oracle run with an oracle in test_oracle_vm.py.
 PROGRAMS = sorted(

@@ -9,15 +9,14 @@ system calls of vm-spec §5 and §5.5 (write, exit_group, preimage_select/length
 import random
 
 import pytest
-
 from _toolchain import build_toolchain
+
 from opml.oracle import PreimageStore, SparseChunkTree, local_ident_key, localize
 from opml.oracle.checksum import stream_checksum
 
 unicorn = pytest.importorskip("unicorn")
 elffile = pytest.importorskip("elftools.elf.elffile")
 from unicorn import mips_const as M  # noqa: E402
-
 
 STACK_TOP = 0x7FFFF000
 HALT = 0x80000000  # a page holding `b .`: exit jumps there and stops
@@ -50,7 +49,7 @@ class OracleHost:
         self.uc.mem_map(STACK_TOP - (1 << 20), (1 << 20) + 0x1000)
         self.uc.reg_write(M.UC_MIPS_REG_SP, STACK_TOP)
         self.uc.mem_map(HALT, 0x1000)
-        self.uc.mem_write(HALT, bytes.fromhex("ffff0010" "00000000"))  # b . ; nop
+        self.uc.mem_write(HALT, bytes.fromhex("ffff001000000000"))  # b . ; nop
         self.entry = elf_file.header["e_entry"]
         self.key = bytes(32)
         self.stdout, self.stderr = bytearray(), bytearray()
@@ -76,8 +75,12 @@ class OracleHost:
         assert intno == 17, f"unexpected exception {intno}"
         self.syscalls += 1
         reg = uc.reg_read
-        n, a0, a1, a2 = (reg(M.UC_MIPS_REG_V0), reg(M.UC_MIPS_REG_A0), reg(M.UC_MIPS_REG_A1),
-                         reg(M.UC_MIPS_REG_A2))
+        n, a0, a1, a2 = (
+            reg(M.UC_MIPS_REG_V0),
+            reg(M.UC_MIPS_REG_A0),
+            reg(M.UC_MIPS_REG_A1),
+            reg(M.UC_MIPS_REG_A2),
+        )
         ret, err = 0, 0
         if n in (4001, 4246):
             self.exit_code = a0 & 0xFF

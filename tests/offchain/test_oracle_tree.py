@@ -71,7 +71,10 @@ def test_zero_roots_are_the_vm_ones():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 5000), st.dictionaries(st.integers(0, 200), st.binary(min_size=32, max_size=32), max_size=6))
+@given(
+    st.integers(0, 5000),
+    st.dictionaries(st.integers(0, 200), st.binary(min_size=32, max_size=32), max_size=6),
+)
 def test_sparse_equals_dense(size, chunks):
     n = -(-size // 32)
     data = bytearray(size)

@@ -18,9 +18,10 @@ from pathlib import Path
 import eth_abi
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
 from _toolchain import build_toolchain
+from click.testing import CliRunner
+from test_fast_asm import assert_same_memory, lockstep
+
 from opml.cli import main
 from opml.oracle import PreimageStore, SparseChunkTree, chunk_merkle_key, keccak_key, localize_ident
 from opml.oracle.checksum import stream_checksum
@@ -42,7 +43,6 @@ from opml.vm.witness import (
     encode_step_calldata,
     step_witness,
 )
-from test_fast_asm import assert_same_memory, lockstep
 
 BASE = 0x00400000
 DATA = 0x10000000  # another leaf (and page) than the code
@@ -196,7 +196,15 @@ def test_select_unaligned_is_einval_without_data_proof(offset):
 
 @pytest.mark.parametrize(
     "length, errno",
-    [(0, 0), (1, 0), (100, 0), ((1 << 32) - 1, 0), (1 << 32, EFBIG), ((1 << 32) + 5, EFBIG), (1 << 40, EFBIG)],
+    [
+        (0, 0),
+        (1, 0),
+        (100, 0),
+        ((1 << 32) - 1, 0),
+        (1 << 32, EFBIG),
+        ((1 << 32) + 5, EFBIG),
+        (1 << 40, EFBIG),
+    ],
 )
 def test_length(length, errno):
     state = syscall_state(9002)
@@ -389,7 +397,7 @@ def test_oracle_view_messages(store):
 def test_step_calldata_with_local_context():
     state_data, proof = b"\x01" * 226, b"\x02" * 40
     calldata = encode_step_calldata(state_data, proof, CONTEXT)
-    assert STEP_WITH_CONTEXT_SELECTOR == keccak256(b"step(bytes,bytes,bytes32)")[:4]
+    assert keccak256(b"step(bytes,bytes,bytes32)")[:4] == STEP_WITH_CONTEXT_SELECTOR
     assert calldata[:4] == STEP_WITH_CONTEXT_SELECTOR
     assert eth_abi.decode(["bytes", "bytes", "bytes32"], calldata[4:]) == (state_data, proof, CONTEXT)
     assert encode_step_calldata(state_data, proof)[:4] == keccak256(b"step(bytes,bytes)")[:4]
@@ -484,8 +492,18 @@ def test_acceptance_64_mib_tensor_through_opml_vm_run(stream_checksum_elf, tmp_p
     store, key = tensor_store(tmp_path / "store", data)
     started = time.perf_counter()
     proc = _opml(
-        "vm", "run", str(stream_checksum_elf), "--stats", "--preimages", str(store.root),
-        "--local", "1=" + key.hex(), "--caller", "0x" + CALLER.hex(), "--local-context", CONTEXT.hex(),
+        "vm",
+        "run",
+        str(stream_checksum_elf),
+        "--stats",
+        "--preimages",
+        str(store.root),
+        "--local",
+        "1=" + key.hex(),
+        "--caller",
+        "0x" + CALLER.hex(),
+        "--local-context",
+        CONTEXT.hex(),
     )
     wall = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr.decode()
@@ -494,16 +512,28 @@ def test_acceptance_64_mib_tensor_through_opml_vm_run(stream_checksum_elf, tmp_p
     assert stats["executor"] == "fast"
     assert stats["peak_memory_bytes"] < 1 << 20, stats
     assert stats["steps"] > (64 << 20) // 32  # at least one step per preimage_read
-    print(f"\n64 MiB stream_checksum: {stats['steps']} steps, {stats['seconds']} s in the VM, "
-          f"{wall:.2f} s for the whole `opml vm run`, peak VM memory {stats['peak_memory_bytes']} bytes")
+    print(
+        f"\n64 MiB stream_checksum: {stats['steps']} steps, {stats['seconds']} s in the VM, "
+        f"{wall:.2f} s for the whole `opml vm run`, peak VM memory {stats['peak_memory_bytes']} bytes"
+    )
     assert wall < 60
 
 
 def test_cli_run_fast_and_reference_agree(stream_checksum_elf, tmp_path):
     data = tensor(3000, seed=5)
     store, key = tensor_store(tmp_path / "store", data)
-    args = ["vm", "run", str(stream_checksum_elf), "--steps", "--preimages", str(store.root),
-            "--caller", CALLER.hex(), "--local-context", "0x" + CONTEXT.hex()]
+    args = [
+        "vm",
+        "run",
+        str(stream_checksum_elf),
+        "--steps",
+        "--preimages",
+        str(store.root),
+        "--caller",
+        CALLER.hex(),
+        "--local-context",
+        "0x" + CONTEXT.hex(),
+    ]
     fast = CliRunner(mix_stderr=False).invoke(main, args)
     ref = CliRunner(mix_stderr=False).invoke(main, [*args, "--reference"])
     assert fast.exit_code == ref.exit_code == 0, fast.stderr + ref.stderr
@@ -521,7 +551,9 @@ def test_cli_reports_missing_preimages(stream_checksum_elf, tmp_path):
     for extra in ([], ["--preimages", str(tmp_path / "empty")]):
         result = CliRunner(mix_stderr=False).invoke(main, ["vm", "run", str(stream_checksum_elf), *extra])
         assert result.exit_code == 1
-        assert "Error:" in result.stderr and ("no oracle was given" in result.stderr or "put_local" in result.stderr)
+        assert "Error:" in result.stderr and (
+            "no oracle was given" in result.stderr or "put_local" in result.stderr
+        )
 
 
 def test_cli_state_and_proof_with_oracle(stream_checksum_elf, tmp_path):
@@ -530,24 +562,34 @@ def test_cli_state_and_proof_with_oracle(stream_checksum_elf, tmp_path):
     oracle = OracleView(store, CALLER, CONTEXT)
     state = load_elf(stream_checksum_elf)
     while True:  # the first preimage_read of the tensor (not of the local value)
-        if state.memory.read_u32(state.pc) == encode("syscall") and state.registers[V0] == 9003 \
-                and state.preimage_key == key:
+        if (
+            state.memory.read_u32(state.pc) == encode("syscall")
+            and state.registers[V0] == 9003
+            and state.preimage_key == key
+        ):
             break
         step(state, oracle)
     at = state.step
     opts = ["--preimages", str(store.root), "--caller", CALLER.hex(), "--local-context", CONTEXT.hex()]
-    result = CliRunner(mix_stderr=False).invoke(main, ["vm", "state", str(stream_checksum_elf), "--at", str(at), *opts])
+    result = CliRunner(mix_stderr=False).invoke(
+        main, ["vm", "state", str(stream_checksum_elf), "--at", str(at), *opts]
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["stateData"] == "0x" + encode_state(state).hex()
-    result = CliRunner(mix_stderr=False).invoke(main, ["vm", "proof", str(stream_checksum_elf), "--at", str(at), *opts])
+    result = CliRunner(mix_stderr=False).invoke(
+        main, ["vm", "proof", str(stream_checksum_elf), "--at", str(at), *opts]
+    )
     assert result.exit_code == 0, result.stderr
     fields = json.loads(result.stdout)
     witness = step_witness(state)
     assert fields["proof"] == "0x" + witness.proof.hex()
     assert fields["calldata"] == "0x" + encode_step_calldata(witness.state_data, witness.proof, CONTEXT).hex()
     assert fields["localContext"] == "0x" + CONTEXT.hex()
-    assert fields["oracle"] == {"selectedKey": "0x" + key.hex(), "effectiveKey": "0x" + key.hex(),
-                                "offset": state.registers[A0]}
+    assert fields["oracle"] == {
+        "selectedKey": "0x" + key.hex(),
+        "effectiveKey": "0x" + key.hex(),
+        "offset": state.registers[A0],
+    }
     step(state, oracle)
     assert fields["postStateHash"][4:] == keccak256(encode_state(state)).hex()[2:]
     # Without --local-context: the two-argument calldata (the local key then is another one).

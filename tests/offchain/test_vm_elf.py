@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _toolchain import plain_program_params
 from click.testing import CliRunner
 
-from _toolchain import plain_program_params
 from opml.cli import main
 from opml.vm.asm import encode
 from opml.vm.constants import MMAP_BASE, STACK_TOP
@@ -33,8 +33,22 @@ def make_elf(segments, entry=TEXT, *, elf_class=1, data_encoding=1, machine=8, e
         headers += struct.pack(e + "8I", 1, offset + len(payload), vaddr, vaddr, len(data), memsz, 7, 0x1000)
         payload += data
     ident = b"\x7fELF" + bytes([elf_class, data_encoding, 1]) + bytes(9)
-    header = ident + struct.pack(e + "HHIIIIIHHHHHH", elf_type, machine, 1, entry, header_size, 0, 0,
-                                 header_size, ph_size, len(segments), 40, 0, 0)
+    header = ident + struct.pack(
+        e + "HHIIIIIHHHHHH",
+        elf_type,
+        machine,
+        1,
+        entry,
+        header_size,
+        0,
+        0,
+        header_size,
+        ph_size,
+        len(segments),
+        40,
+        0,
+        0,
+    )
     return header + headers + payload
 
 
@@ -44,10 +58,17 @@ def words(*insns) -> bytes:
 
 # write(1, "hello\n", 6); write(2, "hello\n", 6); exit(3)
 HELLO_TEXT = words(
-    ("lui", 5, DATA >> 16), ("addiu", 6, 0, 6),
-    ("addiu", 4, 0, 1), ("addiu", 2, 0, 4004), ("syscall",),
-    ("addiu", 4, 0, 2), ("addiu", 2, 0, 4004), ("syscall",),
-    ("addiu", 4, 0, 3), ("addiu", 2, 0, 4001), ("syscall",),
+    ("lui", 5, DATA >> 16),
+    ("addiu", 6, 0, 6),
+    ("addiu", 4, 0, 1),
+    ("addiu", 2, 0, 4004),
+    ("syscall",),
+    ("addiu", 4, 0, 2),
+    ("addiu", 2, 0, 4004),
+    ("syscall",),
+    ("addiu", 4, 0, 3),
+    ("addiu", 2, 0, 4001),
+    ("syscall",),
 )
 HELLO = make_elf([(TEXT, HELLO_TEXT, len(HELLO_TEXT)), (DATA, b"hello\n", 0x2345)])
 
@@ -151,20 +172,26 @@ def test_cli_proof(hello_path):
 
 def _run_qemu(path: Path, cwd: Path) -> tuple[bytes, bytes, int]:
     """Run ``path`` under qemu-mipsel; a guest killed by signal s reports 128 + s, as the VM does."""
+
     def no_core_dumps():
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    proc = subprocess.run(["qemu-mipsel", str(path)], capture_output=True, timeout=300, cwd=cwd,
-                          preexec_fn=no_core_dumps)
+    proc = subprocess.run(
+        ["qemu-mipsel", str(path)], capture_output=True, timeout=300, cwd=cwd, preexec_fn=no_core_dumps
+    )
     code = 128 - proc.returncode if proc.returncode < 0 else proc.returncode
     # qemu adds its own report of a fatal signal to the guest's stderr.
-    stderr = b"".join(line for line in proc.stderr.splitlines(keepends=True)
-                      if not line.startswith(b"qemu: uncaught target signal"))
+    stderr = b"".join(
+        line
+        for line in proc.stderr.splitlines(keepends=True)
+        if not line.startswith(b"qemu: uncaught target signal")
+    )
     return proc.stdout, stderr, code
 
 
-@pytest.mark.skipif(shutil.which("qemu-mipsel") is None,
-                    reason="qemu-mipsel is not installed (apt install qemu-user)")
+@pytest.mark.skipif(
+    shutil.which("qemu-mipsel") is None, reason="qemu-mipsel is not installed (apt install qemu-user)"
+)
 @pytest.mark.parametrize("path", plain_program_params())
 def test_toolchain_program_matches_qemu(path, tmp_path):
     state = run(load_elf(path))

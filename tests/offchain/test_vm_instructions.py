@@ -189,11 +189,16 @@ def test_backward_branch_target():
     assert (state.pc, state.next_pc) == (BASE + 4, BASE)
 
 
-@pytest.mark.parametrize("insn, rs, taken", [(("bltzal", 4, 3), 0xFFFFFFFF, True),
-                                              (("bltzal", 4, 3), 1, False),
-                                              (("bgezal", 4, 3), 1, True),
-                                              (("bgezal", 4, 3), 0xFFFFFFFF, False),
-                                              (("bgezal", 0, 3), 0, True)])  # bal
+@pytest.mark.parametrize(
+    "insn, rs, taken",
+    [
+        (("bltzal", 4, 3), 0xFFFFFFFF, True),
+        (("bltzal", 4, 3), 1, False),
+        (("bgezal", 4, 3), 1, True),
+        (("bgezal", 4, 3), 0xFFFFFFFF, False),
+        (("bgezal", 0, 3), 0, True),
+    ],
+)  # bal
 def test_linking_branches_link_taken_or_not(insn, rs, taken):
     state = execute(insn, regs={4: rs})
     assert state.registers[31] == BASE + 8
@@ -201,8 +206,9 @@ def test_linking_branches_link_taken_or_not(insn, rs, taken):
 
 
 def test_delay_slot_runs_before_the_target():
-    state = execute(("beq", 0, 0, 4), ("addiu", 2, 0, 1), ("addiu", 2, 0, 99), NOP, NOP,
-                    ("addiu", 3, 0, 7), steps=3)
+    state = execute(
+        ("beq", 0, 0, 4), ("addiu", 2, 0, 1), ("addiu", 2, 0, 99), NOP, NOP, ("addiu", 3, 0, 7), steps=3
+    )
     assert state.registers[2] == 1  # delay slot ran, the fall-through did not
     assert state.registers[3] == 7
     assert state.pc == BASE + 24
@@ -224,8 +230,9 @@ def test_jr_and_jalr():
     assert state.registers[0] == 0
 
 
-@pytest.mark.parametrize("second", [("beq", 0, 0, 5), ("j", BASE), ("jal", BASE), ("jr", 31), ("jalr", 31, 4),
-                                    ("bgezal", 0, 2)])
+@pytest.mark.parametrize(
+    "second", [("beq", 0, 0, 5), ("j", BASE), ("jal", BASE), ("jr", 31), ("jalr", 31, 4), ("bgezal", 0, 2)]
+)
 def test_branch_in_delay_slot_panics_sigill(second):
     state = execute(("beq", 0, 0, 10), second, regs={4: BASE}, steps=2)
     assert_panicked(state, SIGILL, pc=BASE + 4, steps=2)
@@ -337,8 +344,14 @@ def test_loads(insn, offset, expected):
 @pytest.mark.parametrize(
     "insn, offset, expected",
     [
-        ("lwl", 0, 0x11BBCCDD), ("lwl", 1, 0x2211CCDD), ("lwl", 2, 0x332211DD), ("lwl", 3, 0x44332211),
-        ("lwr", 0, 0x44332211), ("lwr", 1, 0xAA443322), ("lwr", 2, 0xAABB4433), ("lwr", 3, 0xAABBCC44),
+        ("lwl", 0, 0x11BBCCDD),
+        ("lwl", 1, 0x2211CCDD),
+        ("lwl", 2, 0x332211DD),
+        ("lwl", 3, 0x44332211),
+        ("lwr", 0, 0x44332211),
+        ("lwr", 1, 0xAA443322),
+        ("lwr", 2, 0xAABB4433),
+        ("lwr", 3, 0xAABBCC44),
     ],
 )
 def test_unaligned_loads(insn, offset, expected):
@@ -351,10 +364,20 @@ def test_unaligned_loads(insn, offset, expected):
     [
         ("sw", 0, RT),
         ("sc", 0, RT),
-        ("sb", 0, 0x443322DD), ("sb", 1, 0x4433DD11), ("sb", 2, 0x44DD2211), ("sb", 3, 0xDD332211),
-        ("sh", 0, 0x4433CCDD), ("sh", 2, 0xCCDD2211),
-        ("swl", 0, 0x443322AA), ("swl", 1, 0x4433AABB), ("swl", 2, 0x44AABBCC), ("swl", 3, 0xAABBCCDD),
-        ("swr", 0, 0xAABBCCDD), ("swr", 1, 0xBBCCDD11), ("swr", 2, 0xCCDD2211), ("swr", 3, 0xDD332211),
+        ("sb", 0, 0x443322DD),
+        ("sb", 1, 0x4433DD11),
+        ("sb", 2, 0x44DD2211),
+        ("sb", 3, 0xDD332211),
+        ("sh", 0, 0x4433CCDD),
+        ("sh", 2, 0xCCDD2211),
+        ("swl", 0, 0x443322AA),
+        ("swl", 1, 0x4433AABB),
+        ("swl", 2, 0x44AABBCC),
+        ("swl", 3, 0xAABBCCDD),
+        ("swr", 0, 0xAABBCCDD),
+        ("swr", 1, 0xBBCCDD11),
+        ("swr", 2, 0xCCDD2211),
+        ("swr", 3, 0xDD332211),
     ],
 )
 def test_stores(insn, offset, expected_word):

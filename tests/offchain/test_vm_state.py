@@ -50,7 +50,11 @@ def test_roundtrip():
     decoded = decode_state(encode_state(state), state.memory)
     assert encode_state(decoded) == encode_state(state)
     assert (decoded.pc, decoded.next_pc, decoded.step, decoded.registers) == (
-        state.pc, state.next_pc, state.step, state.registers)
+        state.pc,
+        state.next_pc,
+        state.step,
+        state.registers,
+    )
     assert decode_state(encode_state(VMState())).memory.merkle_root() == ZERO_HASHES[27]
 
 

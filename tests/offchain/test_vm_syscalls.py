@@ -36,7 +36,7 @@ def failed(state: VMState, errno: int) -> None:
 def test_write_to_stdout_and_stderr():
     state = load_program([encode("syscall"), encode("syscall")], BASE)
     state.memory.write_bytes(0x1000, b"hello, world")
-    state.registers[V0:A3 + 1] = [4004, 0, 1, 0x1000, 5, 0]
+    state.registers[V0 : A3 + 1] = [4004, 0, 1, 0x1000, 5, 0]
     run(state, 1)
     assert state.stdout == b"hello" and state.registers[V0] == 5 and state.registers[A3] == 0
     state.registers[V0:A3] = [4004, 0, 2, 0x1007, 5]

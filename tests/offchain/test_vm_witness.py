@@ -1,11 +1,10 @@
 """Witnesses (§3.3, §3.4): what step_witness sends is exactly what the verifier consumes."""
 
-
 import eth_abi
 import pytest
 import sha3
-
 from _toolchain import plain_program_params
+
 from opml.vm.asm import encode, load_program
 from opml.vm.elf import load_elf
 from opml.vm.errors import (

@@ -64,17 +64,11 @@ def test_incremental_build_is_a_no_op(built):
     assert proc.returncode == 0
 
 
-REQUIRED_MNEMONICS = """
-mul mult multu madd maddu msub msubu div divu teq clz clo movz movn
-lwl lwr swl swr ll sc bgezal bltzal jal jalr lb lbu lh lhu sb sh
-sll srl sra sllv srlv srav slt sltu slti sltiu lui ori andi xori nor
-mfhi mflo mthi mtlo syscall break sync
-""".split()
+REQUIRED_MNEMONICS = ["mul", "mult", "multu", "madd", "maddu", "msub", "msubu", "div", "divu", "teq", "clz", "clo", "movz", "movn", "lwl", "lwr", "swl", "swr", "ll", "sc", "bgezal", "bltzal", "jal", "jalr", "lb", "lbu", "lh", "lhu", "sb", "sh", "sll", "srl", "sra", "sllv", "srlv", "srav", "slt", "sltu", "slti", "sltiu", "lui", "ori", "andi", "xori", "nor", "mfhi", "mflo", "mthi", "mtlo", "syscall", "break", "sync"]
 
 
 def test_opcode_coverage(built):
-    proc = subprocess.run(["make", "-s", "-C", str(TOOLCHAIN), "opcodes"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(["make", "-s", "-C", str(TOOLCHAIN), "opcodes"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     used = set(proc.stdout.split())
     assert not set(REQUIRED_MNEMONICS) - used
@@ -128,13 +122,33 @@ def _tdiv(a, b):
 
 
 def _div64_pairs():
-    edges = [0, 1, 2, 3, 7, 10, 255, 256,
-             0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x100000000,
-             0x100000001, 0x123456789ABCDEF, 0x7FFFFFFFFFFFFFFF,
-             0x8000000000000000, 0x8000000000000001, 0xFFFFFFFFFFFFFFFF,
-             0xFFFFFFFFFFFFFFFE, 0xFFFFFFFFFFFFFFF9, 0xFFFFFFFF00000000,
-             0xFFFFFFFF80000000, 1000000007, 0x4000000000000000,
-             0x100000000 << 20]
+    edges = [
+        0,
+        1,
+        2,
+        3,
+        7,
+        10,
+        255,
+        256,
+        0x7FFFFFFF,
+        0x80000000,
+        0xFFFFFFFF,
+        0x100000000,
+        0x100000001,
+        0x123456789ABCDEF,
+        0x7FFFFFFFFFFFFFFF,
+        0x8000000000000000,
+        0x8000000000000001,
+        0xFFFFFFFFFFFFFFFF,
+        0xFFFFFFFFFFFFFFFE,
+        0xFFFFFFFFFFFFFFF9,
+        0xFFFFFFFF00000000,
+        0xFFFFFFFF80000000,
+        1000000007,
+        0x4000000000000000,
+        0x100000000 << 20,
+    ]
     pairs = [(a, b) for a in edges for b in edges if b]
     for i in range(0, 64, 5):
         for j in range(0, 64, 9):
@@ -188,7 +202,7 @@ def test_unaligned_values(built):
         return bytearray((i * 17 + 1) & 0xFF for i in range(64))
 
     def le(b, o, n):
-        return int.from_bytes(b[o:o + n], "little")
+        return int.from_bytes(b[o : o + n], "little")
 
     want = []
     acc = 0
@@ -199,11 +213,11 @@ def test_unaligned_values(built):
         acc = (acc + (w ^ (d & M32) ^ (d >> 32) ^ hw)) & M32
     for o in range(8):
         buf = reset()
-        buf[o:o + 4] = (0xA1B2C3D4).to_bytes(4, "little")
+        buf[o : o + 4] = (0xA1B2C3D4).to_bytes(4, "little")
         want.append(f"store32 off={o} {buf[:24].hex()}")
         buf = reset()
-        buf[o + 8:o + 12] = (0x11223344).to_bytes(4, "little")
-        buf[o:o + 8] = (0x0102030405060708).to_bytes(8, "little")
+        buf[o + 8 : o + 12] = (0x11223344).to_bytes(4, "little")
+        buf[o : o + 8] = (0x0102030405060708).to_bytes(8, "little")
         want.append(f"store64 off={o} {buf[:24].hex()}")
     # struct rec { u8 tag; u32 a; i16 b; i32 c; u64 d; } packed, at buf + 1
     buf = reset()
@@ -240,8 +254,8 @@ def test_recursion_values(built):
     for v in arr:
         h = (h * 31 + v) & M32
     assert got["fib(24)"] == str(fib(24))
-    assert got["ack(2,3)"] == "9"            # 2n + 3
-    assert got["ack(3,5)"] == str(2 ** 8 - 3)
+    assert got["ack(2,3)"] == "9"  # 2n + 3
+    assert got["ack(3,5)"] == str(2**8 - 3)
     assert got["link_forms(5)"] == "247"
     assert got["link_forms(-5)"] == "191"
     assert got["sum_to(3000)"] == str(3000 * 3001 // 2)
@@ -272,7 +286,7 @@ def test_llsc_values(built):
         f"counter {counter + 50} old_sum {old_sum}",
         f"sub_and_fetch {counter}",
         "bitops " + " ".join(f"0x{v:08x}" for v in (o1, o2, o3, o4, f)),
-        f"cas 1 {counter} 0 7",   # 1st CAS succeeds (5000 -> 7), 2nd sees 7
+        f"cas 1 {counter} 0 7",  # 1st CAS succeeds (5000 -> 7), 2nd sees 7
         "xchg 7 -1 99",
         "bytes " + "".join(f"{v} " for v in small) + f"halves {half[0]} {half[1]}",
     ]
@@ -294,10 +308,10 @@ def test_edges_values(built):
     assert got["smul_min"] == h64(imin * imin)
     assert got["smul_minmax"] == h64(imin * imax)
     assert got["umul_max"] == h64(M32 * M32)
-    acc, a, b = 0xFEDCBA9876543210, imax, -(1 << 31) + 1   # sv[7], sv[9]
-    assert got["asm0"] == h64(acc + a * b)                  # madd
+    acc, a, b = 0xFEDCBA9876543210, imax, -(1 << 31) + 1  # sv[7], sv[9]
+    assert got["asm0"] == h64(acc + a * b)  # madd
     assert got["asm1"] == h64(acc + (a & M32) * (b & M32))  # maddu
-    assert got["asm2"] == h64(acc - a * b)                  # msub
+    assert got["asm2"] == h64(acc - a * b)  # msub
     assert got["asm3"] == h64(acc - (a & M32) * (b & M32))  # msubu
     assert got["clz0"] == h32(32) and got["clo_ones"] == h32(32)
     # bytes[i] = 0x70 + 9i, then sb -1 at 3, sb 255 at 5, sh 0xffff at 8, sh 0x5678 at 12
@@ -306,7 +320,7 @@ def test_edges_values(built):
     mem[8:10] = b"\xff\xff"
     mem[12:14] = (0x5678).to_bytes(2, "little")
     for k in range(4):
-        assert got[f"bytes{k}"] == h32(int.from_bytes(mem[4 * k:4 * k + 4], "little"))
+        assert got[f"bytes{k}"] == h32(int.from_bytes(mem[4 * k : 4 * k + 4], "little"))
     assert got["sb_reload"] == got["sh_reload"] == h32(-1)
     assert code == int(got["final"], 16) % 200 + 50
 

@@ -23,7 +23,7 @@ def test_version_is_parsed_by_solcx():
 def test_combined_json_inline_compile():
     source = "pragma solidity ^0.8.0; contract A { function f() external pure returns (uint) { return 7; } }"
     out = solcx.compile_source(source, output_values=["abi", "bin"], solc_binary=SOLC)
-    (name, contract), = out.items()
+    ((name, contract),) = out.items()
     assert name.endswith(":A")
     assert contract["abi"][0]["name"] == "f"
     assert contract["bin"].startswith("60")
@@ -36,8 +36,14 @@ def test_standard_json_reads_imports_from_base_path(tmp_path):
         "sources": {"A.sol": {"content": 'pragma solidity ^0.8.0; import "Base.sol"; contract A is Base {}'}},
         "settings": {"outputSelection": {"*": {"*": ["abi"]}}},
     }
-    proc = run_shim("--standard-json", "--base-path", str(tmp_path), "--allow-paths", str(tmp_path),
-                    stdin=json.dumps(request))
+    proc = run_shim(
+        "--standard-json",
+        "--base-path",
+        str(tmp_path),
+        "--allow-paths",
+        str(tmp_path),
+        stdin=json.dumps(request),
+    )
     assert proc.returncode == 0, proc.stderr
     output = json.loads(proc.stdout)  # stdout holds exactly one JSON document, no notices
     assert set(output["contracts"]) == {"A.sol", "Base.sol"}

@@ -63,7 +63,9 @@ class OracleClient:
         """What a ``preimage_read`` at byte ``offset`` of the effective ``key`` needs: the part holding
         ``offset`` if it is below the length, else the length alone."""
         key = bytes(key)
-        length = self.store.length(key) if key_type(key) != KeyType.LOCAL else self.store.local_value(key).size
+        length = (
+            self.store.length(key) if key_type(key) != KeyType.LOCAL else self.store.local_value(key).size
+        )
         if offset < length:
             return self.ensure_part(key, offset - offset % PART_SIZE)
         return self.ensure_length(key)

@@ -136,7 +136,11 @@ class PreimageStore:
             raise LocalDataTooLargeError(f"a local value has at most 32 bytes, got {len(value)}")
         key = localize_ident(ident, caller, local_context)
         path = self.path(key)
-        meta = {"ident": ident, "caller": "0x" + address_bytes(caller).hex(), "local_context": bytes(local_context).hex()}
+        meta = {
+            "ident": ident,
+            "caller": "0x" + address_bytes(caller).hex(),
+            "local_context": bytes(local_context).hex(),
+        }
         self._write(path.with_name(path.name + ".json"), lambda f: f.write(json.dumps(meta).encode()))
         self._write(path, lambda f: f.write(value))
         return key

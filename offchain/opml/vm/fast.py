@@ -149,7 +149,7 @@ class FastVM:
     @classmethod
     def from_state(
         cls, state: VMState, copy_memory: bool = False, oracle: PreimageOracle | None = None
-    ) -> "FastVM":
+    ) -> FastVM:
         """Load ``state`` (its memory is reused, see the class docstring); ``oracle`` answers §5.5."""
         vm = cls()
         vm.oracle = oracle
@@ -386,7 +386,9 @@ class FastVM:
                 return self._syscall_done(0, EINVAL)
             oracle = as_oracle(self._oracle)
             length = oracle.preimage_length(oracle.effective_key(self._preimage_key))
-            return self._syscall_done(0, EFBIG) if length >= MAX_PREIMAGE_LENGTH else self._syscall_done(length)
+            return (
+                self._syscall_done(0, EFBIG) if length >= MAX_PREIMAGE_LENGTH else self._syscall_done(length)
+            )
         if number == SYS_PREIMAGE_READ:
             if a2 != 0 and is_known_key_type(self._preimage_key) and self._load_preimage():
                 return  # the kernel executes it
@@ -443,8 +445,17 @@ class FastVM:
         until = _MAX_STEP if until_step is None else int(until_step)
         while True:
             status = K.run_core(
-                self.regs, self.st, self.pt, self.pool8, self.pool16, self.pool32,
-                self.dirty, self.out1, self.out2, self.pre, until,
+                self.regs,
+                self.st,
+                self.pt,
+                self.pool8,
+                self.pool16,
+                self.pool32,
+                self.dirty,
+                self.out1,
+                self.out2,
+                self.pre,
+                until,
             )
             if status == K.STATUS_NEED_PAGE:
                 self._grow_pool()
@@ -466,8 +477,18 @@ class FastVM:
         until = self.step + max_steps
         while done < max_steps:
             status, n = K.run_record(
-                self.regs, self.st, self.pt, self.pool8, self.pool16, self.pool32,
-                self.dirty, self.out1, self.out2, self.pre, until, rows[done:],
+                self.regs,
+                self.st,
+                self.pt,
+                self.pool8,
+                self.pool16,
+                self.pool32,
+                self.dirty,
+                self.out1,
+                self.out2,
+                self.pre,
+                until,
+                rows[done:],
             )
             done += n
             if status == K.STATUS_NEED_PAGE:
@@ -577,10 +598,12 @@ class Trace:
             vm.dirty[pages] &= ~np.uint8(K.DIRTY_CKPT)
         self._ck_steps.append(vm.step)
         self._ck_scalars.append(vm.scalars())
-        self._ck_out.append((
-            0 if vm.stdout is None else len(vm.stdout),
-            0 if vm.stderr is None else len(vm.stderr),
-        ))
+        self._ck_out.append(
+            (
+                0 if vm.stdout is None else len(vm.stdout),
+                0 if vm.stderr is None else len(vm.stderr),
+            )
+        )
 
     @property
     def checkpoint_steps(self) -> list[int]:

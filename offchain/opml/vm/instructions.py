@@ -5,8 +5,8 @@ instructions up in these tables and applies the results to the state. All values
 (Python ints in ``[0, 2^32)``) unless a name says ``signed``.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from opml.vm.constants import (
     LEAF_SIZE,

@@ -13,7 +13,7 @@ Every handler ends the step in exactly one of three ways: ``advance`` (the ordin
 ``handle_jump``/``handle_branch`` (control flow), or ``panic``; the one exception is ``exit``.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 from opml.oracle.errors import PreimageNotFoundError
 from opml.vm.constants import (
@@ -483,4 +483,3 @@ SPECIAL2_HANDLERS: dict[int, Handler] = {
     **{funct: _exec_special2_alu for funct in SPECIAL2_ALU},
     **{funct: handle_hi_lo for funct in SPECIAL2_MULT_ACC},
 }
-
