@@ -88,7 +88,8 @@ def test_clo_of_all_ones_and_clz_of_top_bit():
 
 
 def test_writes_to_zero_register_are_discarded():
-    state = execute(("addiu", 0, 0, 5), ("lui", 0, 1), ("jal", BASE + 0x100), NOP, steps=2)
+    state = execute(("addiu", 0, 0, 5), ("lui", 0, 1), steps=2)
+    assert_advanced(state, 2)
     assert state.registers[0] == 0
 
 
@@ -249,7 +250,7 @@ def test_misaligned_jump_target_panics_sigbus_on_the_next_step():
 
 def test_exited_state_does_not_step():
     state = execute(("break",), NOP, steps=5)
-    assert state.step == 1 and state.exited
+    assert_panicked(state, SIGTRAP)  # one step, pc still at the break
 
 
 # --- Traps and unknown instructions --------------------------------------------------------------------
@@ -300,12 +301,24 @@ def test_every_trap_and_break_code_is_sigtrap(code):
     ],
 )
 def test_unknown_instructions_panic_sigill(word):
-    assert_panicked(execute(word, regs={5: 0x1000}), SIGILL)
+    state = execute(word, regs={5: 0x1000})
+    assert_panicked(state, SIGILL)
+    assert state.registers == [0] * 5 + [0x1000] + [0] * 26  # nothing else changes (§4.6)
+    assert state.memory.read_u32(0x1000) == 0 and (state.hi, state.lo) == (0, 0)
 
 
 def test_sync_and_pref_are_nops():
-    state = execute(("sync",), ("pref", 3, 0, 4), regs={4: 0xFFFFFFFF}, steps=2)
+    # pref's address 0xFFFFFFFF is misaligned and not mapped: an access would panic (SIGBUS).
+    before = execute(
+        ("sync",), ("pref", 3, 0, 4), regs={3: 0x33, 4: 0xFFFFFFFF}, hi=7, lo=9, data={DATA: WORD}, steps=0
+    )
+    state = run(before.copy(), 2)
     assert_advanced(state, 2)
+    assert state.registers == before.registers and state.registers[3] == 0x33
+    assert (state.hi, state.lo, state.brk, state.heap) == (7, 9, before.brk, before.heap)
+    assert state.preimage_key == before.preimage_key
+    assert state.memory.merkle_root() == before.memory.merkle_root()
+    assert state.memory.read_u32(DATA) == WORD
 
 
 def test_misaligned_pc_panics_sigbus():
@@ -356,6 +369,7 @@ def test_loads(insn, offset, expected):
 )
 def test_unaligned_loads(insn, offset, expected):
     state = execute((insn, 3, offset, 4), regs={3: RT, 4: DATA}, data={DATA: WORD})
+    assert_advanced(state)
     assert state.registers[3] == expected
 
 
@@ -397,7 +411,9 @@ def test_unaligned_word_copy_roundtrips():
 
 
 def test_sc_into_zero_register_still_stores():
-    state = execute(("sc", 0, 0, 4), regs={4: DATA})
+    # $0 reads as 0, so the store overwrites the non-zero word with 0; the success flag is discarded.
+    state = execute(("sc", 0, 0, 4), regs={4: DATA}, data={DATA: WORD})
+    assert_advanced(state)
     assert state.registers[0] == 0 and state.memory.read_u32(DATA) == 0
 
 
