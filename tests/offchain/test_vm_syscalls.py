@@ -12,25 +12,38 @@ V0, A0, A1, A2, A3 = 2, 4, 5, 6, 7
 MAP_PRIVATE_ANON = 0x802
 
 
-def syscall(number: int, *args: int, brk: int = 0x00500000, heap: int = MMAP_BASE) -> VMState:
+def syscall(
+    number: int, *args: int, brk: int = 0x00500000, heap: int = MMAP_BASE, data: dict | None = None
+) -> VMState:
     state = load_program([encode("syscall")], BASE)
     state.brk, state.heap = brk, heap
     state.registers[V0] = number
-    for reg, value in zip((A0, A1, A2, A3), args):
+    for reg, value in zip((A0, A1, A2, A3), args, strict=False):
         state.registers[reg] = value
     state.registers[9] = 0x99  # an unrelated register
+    for addr, blob in (data or {}).items():
+        state.memory.write_bytes(addr, blob)
+    state.registers_before = list(state.registers)  # for `_others_unchanged`
     return run(state, 1)
+
+
+def _others_unchanged(state: VMState) -> None:
+    """§5: a system call writes only $v0 and $a3 (the rest of the register file is as it was)."""
+    unchanged = [r for r in range(32) if r not in (V0, A3)]
+    assert [state.registers[r] for r in unchanged] == [state.registers_before[r] for r in unchanged]
+    assert state.registers[9] == 0x99
 
 
 def ok(state: VMState, value: int) -> None:
     assert (state.registers[V0], state.registers[A3]) == (value, 0)
-    assert state.pc == BASE + 4 and not state.exited
-    assert state.registers[9] == 0x99
+    assert state.pc == BASE + 4 and state.next_pc == BASE + 8 and not state.exited
+    _others_unchanged(state)
 
 
 def failed(state: VMState, errno: int) -> None:
     assert (state.registers[V0], state.registers[A3]) == (errno, 1)
-    assert state.pc == BASE + 4 and not state.exited
+    assert state.pc == BASE + 4 and state.next_pc == BASE + 8 and not state.exited
+    _others_unchanged(state)
 
 
 def test_write_to_stdout_and_stderr():
@@ -42,6 +55,8 @@ def test_write_to_stdout_and_stderr():
     state.registers[V0:A3] = [4004, 0, 2, 0x1007, 5]
     run(state, 1)
     assert state.stderr == b"world" and state.stdout == b"hello"
+    assert (state.registers[V0], state.registers[A3], state.pc) == (5, 0, BASE + 8)
+    assert state.memory.read_bytes(0x1000, 12) == b"hello, world"
 
 
 def test_write_to_other_fd_is_ebadf():
@@ -95,15 +110,19 @@ def test_mmap_errors(length, flags, heap, errno):
 
 
 def test_munmap_returns_zero_and_keeps_memory():
-    ok(syscall(4091, MMAP_BASE, 4096), 0)
+    mapped = bytes(range(1, 256)) * 17  # 4335 bytes: the whole page and a bit of the next
+    state = syscall(4091, MMAP_BASE, 4096, data={MMAP_BASE: mapped}, heap=MMAP_BASE + 0x2000)
+    ok(state, 0)
+    assert state.memory.read_bytes(MMAP_BASE, len(mapped)) == mapped
+    assert state.heap == MMAP_BASE + 0x2000  # nothing is handed back to the allocator
 
 
 @pytest.mark.parametrize("number", [4001, 4246])
 def test_exit(number):
     state = syscall(number, 0x1234)
     assert state.exited and state.exit_code == 0x34
-    assert state.pc == BASE  # not advanced
-    assert state.registers[V0] == number and state.step == 1
+    assert state.pc == BASE and state.next_pc == BASE + 4  # not advanced
+    assert state.registers == state.registers_before and state.step == 1  # no register changes
 
 
 @pytest.mark.parametrize("number", [0, 4003, 4005, 4999, 0xFFFFFFFF])
