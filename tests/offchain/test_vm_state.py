@@ -26,11 +26,26 @@ def sample_state() -> VMState:
     return state
 
 
+def _keccak(data: bytes) -> bytes:
+    return sha3.keccak_256(data).digest()
+
+
+def _root_of_one_leaf(index: int, leaf: bytes) -> bytes:
+    """§3.1 by hand: the root of a memory whose only non-zero leaf is ``leaf`` at ``index``."""
+    zero, node = bytes(32), leaf
+    for level in range(27):
+        node = _keccak(zero + node) if index >> level & 1 else _keccak(node + zero)
+        zero = _keccak(zero + zero)
+    return node
+
+
 def test_layout_matches_the_spec_table():
     state = sample_state()
     data = encode_state(state)
     assert len(data) == 226
-    assert data[0:32] == state.memory.merkle_root()
+    # The word 0x24020FA1 at 0x00400010: leaf 0x20000, bytes 16..19, little-endian (§3.2).
+    leaf = bytes(16) + bytes.fromhex("a10f0224") + bytes(12)
+    assert data[0:32] == _root_of_one_leaf(0x00400010 >> 5, leaf)
     assert data[32:64] == bytes(range(32))
     assert data[64:68] == bytes.fromhex("00400010")  # big-endian
     assert data[68:72] == bytes.fromhex("00400014")
@@ -105,5 +120,6 @@ def test_step_counter_wraps_at_64_bits():
 
     state = VMState(pc=0x1000, next_pc=0x1004, step=2**64 - 1)  # memory is zero: `sll $0,$0,0`, a nop
     step(state)
-    assert state.step == 0
-    assert len(encode_state(state)) == 226
+    assert state.step == 0 and (state.pc, state.next_pc) == (0x1004, 0x1008) and not state.exited
+    data = encode_state(state)
+    assert len(data) == 226 and data[90:98] == bytes(8)
