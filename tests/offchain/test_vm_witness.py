@@ -61,6 +61,19 @@ def test_empty_memory_proof_is_all_zero_mask():
     assert verify_memory_proof(ZERO_HASHES[27], 12345, proof) == bytes(32)
 
 
+def _keccak(data: bytes) -> bytes:
+    return sha3.keccak_256(data).digest()
+
+
+def _subtree_root(local_index: int, leaf: bytes, levels: int) -> bytes:
+    """By hand (§3.1): the root of a ``levels``-high subtree whose only non-zero leaf is ``leaf``."""
+    zero, node = bytes(32), leaf
+    for level in range(levels):
+        node = _keccak(zero + node) if local_index >> level & 1 else _keccak(node + zero)
+        zero = _keccak(zero + zero)
+    return node
+
+
 def test_memory_proof_layout_and_verification():
     memory = Memory()
     memory.write_u32(0x1000, 0xDEADBEEF)  # leaf 0x80
@@ -68,10 +81,12 @@ def test_memory_proof_layout_and_verification():
     memory.write_u32(0x7FFF0000, 2)  # leaf 0x3FFF800: paths meet at level 26, sibling at 25
     proof = encode_memory_proof(memory, 0x80)
     leaf, mask = proof[:32], int.from_bytes(proof[32:36], "big")
-    assert leaf[:4] == bytes.fromhex("efbeadde")
+    assert leaf == bytes.fromhex("efbeadde") + bytes(28)
     assert mask == (2**27 - 1) & ~(1 << 0) & ~(1 << 25)
     assert len(proof) == FULL_PROOF_HEADER + 2 * 32
-    assert proof[36:68] == memory.leaf(0x81)
+    assert proof[36:68] == b"\x01" + bytes(31)  # leaf 0x81 itself
+    # level 25: the node (25, 1), the subtree holding only leaf 0x3FFF800 = 2^25 + 0x1FFF800
+    assert proof[68:100] == _subtree_root(0x1FFF800, b"\x02" + bytes(31), 25)
     assert verify_memory_proof(memory.merkle_root(), 0x80, proof) == leaf
     with pytest.raises(InvalidMemoryProofError):
         verify_memory_proof(memory.merkle_root(), 0x81, proof)
@@ -80,7 +95,9 @@ def test_memory_proof_layout_and_verification():
 def test_alu_step_sends_only_the_instruction_proof():
     state = program(("addiu", 2, 0, 5))
     proof = check_step(state)
-    assert proof_parts(proof)[1] == b""
+    # The instruction 0x24020005 alone in memory: its leaf, and every sibling is Z[k] (all bits set).
+    assert proof == bytes.fromhex("05000224") + bytes(28) + (2**27 - 1).to_bytes(4, "big")
+    assert state.registers[2] == 5
 
 
 def test_load_from_another_leaf_sends_a_shared_sibling_data_proof():
@@ -90,8 +107,12 @@ def test_load_from_another_leaf_sends_a_shared_sibling_data_proof():
     i, j = BASE >> 5, data >> 5
     levels = (i ^ j).bit_length() - 1
     assert levels == 23
-    assert len(data_proof) >= FULL_PROOF_HEADER
-    assert int.from_bytes(data_proof[32:36], "big") >> levels == 0
+    # Levels 0..22 only; below the meeting level j's siblings are all Z[k]: no sibling is sent.
+    assert data_proof == b"\x07" + bytes(31) + (2**23 - 1).to_bytes(4, "big")
+    # The instruction proof's one non-zero sibling is at level 23: the subtree that holds j.
+    mask = (2**27 - 1) & ~(1 << 23)
+    sibling = _subtree_root(j % 2**23, b"\x07" + bytes(31), 23)
+    assert instruction == bytes.fromhex("0000838c") + bytes(28) + mask.to_bytes(4, "big") + sibling
     assert state.registers[3] == 7
 
 
@@ -115,7 +136,8 @@ def test_store_into_the_instruction_leaf_updates_it():
 
 def test_load_into_zero_register_still_needs_its_data_proof():
     state = program(("lw", 0, 0, 4), regs={4: 0x10000000})
-    assert proof_parts(check_step(state))[1] != b""
+    assert proof_parts(check_step(state))[1] == bytes(32) + (2**23 - 1).to_bytes(4, "big")
+    assert state.registers[0] == 0 and state.pc == BASE + 4
 
 
 def test_misaligned_access_sends_no_data_proof():
