@@ -7,7 +7,9 @@ import struct
 import subprocess
 from pathlib import Path
 
+import eth_abi
 import pytest
+import sha3
 from _toolchain import plain_program_params
 from click.testing import CliRunner
 
@@ -16,9 +18,9 @@ from opml.vm.asm import encode
 from opml.vm.constants import MMAP_BASE, STACK_TOP
 from opml.vm.elf import load_elf
 from opml.vm.errors import ElfLoadError
-from opml.vm.run import run, state_at
-from opml.vm.state import encode_state, state_hash
-from opml.vm.witness import apply_step_proof, encode_step_calldata
+from opml.vm.run import run
+from opml.vm.state import encode_state
+from opml.vm.witness import apply_step_proof
 
 TEXT, DATA = 0x00400000, 0x00410000
 
@@ -145,15 +147,53 @@ def test_cli_reports_a_bad_elf(tmp_path):
     assert result.exit_code == 1 and "not a valid ELF" in result.stderr
 
 
+def _keccak(data: bytes) -> bytes:
+    return sha3.keccak_256(data).digest()
+
+
+def _naive_root(contents: dict[int, bytes]) -> bytes:
+    """§3.1 from scratch: the memory root over ``{address: bytes}`` (everything else zero)."""
+    leaves: dict[int, bytearray] = {}
+    for addr, blob in contents.items():
+        for k, byte in enumerate(blob):
+            leaves.setdefault((addr + k) >> 5, bytearray(32))[(addr + k) & 31] = byte
+    nodes, zero = {index: bytes(leaf) for index, leaf in leaves.items()}, bytes(32)
+    for _ in range(27):
+        nodes = {
+            k: _keccak(nodes.get(2 * k, zero) + nodes.get(2 * k + 1, zero)) for k in {i >> 1 for i in nodes}
+        }
+        zero = _keccak(zero + zero)
+    return nodes[0]
+
+
+def _hello_state_data(steps: int, registers: dict[int, int], pc: int) -> bytes:
+    """stateData of HELLO after ``steps`` (< 11) steps, laid out by hand from §2.1 (no store ran)."""
+    regs = [0] * 32
+    regs[29] = STACK_TOP
+    for reg, value in registers.items():
+        regs[reg] = value
+    mem_root = _naive_root({TEXT: HELLO_TEXT, DATA: b"hello\n"})
+    fields = struct.pack(">IIIIII", pc, pc + 4, 0, 0, 0x00413000, MMAP_BASE)  # pc nextPC lo hi brk heap
+    return mem_root + bytes(32) + fields + b"\x00\x00" + steps.to_bytes(8, "big") + struct.pack(">32I", *regs)
+
+
+# After 4 steps: $5 = DATA (lui), $6 = 6, $4 = 1, $2 = 4004; the 5th step is write(1, DATA, 6).
+HELLO_AT_4 = {5: DATA, 6: 6, 4: 1, 2: 4004}
+
+
 def test_cli_state(hello_path):
     result = CliRunner(mix_stderr=False).invoke(main, ["vm", "state", str(hello_path), "--at", "4"])
     assert result.exit_code == 0, result.output
     fields = json.loads(result.stdout)
-    expected = state_at(hello_path, 4)
-    assert fields["step"] == 4 and fields["pc"] == TEXT + 16 and fields["registers"][2] == 4004
-    assert fields["stateData"] == "0x" + encode_state(expected).hex()
-    assert fields["stateHash"] == "0x" + state_hash(encode_state(expected)).hex()
-    assert fields["memRoot"] == fields["stateData"][:66]
+    state_data = _hello_state_data(4, HELLO_AT_4, TEXT + 16)
+    assert fields["step"] == 4 and fields["pc"] == TEXT + 16 and fields["nextPC"] == TEXT + 20
+    assert fields["registers"] == [HELLO_AT_4.get(r, STACK_TOP if r == 29 else 0) for r in range(32)]
+    assert (fields["brk"], fields["heap"], fields["lo"], fields["hi"]) == (0x00413000, MMAP_BASE, 0, 0)
+    assert (fields["exited"], fields["exitCode"], fields["preimageKey"]) == (0, 0, "0x" + "00" * 32)
+    assert fields["stateData"] == "0x" + state_data.hex()
+    assert fields["stateHash"] == "0x03" + _keccak(state_data)[1:].hex()  # status 3: UNFINISHED
+    assert fields["memRoot"] == "0x" + state_data[:32].hex()
+    assert encode_state(run(load_elf(hello_path), 4)) == state_data  # the reference VM agrees
 
 
 def test_cli_proof(hello_path):
@@ -161,10 +201,16 @@ def test_cli_proof(hello_path):
     assert result.exit_code == 0, result.output
     fields = json.loads(result.stdout)
     state_data, proof = bytes.fromhex(fields["stateData"][2:]), bytes.fromhex(fields["proof"][2:])
-    assert fields["calldata"] == "0x" + encode_step_calldata(state_data, proof).hex()
-    post = apply_step_proof(state_data, proof)
-    assert post == encode_state(state_at(hello_path, 5))
-    assert fields["postStateHash"] == "0x" + state_hash(post).hex()
+    assert state_data == _hello_state_data(4, HELLO_AT_4, TEXT + 16)
+    selector = _keccak(b"step(bytes,bytes)")[:4]
+    calldata = selector + eth_abi.encode(["bytes", "bytes"], [state_data, proof])
+    assert fields["calldata"] == "0x" + calldata.hex()
+    assert fields["preStateHash"] == "0x03" + _keccak(state_data)[1:].hex()
+    # write(1, DATA, 6) returns 6 in $v0 with $a3 = 0 and advances pc.
+    post = _hello_state_data(5, {**HELLO_AT_4, 2: 6, 7: 0}, TEXT + 20)
+    assert apply_step_proof(state_data, proof) == post
+    assert encode_state(run(load_elf(hello_path), 5)) == post
+    assert fields["postStateHash"] == "0x03" + _keccak(post)[1:].hex()
 
 
 # --- Toolchain programs against qemu-mipsel ----------------------------------------------------------------
