@@ -4,6 +4,7 @@ proofs verify, and the numpy checksum of stream_checksum.c matches its definitio
 import os
 import random
 
+import _by_hand
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -32,13 +33,16 @@ from opml.vm.hashing import ZERO_HASHES, keccak256
 
 
 def naive_levels(data: bytes):
+    """Every level of the full tree (§1.3), leaves first: n chunks padded with zero leaves to 2^d."""
     n = max(-(-len(data) // 32), 1)
-    d = tree_depth(len(data))
-    leaves = [data[32 * i : 32 * i + 32].ljust(32, b"\0") for i in range(n)] + [bytes(32)] * ((1 << d) - n)
+    width = 1
+    while width < n:
+        width *= 2
+    leaves = [data[32 * i : 32 * i + 32].ljust(32, b"\0") for i in range(n)] + [bytes(32)] * (width - n)
     levels = [leaves]
     while len(levels[-1]) > 1:
         lv = levels[-1]
-        levels.append([keccak256(lv[i] + lv[i + 1]) for i in range(0, len(lv), 2)])
+        levels.append([_by_hand.keccak(lv[i] + lv[i + 1]) for i in range(0, len(lv), 2)])
     return levels
 
 
@@ -51,7 +55,8 @@ def test_dense_and_sparse_match_naive(size):
     levels = naive_levels(data)
     dense, sparse = ChunkTree.from_bytes(data), SparseChunkTree.from_bytes(data)
     assert dense.root == sparse.root == levels[-1][0]
-    assert dense.depth == sparse.depth == len(levels) - 1
+    assert dense.depth == sparse.depth == tree_depth(size) == len(levels) - 1
+    assert dense.key == sparse.key == _by_hand.chunk_key(levels[-1][0], size)
     n = max(-(-size // 32), 1)
     for i in sorted({0, 1, 2, 127, 128, 129, n // 2, n - 1} & set(range(n))):
         want = tuple(levels[k][(i >> k) ^ 1] for k in range(dense.depth))
@@ -62,12 +67,13 @@ def test_dense_and_sparse_match_naive(size):
 
 def test_empty_data_root_is_z0():
     assert ChunkTree.from_bytes(b"").root == zero_root(0) == bytes(32)
-    assert SparseChunkTree(0, {}).key == chunk_merkle_key(bytes(32), 0)
+    assert SparseChunkTree(0, {}).key == _by_hand.chunk_key(bytes(32), 0)
+    assert chunk_merkle_key(bytes(32), 0) == bytes([3]) + _by_hand.keccak(bytes(64))[1:]
 
 
 def test_zero_roots_are_the_vm_ones():
     assert all(zero_root(i) == ZERO_HASHES[i] for i in range(len(ZERO_HASHES)))
-    assert SparseChunkTree(32 << 20, {}).root == ZERO_HASHES[20]
+    assert SparseChunkTree(32 << 20, {}).root == ZERO_HASHES[20] == _by_hand.sparse_chunk_root(32 << 20, {})
 
 
 @settings(max_examples=40, deadline=None)
@@ -118,22 +124,41 @@ def test_verify_rejects_in_contract_order():
 
 def test_gib_sparse_is_cheap():
     size = 1 << 30
-    tree = SparseChunkTree(size, {5: b"\x07" * 32, (size // 32) - 1: b"\x09" * 32})
+    chunks = {5: b"\x07" * 32, (size // 32) - 1: b"\x09" * 32}
+    tree = SparseChunkTree(size, chunks)
     assert tree.depth == 25
+    assert tree.root == _by_hand.sparse_chunk_root(size, chunks)
     proof = tree.proof(size - 32)
     verify_part_proof(*proof.args())
-    assert proof.siblings[0] == bytes(32) and proof.siblings[24] != zero_root(24)
+    assert proof.part == b"\x09" * 32
+    assert proof.siblings[:24] == tuple(zero_root(k) for k in range(24))
+    # Level 24: the left half (2^24 chunks), whose only non-zero chunk is chunk 5.
+    assert proof.siblings[24] == _by_hand.sparse_chunk_root(size // 2, {5: b"\x07" * 32})
 
 
 def test_keys():
     assert key_type(keccak_key(b"abc")) == KeyType.KECCAK
-    assert keccak_key(b"abc")[1:] == keccak256(b"abc")[1:]
+    assert keccak_key(b"abc") == _by_hand.keccak_key(b"abc")
+    assert keccak256(b"abc") == _by_hand.keccak(b"abc")
     assert with_type(b"\xff" * 32, 3) == b"\x03" + b"\xff" * 31
     assert local_ident_key(7) == b"\x01" + bytes(30) + b"\x07"
     caller = "0x" + "12" * 20
     ctx = bytes(range(32))
-    assert localize(local_ident_key(7), caller, ctx) == localize_ident(7, caller, ctx)
+    assert localize(local_ident_key(7), caller, ctx) == _by_hand.local_key(7, b"\x12" * 20, ctx)
+    assert localize_ident(7, caller, ctx) == _by_hand.local_key(7, b"\x12" * 20, ctx)
+    assert localize(local_ident_key(2**248 - 1), caller, ctx) == _by_hand.local_key(
+        2**248 - 1, b"\x12" * 20, ctx
+    )
     assert localize(keccak_key(b""), caller, ctx) == keccak_key(b"")
+
+
+def test_checksum_by_hand():
+    # w0 = 1, w1 = 2, w2 = 0xFFFFFFFF; term_i = (w_i ^ (i * 0x9E3779B9 mod 2^32)) * (2i + 1) mod 2^32:
+    # 1, 0x9E3779BB * 3 = 0xDAA66D31, (0xFFFFFFFF ^ 0x3C6EF372) * 5 = 0xD1D53EC1.
+    assert stream_checksum(b"\x01\x00\x00\x00\x02") == 0xDAA66D32  # the last word zero-padded
+    words = b"\x01\x00\x00\x00\x02\x00\x00\x00\xff\xff\xff\xff"
+    assert stream_checksum(words) == stream_checksum_reference(words) == 0xAC7BABF3
+    assert stream_checksum(b"") == 0
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 1023, 4097])
