@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import _by_hand
 import eth_abi
 import numpy as np
 import pytest
@@ -23,9 +24,8 @@ from click.testing import CliRunner
 from test_fast_asm import assert_same_memory, lockstep
 
 from opml.cli import main
-from opml.oracle import PreimageStore, SparseChunkTree, chunk_merkle_key, keccak_key, localize_ident
+from opml.oracle import PreimageStore, SparseChunkTree, chunk_merkle_key
 from opml.oracle.checksum import stream_checksum
-from opml.oracle.chunk_tree import DenseChunkTree
 from opml.oracle.errors import PreimageNotFoundError
 from opml.oracle.keys import local_ident_key
 from opml.vm.asm import encode, load_program
@@ -122,7 +122,7 @@ def syscall_state(number: int, *args: int, key: bytes = KEY, data: dict | None =
     state = load_program([encode("syscall")], BASE)
     state.preimage_key = key
     state.registers[V0] = number
-    for reg, value in zip((A0, A1, A2), args):
+    for reg, value in zip((A0, A1, A2), args, strict=False):
         state.registers[reg] = value
     state.registers[9] = 0x99  # unrelated
     for addr, blob in (data or {}).items():
@@ -178,7 +178,7 @@ def test_select_in_the_instruction_leaf_needs_no_data_proof():
     state = syscall_state(9001, BASE)
     ref, proof = one_step(state, {})
     ok(ref, 0)
-    assert ref.preimage_key == state.memory.read_bytes(BASE, 32)
+    assert ref.preimage_key == b"\x0c" + bytes(31)  # the leaf: the syscall word 0x0000000C, little-endian
     assert data_proof(proof) == b""
 
 
@@ -332,7 +332,7 @@ def test_select_needs_no_oracle():
     assert state.preimage_key == KEY
 
 
-# --- OracleView over a PreimageStore: the three key types ----------------------------------------------------
+# --- OracleView over a PreimageStore: the three key types -------------------------------------------------
 
 
 @pytest.fixture
@@ -348,7 +348,8 @@ def test_oracle_view_key_types(store):
     localized = store.put_local(7, CALLER, CONTEXT, local_value)
     view = OracleView(store, CALLER, CONTEXT)
     assert isinstance(view, PreimageOracle)
-    assert keccak == keccak_key(blob[:77]) and merkle == DenseChunkTree(blob).key
+    assert keccak == _by_hand.keccak_key(blob[:77]) and merkle == _by_hand.chunk_merkle_key(blob)
+    assert localized == _by_hand.local_key(7, CALLER, CONTEXT)
     cases = [(keccak, blob[:77]), (merkle, blob), (local_ident_key(7), local_value)]
     for key, data in cases:
         effective = view.effective_key(key)
@@ -379,7 +380,7 @@ def test_oracle_view_localizes_with_its_caller_and_context(store):
     assert ref.preimage_key == local_ident_key(1)  # the state keeps the key as selected
     for caller, context in ((bytes(20), CONTEXT), (CALLER, bytes(32))):
         view = OracleView(store, caller, context)
-        assert view.effective_key(local_ident_key(1)) == localize_ident(1, caller, context)
+        assert view.effective_key(local_ident_key(1)) == _by_hand.local_key(1, caller, context)
         with pytest.raises(PreimageNotFoundError, match="put_local"):
             step(state.copy(), view)
 
@@ -521,7 +522,7 @@ def test_acceptance_64_mib_tensor_through_opml_vm_run(stream_checksum_elf, tmp_p
 
 def test_cli_run_fast_and_reference_agree(stream_checksum_elf, tmp_path):
     data = tensor(3000, seed=5)
-    store, key = tensor_store(tmp_path / "store", data)
+    store, _ = tensor_store(tmp_path / "store", data)
     args = [
         "vm",
         "run",
@@ -581,9 +582,11 @@ def test_cli_state_and_proof_with_oracle(stream_checksum_elf, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     fields = json.loads(result.stdout)
-    witness = step_witness(state)
-    assert fields["proof"] == "0x" + witness.proof.hex()
-    assert fields["calldata"] == "0x" + encode_step_calldata(witness.state_data, witness.proof, CONTEXT).hex()
+    state_data, proof = bytes.fromhex(fields["stateData"][2:]), bytes.fromhex(fields["proof"][2:])
+    assert state_data == encode_state(state)
+    selector = _by_hand.keccak(b"step(bytes,bytes,bytes32)")[:4]
+    calldata = selector + eth_abi.encode(["bytes", "bytes", "bytes32"], [state_data, proof, CONTEXT])
+    assert fields["calldata"] == "0x" + calldata.hex()
     assert fields["localContext"] == "0x" + CONTEXT.hex()
     assert fields["oracle"] == {
         "selectedKey": "0x" + key.hex(),
@@ -591,13 +594,15 @@ def test_cli_state_and_proof_with_oracle(stream_checksum_elf, tmp_path):
         "offset": state.registers[A0],
     }
     step(state, oracle)
-    assert fields["postStateHash"][4:] == keccak256(encode_state(state)).hex()[2:]
+    assert apply_step_proof(state_data, proof, oracle) == encode_state(state)  # the proof proves this step
+    assert fields["postStateHash"] == "0x03" + _by_hand.keccak(encode_state(state))[1:].hex()
     # Without --local-context: the two-argument calldata (the local key then is another one).
     result = CliRunner(mix_stderr=False).invoke(
         main, ["vm", "proof", str(stream_checksum_elf), "--at", "3", "--preimages", str(store.root)]
     )
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["calldata"][:10] == "0x" + keccak256(b"step(bytes,bytes)")[:4].hex()
+    two_argument = _by_hand.keccak(b"step(bytes,bytes)")[:4]
+    assert json.loads(result.stdout)["calldata"][:10] == "0x" + two_argument.hex()
 
 
 def test_cli_oracle_put(tmp_path):
@@ -608,15 +613,16 @@ def test_cli_oracle_put(tmp_path):
     result = CliRunner(mix_stderr=False).invoke(main, ["oracle", "put", str(path), "--preimages", str(root)])
     assert result.exit_code == 0, result.stderr
     key = bytes.fromhex(result.stdout.strip()[2:])
-    assert key == DenseChunkTree(blob).key and PreimageStore(root).get(key) == blob
+    assert key == _by_hand.chunk_merkle_key(blob) and PreimageStore(root).get(key) == blob
     result = CliRunner(mix_stderr=False).invoke(
         main, ["oracle", "put", str(path), "--preimages", str(root), "--kind", "keccak"]
     )
-    assert result.exit_code == 0 and result.stdout.strip() == "0x" + keccak_key(blob).hex()
+    assert result.exit_code == 0 and result.stdout.strip() == "0x" + _by_hand.keccak_key(blob).hex()
     empty = tmp_path / "empty.bin"
     empty.write_bytes(b"")
     result = CliRunner(mix_stderr=False).invoke(main, ["oracle", "put", str(empty), "--preimages", str(root)])
-    assert result.exit_code == 0 and result.stdout.strip() == "0x" + DenseChunkTree(b"").key.hex()
+    empty_key = bytes([3]) + _by_hand.keccak(bytes(64))[1:]  # chunkRoot = Z[0], length 0
+    assert result.exit_code == 0 and result.stdout.strip() == "0x" + empty_key.hex()
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(70_000))
     result = CliRunner(mix_stderr=False).invoke(
