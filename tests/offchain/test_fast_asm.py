@@ -393,10 +393,16 @@ def test_from_state_reuses_memory_and_merkle_cache():
     vm.run()
     final = vm.to_state()
     assert final.memory is state.memory and final.memory.merkle_root() != root0
+    assert final.memory.read_u32(0x100) == 0xDEADBEEF and final.exit_code == 0
     fresh = Memory()
     for page_no, page in final.memory.pages.items():
         fresh.write_bytes(page_no << 12, bytes(page))
     assert fresh.merkle_root() == final.memory.merkle_root()
+    # The cached root equals the reference VM's, run on an untouched copy of the program.
+    ref = make_state(words, regs={T0: 0xDEADBEEF})
+    while not ref.exited:
+        step(ref)
+    assert encode_state(final) == encode_state(ref)
 
 
 # --- random programs ----------------------------------------------------------------------------------
