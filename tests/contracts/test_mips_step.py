@@ -1,12 +1,15 @@
 """MIPS.sol against the reference VM, one test per instruction class (vm-spec §4, §5).
 
 Every vector is stepped through the contract in a transaction; the returned hash, the emitted
-hashes and the emitted post-state bytes must equal the reference VM's.
+hashes and the emitted post-state bytes must equal the reference VM's. Panics, no-ops, traps,
+jumps and system calls are also checked against post-states derived by hand from vm-spec
+(``expect``), so that a bug both VMs share still fails.
 """
 
 import random
 
 import pytest
+import sha3
 from _mips import (
     A0,
     A1,
@@ -31,7 +34,65 @@ from _mips import (
     special2,
 )
 
+from opml.vm.state import encode_state
+from opml.vm.witness import step_witness
+
 M32 = 0xFFFFFFFF
+SIGILL, SIGTRAP, SIGBUS = 4, 5, 7
+
+# --- Post-states by hand (vm-spec §2) ---------------------------------------------------------------
+
+
+def _u32(data: bytes, offset: int) -> int:
+    return int.from_bytes(data[offset : offset + 4], "big")
+
+
+def expect(pre, *, advance=True, next_pc=None, panic=None, exit_code=None, regs=None, **fields) -> bytes:
+    """The post-state of one step from the encoded ``pre``, patched at the offsets of §2.1.
+
+    ``step`` always increments. ``panic=s``: exited, exit code 128 + s, nothing else (§4.6).
+    ``exit_code``: exited with that code, pc not advanced (§5). Otherwise ``pc = nextPC`` and
+    ``nextPC = next_pc`` (default ``nextPC + 4``) unless ``advance`` is false; ``regs`` and the
+    32-bit ``fields`` (``brk``, ``heap``, ``lo``, ``hi``) are set.
+    """
+    post = bytearray(pre)
+    post[90:98] = ((int.from_bytes(pre[90:98], "big") + 1) % 2**64).to_bytes(8, "big")
+    if panic is not None or exit_code is not None:
+        post[88], post[89] = 128 + panic if panic is not None else exit_code, 1
+        return bytes(post)
+    if advance:
+        pc = _u32(pre, 68)
+        post[64:68] = pc.to_bytes(4, "big")
+        post[68:72] = ((pc + 4) % 2**32 if next_pc is None else next_pc).to_bytes(4, "big")
+    offsets = {"lo": 72, "hi": 76, "brk": 80, "heap": 84}
+    for name, value in fields.items():
+        post[offsets[name] : offsets[name] + 4] = value.to_bytes(4, "big")
+    for reg, value in (regs or {}).items():
+        post[98 + 4 * reg : 102 + 4 * reg] = value.to_bytes(4, "big")
+    return bytes(post)
+
+
+def hash_by_hand(post: bytes) -> bytes:
+    """§2.2: keccak256 with its top byte replaced by the status."""
+    exit_code, exited = post[88], post[89]
+    status = 3 if not exited else (0 if exit_code == 0 else 1 if exit_code == 1 else 2)
+    return bytes([status]) + sha3.keccak_256(post).digest()[1:]
+
+
+def check_against_spec(mips, deployer, state, expected_post=None, transact=True, **how):
+    """``check_step`` (contract == reference), then the contract's result against ``expect(**how)``:
+    the emitted post-state bytes (in a transaction) and the returned hash."""
+    pre = encode_state(state)
+    post = expect(pre, **how) if expected_post is None else expected_post
+    receipt = check_step(mips, deployer, state, transact=transact)
+    if receipt is not None:
+        [log] = receipt.decode_logs(mips.StepExecuted)
+        assert bytes(log.postState) == post
+    witness = step_witness(state)
+    assert bytes(mips.step.call(witness.state_data, witness.proof)) == hash_by_hand(post)
+    return post
+
+
 EDGE = [
     0,
     1,
@@ -123,13 +184,16 @@ def test_hi_lo(mips, deployer, name):
 
 
 def test_writes_to_zero_are_discarded(mips, deployer):
-    check_step(mips, deployer, make_state(r_type(33, rs=T0, rt=T1, rd=0), {T0: 5, T1: 6}))
-    check_step(mips, deployer, make_state(i_type(15, rt=0, imm=0x1234)))
+    # Only pc, nextPC and step change: $0 stays 0.
+    check_against_spec(mips, deployer, make_state(r_type(33, rs=T0, rt=T1, rd=0), {T0: 5, T1: 6}))
+    check_against_spec(mips, deployer, make_state(i_type(15, rt=0, imm=0x1234)))
 
 
 def test_sync_pref_are_nops(mips, deployer):
-    check_step(mips, deployer, make_state(r_type(15)))
-    check_step(mips, deployer, make_state(i_type(51, rs=T0, rt=1, imm=3), {T0: 0x12345671}))
+    regs = {T0: 0x12345671, T1: 0xCAFE}
+    check_against_spec(mips, deployer, make_state(r_type(15), regs, hi=1, lo=2))
+    # pref's address 0x12345674 is in no proven leaf: a memory access would need a data proof.
+    check_against_spec(mips, deployer, make_state(i_type(51, rs=T0, rt=1, imm=3), regs, hi=1, lo=2))
 
 
 # --- Control flow -----------------------------------------------------------------------------------
@@ -164,36 +228,53 @@ def test_branch_in_delay_slot_is_sigill(mips, deployer):
         r_type(8, rs=T0),
         r_type(9, rs=T0, rd=RA),
     ):
-        check_step(mips, deployer, make_state(insn, {T0: CODE_BASE}, next_pc=CODE_BASE + 0x100))
+        state = make_state(insn, {T0: CODE_BASE}, next_pc=CODE_BASE + 0x100)
+        check_against_spec(mips, deployer, state, panic=SIGILL)  # the link is not written either
 
 
 def test_jumps(mips, deployer):
-    pc = 0x1FFFFFF8  # pc + 4 lies in the next 256 MiB region
-    check_step(mips, deployer, make_state(j_type(2, 0x0ABCDEF0), pc=pc))
-    check_step(mips, deployer, make_state(j_type(3, 0x00123450), pc=CODE_BASE))
-    check_step(
-        mips, deployer, make_state(r_type(8, rs=T0), {T0: 0x00400123})
-    )  # misaligned target is fine here
-    check_step(mips, deployer, make_state(r_type(9, rs=T0, rd=T1), {T0: 0x00400100}))
-    check_step(
-        mips, deployer, make_state(r_type(9, rs=RA, rd=RA), {RA: 0x00400200})
-    )  # target read before link
-    check_step(mips, deployer, make_state(r_type(9, rs=T0, rd=0), {T0: 0x00400100}))
+    pc = 0x1FFFFFF8  # pc + 4 lies in the next 256 MiB region: T = 0x10000000 | 0x0ABCDEF0
+    check_against_spec(mips, deployer, make_state(j_type(2, 0x0ABCDEF0), pc=pc), next_pc=0x1ABCDEF0)
+    check_against_spec(
+        mips, deployer, make_state(j_type(3, 0x00123450)), next_pc=0x00123450, regs={RA: CODE_BASE + 8}
+    )
+    # A misaligned target is fine here (the next step panics).
+    check_against_spec(mips, deployer, make_state(r_type(8, rs=T0), {T0: 0x00400123}), next_pc=0x00400123)
+    check_against_spec(
+        mips,
+        deployer,
+        make_state(r_type(9, rs=T0, rd=T1), {T0: 0x00400100}),
+        next_pc=0x00400100,
+        regs={T1: CODE_BASE + 8},
+    )
+    # The target is read before the link is written.
+    check_against_spec(
+        mips,
+        deployer,
+        make_state(r_type(9, rs=RA, rd=RA), {RA: 0x00400200}),
+        next_pc=0x00400200,
+        regs={RA: CODE_BASE + 8},
+    )
+    check_against_spec(
+        mips, deployer, make_state(r_type(9, rs=T0, rd=0), {T0: 0x00400100}), next_pc=0x00400100
+    )
 
 
 def test_delay_slot_is_executed(mips, deployer):
     """A branch then its delay slot: the second step runs at the old nextPC and jumps to the target."""
     state = make_state([i_type(4, 0, 0, 7), i_type(9, 0, T0, 42)])
-    check_step(mips, deployer, state)
+    target = CODE_BASE + 4 + (7 << 2)
+    after_branch = check_against_spec(mips, deployer, state, next_pc=target)
     from opml.vm.step import step as reference_step
 
     reference_step(state)
-    assert state.pc == CODE_BASE + 4 and state.next_pc == CODE_BASE + 4 + 28
-    check_step(mips, deployer, state)
+    assert state.pc == CODE_BASE + 4 and state.next_pc == target
+    assert encode_state(state) == after_branch
+    check_against_spec(mips, deployer, state, next_pc=target + 4, regs={T0: 42})  # now at the target
 
 
 def test_misaligned_pc_is_sigbus(mips, deployer):
-    check_step(mips, deployer, make_state([], pc=CODE_BASE + 2))
+    check_against_spec(mips, deployer, make_state([], pc=CODE_BASE + 2), panic=SIGBUS)
 
 
 # --- Loads and stores -------------------------------------------------------------------------------
@@ -240,13 +321,12 @@ def test_store_into_instruction_leaf(mips, deployer):
 
 @pytest.mark.parametrize("opcode,addr", [(33, 1), (37, 3), (41, 5), (35, 2), (43, 1), (48, 3), (56, 2)])
 def test_misaligned_access_is_sigbus(mips, deployer, opcode, addr):
-    check_step(
-        mips,
-        deployer,
-        make_state(
-            i_type(opcode, rs=T0, rt=T1, imm=0), {T0: STACK_TOP - 64 + addr}, memory=realistic_memory()
-        ),
+    state = make_state(
+        i_type(opcode, rs=T0, rt=T1, imm=0),
+        {T0: STACK_TOP - 64 + addr, T1: 0x5A5A5A5A},
+        memory=realistic_memory(),
     )
+    check_against_spec(mips, deployer, state, panic=SIGBUS)  # memory and $t1 unchanged
 
 
 # --- Traps, break, invalid encodings ----------------------------------------------------------------
@@ -254,17 +334,37 @@ def test_misaligned_access_is_sigbus(mips, deployer, opcode, addr):
 TRAPS = {"tge": 48, "tgeu": 49, "tlt": 50, "tltu": 51, "teq": 52, "tne": 54}
 
 
+def _signed(x):
+    return x - (1 << 32) if x >> 31 else x
+
+
+TRAP_CONDITIONS = {  # §4.5, by hand
+    "tge": lambda a, b: _signed(a) >= _signed(b),
+    "tgeu": lambda a, b: a >= b,
+    "tlt": lambda a, b: _signed(a) < _signed(b),
+    "tltu": lambda a, b: a < b,
+    "teq": lambda a, b: a == b,
+    "tne": lambda a, b: a != b,
+}
+
+
 @pytest.mark.parametrize("name", sorted(TRAPS))
 def test_traps(mips, deployer, name):
+    outcomes = set()
     for a, b in [(0, 0), (1, 2), (M32, 0), (0x80000000, 0x7FFFFFFF)]:
-        for code in (0, 6, 7, 0x3FF):
+        trapped = TRAP_CONDITIONS[name](a, b)
+        outcomes.add(trapped)
+        for code in (0, 6, 7, 0x3FF):  # SIGTRAP whatever the code
             insn = r_type(TRAPS[name], rs=T0, rt=T1) | (code << 6)
-            check_step(mips, deployer, make_state(insn, {T0: a, T1: b}), transact=code == 7)
+            state = make_state(insn, {T0: a, T1: b})
+            how = {"panic": SIGTRAP} if trapped else {}
+            check_against_spec(mips, deployer, state, transact=code == 7, **how)
+    assert outcomes == {True, False}  # both outcomes are exercised
 
 
 def test_break(mips, deployer):
     for code in (0, 6, 7, 8, 0x3FF, 0x3FF | (0x3FF << 10)):
-        check_step(mips, deployer, make_state(r_type(13) | (code << 6)))
+        check_against_spec(mips, deployer, make_state(r_type(13) | (code << 6)), panic=SIGTRAP)
 
 
 ILLEGAL = [
@@ -317,44 +417,58 @@ ILLEGAL = [
 
 @pytest.mark.parametrize("insn", ILLEGAL, ids=[f"{w:#010x}" for w in ILLEGAL])
 def test_illegal_is_sigill(mips, deployer, insn):
-    check_step(
-        mips, deployer, make_state(insn, {T0: STACK_TOP - 64}, memory=realistic_memory()), transact=False
-    )
+    state = make_state(insn, {T0: STACK_TOP - 64}, memory=realistic_memory())
+    check_against_spec(mips, deployer, state, transact=False, panic=SIGILL)
 
 
 # --- System calls -----------------------------------------------------------------------------------
 
 SYSCALL = r_type(12)
+BRK = 0x00420000
+EBADF, EINVAL, ENOMEM, ENOSYS = 9, 22, 12, 89
+
+
+def ok(value, **fields):
+    return {"regs": {V0: value, A3: 0}, **fields}
+
+
+def err(errno):
+    return {"regs": {V0: errno, A3: 1}}
+
+
+# (registers, the outcome by hand from vm-spec §5): brk = BRK and heap = HEAP_BASE before the step.
 SYSCALL_CASES = [
-    {V0: 4001, A0: 0x1FF},
-    {V0: 4246, A0: 0},
-    {V0: 4246, A0: 1},
-    {V0: 4004, A0: 1, A1: DATA_BASE, A2: 12},
-    {V0: 4004, A0: 2, A1: 0, A2: 0xFFFFFFFF},
-    {V0: 4004, A0: 3, A2: 4},
-    {V0: 4045, A0: 0},
-    {V0: 4045, A0: 0x00430000},
-    {V0: 4045, A0: 0x40000000},
-    {V0: 4045, A0: 0x40000001},
-    {V0: 4090, A1: 4096, A3: 0x802},
-    {V0: 4090, A1: 1, A3: 0x800},
-    {V0: 4090, A1: 0, A3: 0x800},
-    {V0: 4090, A1: 4096, A3: 0x2},
-    {V0: 4090, A1: 4096, A3: 0x810},
-    {V0: 4090, A1: 0xFFFFF001, A3: 0x800},
-    {V0: 4090, A1: 0x30000000, A3: 0x800},
-    {V0: 4090, A1: 0x30000001, A3: 0x800},
-    {V0: 4090, A1: 0xC0000000, A3: 0x800},  # heap + size wraps 2^32: must still be ENOMEM
-    {V0: 4091, A0: HEAP_BASE, A1: 4096},
-    {V0: 4000},
-    {V0: 0},
-    {V0: 4003},
+    ({V0: 4001, A0: 0x1FF}, {"exit_code": 0xFF}),  # PANIC status (exit code >= 2)
+    ({V0: 4246, A0: 0}, {"exit_code": 0}),  # VALID
+    ({V0: 4246, A0: 1}, {"exit_code": 1}),  # INVALID
+    ({V0: 4004, A0: 1, A1: DATA_BASE, A2: 12}, ok(12)),
+    ({V0: 4004, A0: 2, A1: 0, A2: 0xFFFFFFFF}, ok(0xFFFFFFFF)),
+    ({V0: 4004, A0: 3, A2: 4}, err(EBADF)),
+    ({V0: 4045, A0: 0}, ok(BRK)),
+    ({V0: 4045, A0: 0x00430000}, ok(0x00430000, brk=0x00430000)),
+    ({V0: 4045, A0: 0x40000000}, ok(0x40000000, brk=0x40000000)),  # BRK_LIMIT itself
+    ({V0: 4045, A0: 0x40000001}, ok(BRK)),
+    ({V0: 4090, A1: 4096, A3: 0x802}, ok(HEAP_BASE, heap=HEAP_BASE + 4096)),
+    ({V0: 4090, A1: 1, A3: 0x801}, ok(HEAP_BASE, heap=HEAP_BASE + 4096)),  # MAP_SHARED, one page
+    ({V0: 4090, A1: 1, A3: 0x800}, err(EINVAL)),  # MAP_TYPE 0
+    ({V0: 4090, A1: 0, A3: 0x802}, err(EINVAL)),  # len 0
+    ({V0: 4090, A1: 4096, A3: 0x2}, err(EINVAL)),  # not anonymous
+    ({V0: 4090, A1: 4096, A3: 0x812}, err(EINVAL)),  # MAP_FIXED
+    ({V0: 4090, A1: 0xFFFFF001, A3: 0x802}, err(ENOMEM)),  # size rounds to 0 (mod 2^32)
+    ({V0: 4090, A1: 0x30000000, A3: 0x802}, ok(HEAP_BASE, heap=0x70000000)),  # exactly MMAP_LIMIT
+    ({V0: 4090, A1: 0x30000001, A3: 0x802}, err(ENOMEM)),
+    ({V0: 4090, A1: 0xC0000000, A3: 0x802}, err(ENOMEM)),  # heap + size wraps 2^32: must still be ENOMEM
+    ({V0: 4091, A0: HEAP_BASE, A1: 4096}, ok(0)),
+    ({V0: 4000}, err(ENOSYS)),
+    ({V0: 0}, err(ENOSYS)),
+    ({V0: 4003}, err(ENOSYS)),
 ]
 
 
-@pytest.mark.parametrize("regs", SYSCALL_CASES, ids=[str(i) for i in range(len(SYSCALL_CASES))])
-def test_syscall(mips, deployer, regs):
-    check_step(mips, deployer, make_state(SYSCALL, {T0: 99, A3: 5, **regs}, brk=0x00420000, heap=HEAP_BASE))
+@pytest.mark.parametrize("regs, outcome", SYSCALL_CASES, ids=[str(i) for i in range(len(SYSCALL_CASES))])
+def test_syscall(mips, deployer, regs, outcome):
+    state = make_state(SYSCALL, {T0: 99, A3: 5, **regs}, brk=BRK, heap=HEAP_BASE)
+    check_against_spec(mips, deployer, state, **outcome)
 
 
 # --- Seeded fuzz over random encodings --------------------------------------------------------------
