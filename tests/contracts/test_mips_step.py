@@ -31,6 +31,7 @@ from _mips import (
     make_state,
     r_type,
     realistic_memory,
+    revert_name,
     special2,
 )
 
@@ -47,15 +48,19 @@ def _u32(data: bytes, offset: int) -> int:
     return int.from_bytes(data[offset : offset + 4], "big")
 
 
-def expect(pre, *, advance=True, next_pc=None, panic=None, exit_code=None, regs=None, **fields) -> bytes:
+def expect(
+    pre, *, advance=True, next_pc=None, panic=None, exit_code=None, regs=None, mem_root=None, **fields
+) -> bytes:
     """The post-state of one step from the encoded ``pre``, patched at the offsets of §2.1.
 
     ``step`` always increments. ``panic=s``: exited, exit code 128 + s, nothing else (§4.6).
     ``exit_code``: exited with that code, pc not advanced (§5). Otherwise ``pc = nextPC`` and
     ``nextPC = next_pc`` (default ``nextPC + 4``) unless ``advance`` is false; ``regs`` and the
-    32-bit ``fields`` (``brk``, ``heap``, ``lo``, ``hi``) are set.
+    32-bit ``fields`` (``brk``, ``heap``, ``lo``, ``hi``) and ``mem_root`` are set.
     """
     post = bytearray(pre)
+    if mem_root is not None:
+        post[0:32] = mem_root
     post[90:98] = ((int.from_bytes(pre[90:98], "big") + 1) % 2**64).to_bytes(8, "big")
     if panic is not None or exit_code is not None:
         post[88], post[89] = 128 + panic if panic is not None else exit_code, 1
@@ -70,6 +75,20 @@ def expect(pre, *, advance=True, next_pc=None, panic=None, exit_code=None, regs=
     for reg, value in (regs or {}).items():
         post[98 + 4 * reg : 102 + 4 * reg] = value.to_bytes(4, "big")
     return bytes(post)
+
+
+def one_leaf_root(index: int, leaf: bytes) -> bytes:
+    """§3.1 by hand: the memory root when leaf ``index`` is the only non-zero one."""
+    zero, node = bytes(32), leaf
+    for level in range(27):
+        pair = zero + node if index >> level & 1 else node + zero
+        node, zero = sha3.keccak_256(pair).digest(), sha3.keccak_256(zero + zero).digest()
+    return node
+
+
+def instruction_proof_size(proof: bytes) -> int:
+    """36 bytes of leaf and mask, and one sibling per clear mask bit (§3.3)."""
+    return 36 + 32 * (27 - bin(int.from_bytes(proof[32:36], "big")).count("1"))
 
 
 def hash_by_hand(post: bytes) -> bytes:
@@ -306,17 +325,28 @@ def test_load_store(mips, deployer, name):
 
 
 def test_load_into_zero_needs_data_proof(mips, deployer):
-    check_step(
-        mips,
-        deployer,
-        make_state(i_type(35, rs=SP, rt=0, imm=0), {SP: STACK_TOP - 32}, memory=realistic_memory()),
-    )
+    state = make_state(i_type(35, rs=SP, rt=0, imm=0), {SP: STACK_TOP - 32}, memory=realistic_memory())
+    check_against_spec(mips, deployer, state)  # an ordinary step: $0 stays 0
+    witness = step_witness(state)
+    instruction = instruction_proof_size(witness.proof)
+    assert len(witness.proof) > instruction
+    assert revert_name(mips, witness.state_data, witness.proof[:instruction]) == "InvalidProofLength"
 
 
 def test_store_into_instruction_leaf(mips, deployer):
     """A store into the leaf holding pc: no data proof, the root is recomputed along the same path."""
-    check_step(mips, deployer, make_state(i_type(43, rs=T0, rt=T1, imm=4), {T0: CODE_BASE, T1: 0x01020304}))
-    check_step(mips, deployer, make_state(i_type(40, rs=T0, rt=T1, imm=31), {T0: CODE_BASE, T1: 0xFF}))
+    sw, sb = i_type(43, rs=T0, rt=T1, imm=4), i_type(40, rs=T0, rt=T1, imm=31)
+    for insn, value, leaf in [
+        (sw, 0x01020304, insn_bytes(sw) + bytes.fromhex("04030201") + bytes(24)),
+        (sb, 0x1FF, insn_bytes(sb) + bytes(27) + b"\xff"),  # the low byte of $t1 at offset 31
+    ]:
+        state = make_state(insn, {T0: CODE_BASE, T1: value})
+        assert len(step_witness(state).proof) == instruction_proof_size(step_witness(state).proof)
+        check_against_spec(mips, deployer, state, mem_root=one_leaf_root(CODE_BASE >> 5, leaf))
+
+
+def insn_bytes(word: int) -> bytes:
+    return word.to_bytes(4, "little")
 
 
 @pytest.mark.parametrize("opcode,addr", [(33, 1), (37, 3), (41, 5), (35, 2), (43, 1), (48, 3), (56, 2)])
