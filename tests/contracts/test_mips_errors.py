@@ -1,5 +1,6 @@
 """MIPS.sol's rejections (vm-spec §2.1, §3.3, §3.4, §8) and the exited-state rule (§4.1 step 2)."""
 
+import sha3
 from _mips import CODE_BASE, STACK_TOP, T0, T1, i_type, make_state, realistic_memory, revert_name
 
 from opml.vm.state import encode_state, state_hash
@@ -37,6 +38,9 @@ def test_misaligned_pc_takes_empty_proof(mips):
     w = step_witness(make_state(0, pc=CODE_BASE + 1))
     assert w.proof == b""
     assert revert_name(mips, w.state_data, b"") is None
+    # §4.1 step 4: SIGBUS, so exited = 1, exitCode = 135, step = 1; status PANIC (2).
+    post = w.state_data[:88] + bytes([135, 1]) + (1).to_bytes(8, "big") + w.state_data[98:]
+    assert bytes(mips.step.call(w.state_data, b"")) == b"\x02" + sha3.keccak_256(post).digest()[1:]
     assert revert_name(mips, w.state_data, step_witness(make_state(0)).proof) == "InvalidProofLength"
 
 
