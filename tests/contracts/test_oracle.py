@@ -6,6 +6,7 @@ import random
 
 import ape
 import pytest
+import sha3
 from eth_abi import encode
 
 from opml.oracle import (
@@ -66,15 +67,40 @@ def python_error(*args):
 # --- helpers mirrored on both sides ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [0, 1, 31, 32, 33, 64, 65, 4096, 4097, 2**30, 2**30 + 1, 2**40, 2**256 - 1])
-def test_tree_depth_matches(oracle, size):
-    assert oracle.treeDepth(size) == tree_depth(size)
+# d = ceil(log2(max(ceil(size / 32), 1))) by hand (oracle-spec §1.3): 4096 bytes are 128 = 2^7 chunks,
+# 2^30 bytes 2^25 chunks, 2^256 - 1 bytes 2^251 chunks.
+TREE_DEPTHS = [
+    (0, 0),
+    (1, 0),
+    (31, 0),
+    (32, 0),
+    (33, 1),
+    (64, 1),
+    (65, 2),
+    (4096, 7),
+    (4097, 8),
+    (2**30, 25),
+    (2**30 + 1, 26),
+    (2**40, 35),
+    (2**256 - 1, 251),
+]
+
+
+@pytest.mark.parametrize("size, depth", TREE_DEPTHS)
+def test_tree_depth_matches(oracle, size, depth):
+    assert oracle.treeDepth(size) == tree_depth(size) == depth
 
 
 def test_localized_key_matches(oracle, requester):
+    caller = bytes.fromhex(requester.address[2:])
     for ident in [0, 1, 7, 2**248 - 1]:
-        assert oracle.localizedKey(ident, requester, CTX) == localize_ident(ident, requester, CTX)
-        assert localize(local_ident_key(ident), requester, CTX) == localize_ident(ident, requester, CTX)
+        # withType(keccak256(abi.encode(ident, caller, localContext)), 1), built by hand
+        encoded = encode(["uint256", "address", "bytes32"], [ident, requester.address, CTX])
+        assert encoded == ident.to_bytes(32, "big") + bytes(12) + caller + CTX
+        want = b"\x01" + sha3.keccak_256(encoded).digest()[1:]
+        assert oracle.localizedKey(ident, requester, CTX) == want
+        assert localize_ident(ident, requester, CTX) == want
+        assert localize(local_ident_key(ident), requester, CTX) == want
 
 
 # --- local keys ---------------------------------------------------------------------------------
@@ -277,4 +303,6 @@ def test_read_other_part_not_loaded(oracle, requester):
 
 def test_abi_encoding_of_chunk_key(oracle):
     root = os.urandom(32)
-    assert chunk_merkle_key(root, 12345)[1:] == keccak256(encode(["bytes32", "uint256"], [root, 12345]))[1:]
+    want = b"\x03" + sha3.keccak_256(root + (12345).to_bytes(32, "big")).digest()[1:]
+    assert encode(["bytes32", "uint256"], [root, 12345]) == root + (12345).to_bytes(32, "big")
+    assert chunk_merkle_key(root, 12345) == want
