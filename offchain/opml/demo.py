@@ -42,6 +42,29 @@ class Claim:
     oracle: OracleView | None = None
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """One disputed step executed on-chain by ``MIPS.step``, and what each party claimed."""
+
+    state_data: bytes  # the pre-state sent to step
+    proof: bytes
+    local_context: bytes
+    txn_hash: str  # the step transaction, to read its receipt and event back from the chain
+    onchain_post_hash: bytes  # postStateHash of its StepExecuted event
+    claims: dict[str, bytes]  # party -> claimed post-state hash
+    upheld: tuple[str, ...]  # the parties whose claim equals the on-chain post-state hash
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What ``run_demo`` did: both disputes, and the streaming program's output over the tensor."""
+
+    disputes: tuple[Settlement, ...]
+    stream_stdout: bytes  # stream_checksum's output in the fast executor
+    tensor_checksum: int  # numpy's checksum of the same tensor
+    tensor_bytes: int
+
+
 def run_program(path: Path) -> Trace:
     click.echo(f"Running {path.name} off-chain in the fast MIPS executor ...")
     initial = load_elf(path)
@@ -72,7 +95,7 @@ def dishonest_claim(honest: Claim) -> Claim:
 
 def settle_one_step(
     deployment: Deployment, sender, claims: dict[str, Claim], local_context: bytes = bytes(32)
-) -> None:
+) -> Settlement:
     """Execute the disputed step on-chain and judge every claim against the result."""
     pre = next(iter(claims.values())).pre
     witness = step_witness(pre)
@@ -89,15 +112,25 @@ def settle_one_step(
     for who, claim in claims.items():
         verdict = "upheld" if claim.post_hash == onchain else "refuted: this party loses its bond"
         click.echo(f"  {who:<10} claimed 0x{claim.post_hash.hex()} -> {verdict}")
+    return Settlement(
+        state_data=witness.state_data,
+        proof=witness.proof,
+        local_context=local_context,
+        txn_hash=receipt.txn_hash,
+        onchain_post_hash=onchain,
+        claims={who: claim.post_hash for who, claim in claims.items()},
+        upheld=tuple(who for who, claim in claims.items() if claim.post_hash == onchain),
+    )
 
 
 def is_preimage_read(state: VMState) -> bool:
     return state.memory.read_u32(state.pc) == SYSCALL and state.registers[2] == SYS_PREIMAGE_READ
 
 
-def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> None:
+def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> tuple[Settlement, bytes, int]:
     """A program streams a tensor it never holds in memory; a step that reads it is disputed, and
-    only the one 32-byte part that step reads is revealed on-chain."""
+    only the one 32-byte part that step reads is revealed on-chain. Returns the settlement, the
+    program's output and numpy's checksum of the tensor."""
     tensor = np.random.default_rng(7).integers(0, 256, TENSOR_BYTES, dtype=np.uint8)
     store = PreimageStore(store_dir)
     tensor_key = store.put_chunk_merkle(tensor.tobytes())
@@ -115,7 +148,8 @@ def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> Non
         f"Running {STREAMING_PROGRAM.name} in the fast executor: {trace.final_step:,} steps, "
         f"output: {final.stdout.decode().strip()}"
     )
-    click.echo(f"  numpy computes checksum 0x{stream_checksum(tensor):08x} over the same tensor")
+    checksum = stream_checksum(tensor)
+    click.echo(f"  numpy computes checksum 0x{checksum:08x} over the same tensor")
 
     pre = trace.state_at(random.Random("opml-demo-read").randrange(trace.final_step))
     while not is_preimage_read(pre):
@@ -125,16 +159,19 @@ def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> Non
     gas = f"{receipt.gas_used:,} gas" if receipt else "already on-chain"
     click.echo(f"  revealed the part at byte {pre.registers[4] & ~31:,} of the tensor on-chain: {gas}")
     honest = honest_claim(pre, oracle)
-    settle_one_step(
+    settlement = settle_one_step(
         deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)}, GAME_CONTEXT
     )
+    return settlement, bytes(final.stdout), checksum
 
 
-def run_demo(deployment: Deployment, sender) -> None:
+def run_demo(deployment: Deployment, sender) -> DemoResult:
+    """Run both disputes (printing the narration) and return what happened, for checking."""
     trace = run_program(PROGRAM)
     n = random.Random("opml-demo").randrange(trace.final_step)
     honest = honest_claim(trace.state_at(n))
-    settle_one_step(deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)})
+    first = settle_one_step(deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)})
     click.echo("")
     with tempfile.TemporaryDirectory(prefix="opml-preimages-") as store_dir:
-        lazy_loading_dispute(deployment, sender, Path(store_dir))
+        second, stdout, checksum = lazy_loading_dispute(deployment, sender, Path(store_dir))
+    return DemoResult((first, second), stdout, checksum, TENSOR_BYTES)
