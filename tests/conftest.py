@@ -1,11 +1,13 @@
 """Shared fixtures: roles first, then deployed contracts, then defaults."""
 
 import os
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from opml.chain.pyevm import lift_code_size_limit
+from opml.chain.revm import Deployed, InProcessEVM
 
 # ape's embedded provider is py-evm; anvil gets the same limit from tools/anvil-wrapper.sh.
 lift_code_size_limit()
@@ -49,3 +51,25 @@ def oracle(deployer, project):
 @pytest.fixture(scope="module")
 def mips(deployer, project, oracle):
     return deployer.deploy(project.MIPS, oracle.address)
+
+
+@dataclass
+class RevmContracts:
+    """The oracle, ``MIPS`` and a ``StepTamperProbe`` in an in-process EVM, plus a probe on ape's node."""
+
+    evm: InProcessEVM
+    oracle: Deployed
+    mips: Deployed
+    probe: Deployed
+    ape_probe: object
+
+
+@pytest.fixture(scope="module")
+def revm(project, deployer):
+    """The contracts in revm (``opml.chain.revm``) for sweeps of thousands of steps; ``ape_probe`` is a
+    ``StepTamperProbe`` on ape's node, for cross-checking a sample of the sweep there."""
+    evm = InProcessEVM()
+    oracle = evm.deploy(project.PreimageOracle.contract_type)
+    mips = evm.deploy(project.MIPS.contract_type, oracle.address)
+    probe = evm.deploy(project.StepTamperProbe.contract_type)
+    return RevmContracts(evm, oracle, mips, probe, deployer.deploy(project.StepTamperProbe))

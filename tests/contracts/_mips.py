@@ -6,15 +6,20 @@ Not a test module (leading underscore); imported by tests/contracts/test_mips_*.
 
 import random
 
+import eth_abi
 from ape.exceptions import ContractLogicError
 from eth_tester.exceptions import TransactionFailed
 from web3.exceptions import ContractLogicError as Web3ContractLogicError
 
+from opml.chain.revm import RevmCallError
+from opml.errors import OpmlError
+from opml.oracle.errors import PartNotLoadedError, PreimageNotLoadedError
+from opml.oracle.keys import localize
 from opml.vm.hashing import keccak256
 from opml.vm.memory import Memory
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.step import step as reference_step
-from opml.vm.witness import encode_step_calldata, step_witness
+from opml.vm.witness import apply_step_proof, encode_step_calldata, step_witness
 
 CODE_BASE = 0x00400000
 DATA_BASE = 0x00410000
@@ -102,6 +107,11 @@ def expected_post_state(state):
 # --- Running steps on the contract ----------------------------------------------------------------
 
 
+def error_selectors(*contracts) -> dict[bytes, str]:
+    """The custom errors of ``contracts`` (ape contract instances) by their 4-byte selector."""
+    return {keccak256(e.selector.encode())[:4]: e.name for c in contracts for e in c.contract_type.errors}
+
+
 def error_name(err, *contracts):
     """The name of the custom error behind ``err``, looked up in the ABIs of ``contracts``.
 
@@ -112,9 +122,7 @@ def error_name(err, *contracts):
     name = type(err).__name__
     if name != "ContractLogicError":
         return name
-    by_selector = {
-        keccak256(e.selector.encode())[:4]: e.name for c in contracts for e in c.contract_type.errors
-    }
+    by_selector = error_selectors(*contracts)
     message = str(err.message)
     base = str(getattr(err, "base_err", "") or "")
     if message.startswith("0x"):
@@ -176,16 +184,126 @@ def calldata_tokens(data: bytes) -> int:
     return zeros + 4 * (len(data) - zeros)
 
 
-def assert_every_byte_is_bound(mips, witness, honest, skip=frozenset()) -> None:
-    """Flip one bit in every byte of the proof and of ``stateData`` (except ``skip``, positions in
-    stateData the step provably overwrites): ``step`` must revert or give another hash than ``honest``."""
-    for pos in range(len(witness.proof)):
-        bad = bytearray(witness.proof)
-        bad[pos] ^= 0x01
-        assert raw_step_outcome(mips, witness.state_data, bytes(bad)) != honest, f"proof byte {pos}"
-    for pos in range(len(witness.state_data)):
-        if pos in skip:
-            continue
-        bad = bytearray(witness.state_data)
-        bad[pos] ^= 0x01
-        assert raw_step_outcome(mips, bytes(bad), witness.proof) != honest, f"stateData byte {pos}"
+TAMPER_CHUNK = 24
+"""Bytes per ``StepTamperProbe.probe`` call: 192 variants stay far below the node's call gas cap."""
+
+
+def python_error_name(err: Exception) -> str:
+    """The contract error that a Python verifier error mirrors (vm-spec §8, oracle-spec §3)."""
+    return getattr(err, "contract_error", None) or type(err).__name__.removesuffix("Error")
+
+
+def python_outcome(state_data: bytes, proof: bytes, oracle=None) -> tuple[bool, object]:
+    """``(reverted, error name or post-state hash)`` of the Python verifier on one witness."""
+    try:
+        return False, state_hash(apply_step_proof(state_data, proof, oracle))
+    except OpmlError as err:
+        return True, python_error_name(err)
+
+
+class ChainOracle:
+    """The Python VM's view of a ``PreimageOracle`` deployed in the in-process EVM: exactly the lengths
+    and parts loaded there, so that a Python step fails where ``MIPS.step`` reverts for missing oracle
+    data. Answers are cached (the tamper sweeps ask for the same few keys thousands of times)."""
+
+    def __init__(self, oracle, caller, local_context: bytes = bytes(32)):
+        self.oracle, self.caller, self.local_context = oracle, caller, local_context
+        self._answers: dict[tuple, bytes | None] = {}
+
+    def _ask(self, signature: str, types: list[str], args: list) -> bytes | None:
+        at = (signature, *args)
+        if at not in self._answers:
+            try:
+                self._answers[at] = self.oracle.call(signature, types, args)
+            except RevmCallError:
+                self._answers[at] = None
+        return self._answers[at]
+
+    def effective_key(self, key: bytes) -> bytes:
+        return localize(key, self.caller, self.local_context)
+
+    def preimage_length(self, effective_key: bytes) -> int:
+        answer = self._ask("preimageLength(bytes32)", ["bytes32"], [effective_key])
+        if answer is None:
+            raise PreimageNotLoadedError(f"no length of {effective_key.hex()} on-chain")
+        return int.from_bytes(answer, "big")
+
+    def preimage_part(self, effective_key: bytes, part_offset: int) -> bytes:
+        answer = self._ask(
+            "readPreimage(bytes32,uint256)", ["bytes32", "uint256"], [effective_key, part_offset]
+        )
+        if answer is None:
+            raise PartNotLoadedError(f"part {part_offset} of {effective_key.hex()} is not on-chain")
+        return answer[:32]
+
+
+PROBE_SIGNATURE = "probe(address,bytes,bytes,bytes32,bool,uint256,uint256)"
+PROBE_TYPES = ["address", "bytes", "bytes", "bytes32", "bool", "uint256", "uint256"]
+
+
+def probe_outcomes(probe, mips, witness, tamper_proof: bool, local_context=bytes(32), *contracts):
+    """For every bit of the proof (``tamper_proof``) or of ``stateData``: ``(reverted, error name or
+    post-state hash)`` of ``MIPS.step`` on the witness with that one bit flipped, in byte-then-bit order.
+
+    ``probe`` is a ``StepTamperProbe`` in the in-process EVM (``opml.chain.revm``) next to ``mips``;
+    ``contracts`` are ape contracts whose errors name the selectors (MIPS's own are always included)."""
+    data = witness.proof if tamper_proof else witness.state_data
+    outcomes = []
+    for start in range(0, len(data), TAMPER_CHUNK):
+        end = min(start + TAMPER_CHUNK, len(data))
+        args = [mips.address, witness.state_data, witness.proof, local_context, tamper_proof, start, end]
+        (batch,) = eth_abi.decode(["(bool,bytes32)[]"], probe.call(PROBE_SIGNATURE, PROBE_TYPES, args))
+        outcomes += [(reverted, bytes(result)) for reverted, result in batch]
+    return outcomes
+
+
+def named(outcomes, *contracts):
+    """``probe_outcomes`` with each revert's selector replaced by the error name from ``contracts``."""
+    by_selector = error_selectors(*contracts)
+    return [
+        (True, by_selector.get(r[:4], f"unknown 0x{r[:4].hex()}")) if reverted else (False, r)
+        for reverted, r in outcomes
+    ]
+
+
+def flipped(data: bytes, variant: int) -> bytes:
+    """``data`` with bit ``variant % 8`` of byte ``variant // 8`` flipped."""
+    bad = bytearray(data)
+    bad[variant // 8] ^= 1 << (variant % 8)
+    return bytes(bad)
+
+
+def assert_every_bit_is_bound(revm, ape_mips, witness, honest, skip=frozenset(), oracle=None, contracts=()):
+    """Flip each of the 8 bits of every byte of the witness, one at a time, on-chain and in the Python
+    verifier (``apply_step_proof`` with ``oracle``):
+
+    - a flipped proof bit must make ``step`` revert, with the same named error that the Python verifier
+      raises: the pre-state is unchanged, so only a rejection is sound;
+    - a flipped ``stateData`` bit is another pre-state: the contract and the verifier must agree (the same
+      error, or the same post-state hash), and the post-state hash must differ from ``honest``, except
+      for the bytes in ``skip``, which the step provably overwrites (their flip still changes the
+      pre-state hash, so a dispute game rejects the claim).
+
+    The sweep runs in the in-process EVM ``revm`` (``.mips``, ``.probe``), thousands of steps in
+    seconds; its first chunk of proof variants is also run on ape's node (``ape_mips`` with a probe
+    deployed there), which must give the same outcomes.
+    """
+    contracts = (ape_mips, *contracts)
+    proof_outcomes = named(probe_outcomes(revm.probe, revm.mips, witness, True), *contracts)
+    for variant, (reverted, got) in enumerate(proof_outcomes):
+        where = f"proof byte {variant // 8} bit {variant % 8}"
+        assert reverted, f"{where}: step accepted a tampered proof"
+        assert python_outcome(witness.state_data, flipped(witness.proof, variant), oracle) == (True, got), (
+            where
+        )
+    state_outcomes = named(probe_outcomes(revm.probe, revm.mips, witness, False), *contracts)
+    for variant, outcome in enumerate(state_outcomes):
+        where = f"stateData byte {variant // 8} bit {variant % 8}"
+        assert python_outcome(flipped(witness.state_data, variant), witness.proof, oracle) == outcome, where
+        if variant // 8 not in skip:
+            assert outcome != (False, honest), f"{where}: the tampered state gives the honest post-state"
+    sample = revm.ape_probe.probe.call(
+        ape_mips.address, witness.state_data, witness.proof, bytes(32), True, 0, TAMPER_CHUNK
+    )
+    first = named([(reverted, bytes(result)) for reverted, result in sample], *contracts)
+    assert first == proof_outcomes[: len(first)], "ape's node and revm disagree on tampered proofs"

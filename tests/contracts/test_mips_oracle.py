@@ -21,7 +21,8 @@ from _mips import (
     DATA_BASE,
     STACK_TOP,
     V0,
-    assert_every_byte_is_bound,
+    ChainOracle,
+    assert_every_bit_is_bound,
     dense_memory_around,
     error_name,
     make_state,
@@ -419,16 +420,20 @@ def test_local_context_is_ignored_for_global_keys(mips, oracle, deployer, reques
 REGISTERS_OFFSET = 98
 
 
-def test_read_every_byte_is_bound(mips, oracle, deployer, requester):
-    """Flip one bit of every byte of a ``preimage_read`` witness: the step reverts or gives another
-    post-state hash. ``count`` is the binding bound of ``n`` so that every bit of it matters. The one
-    exception is ``$a3``, which the system call overwrites; a flip there still changes the pre-state
-    hash (as for a load's destination register in test_mips_tamper.py)."""
+def test_read_every_bit_is_bound(mips, oracle, deployer, requester, revm):
+    """Flip every bit of a ``preimage_read`` witness (see test_mips_tamper.py): a proof bit makes the
+    step revert with the Python verifier's error, a stateData bit gives another post-state hash (the
+    verifier reads the oracle the sweep runs against). ``count`` is the binding bound of ``n`` so that
+    every bit of it matters. The one exception is ``$a3``, which the system call overwrites; a flip
+    there still changes the pre-state hash (as for a load's destination register in
+    test_mips_tamper.py)."""
     for part in (0, 32):
         _load_keccak(oracle, requester, DATA100, part)
+        revm.oracle.call("loadKeccak256PreimagePart(uint256,bytes)", ["uint256", "bytes"], [part, DATA100])
     state = _state(SYS_READ, a0=3, a1=DATA_BASE + 0x100, a2=10, key=KEY100)
     w = step_witness(state)
     honest = raw_step_outcome(mips, w.state_data, w.proof)
     assert honest == state_hash(_expect(state, 10, write=(DATA_BASE + 0x100, DATA100[3:13])))
     skip = set(range(REGISTERS_OFFSET + 4 * A3, REGISTERS_OFFSET + 4 * A3 + 4))
-    assert_every_byte_is_bound(mips, w, honest, skip)
+    python_oracle = ChainOracle(revm.oracle, revm.probe.address)
+    assert_every_bit_is_bound(revm, mips, w, honest, skip, python_oracle, (oracle,))

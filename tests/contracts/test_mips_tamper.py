@@ -1,9 +1,12 @@
-"""Flip one bit of every byte of the witness: the step must revert or give another post-state hash.
+"""Flip every bit of every byte of the witness, one at a time, on-chain and in the Python verifier.
 
-The proof must be consumed exactly (vm-spec §3.4), so every proof byte matters. Every stateData
-byte is carried into the post-state except the old value of a load's destination register, which the
-load overwrites; a flip there still changes the pre-state hash (so the dispute game rejects the
-claim), and is the one documented exception.
+The pre-state is fixed by the dispute, so a flipped *proof* bit must make ``step`` revert, with the
+same named error from ``MIPS.sol`` and from ``apply_step_proof``: the proof must be consumed exactly
+(vm-spec §3.4), so every proof bit matters. A flipped *stateData* bit is another pre-state: both sides
+must agree on it, and it must not give the honest post-state. Every stateData byte is carried into the
+post-state except the old value of a load's destination register, which the load overwrites; a flip
+there still changes the pre-state hash (so the dispute game rejects the claim), and is the one
+documented exception.
 """
 
 import pytest
@@ -12,7 +15,7 @@ from _mips import (
     STACK_TOP,
     T0,
     T1,
-    assert_every_byte_is_bound,
+    assert_every_bit_is_bound,
     i_type,
     make_state,
     raw_step_outcome,
@@ -35,7 +38,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_byte_is_bound(mips, case):
+def test_every_bit_is_bound(mips, revm, case):
     insn, regs, overwritten = CASES[case]
     w = step_witness(make_state(insn, regs, memory=realistic_memory()))
     honest = raw_step_outcome(mips, w.state_data, w.proof)
@@ -43,4 +46,4 @@ def test_every_byte_is_bound(mips, case):
     skip = set()
     if overwritten is not None:
         skip = set(range(REGISTERS_OFFSET + 4 * overwritten, REGISTERS_OFFSET + 4 * overwritten + 4))
-    assert_every_byte_is_bound(mips, w, honest, skip)
+    assert_every_bit_is_bound(revm, mips, w, honest, skip)
