@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
+from _ci import ALLOWED_SKIPS, IN_CI
 from hypothesis import HealthCheck, settings
 
 from opml.chain.pyevm import lift_code_size_limit
@@ -73,3 +74,27 @@ def revm(project, deployer):
     mips = evm.deploy(project.MIPS.contract_type, oracle.address)
     probe = evm.deploy(project.StepTamperProbe.contract_type)
     return RevmContracts(evm, oracle, mips, probe, deployer.deploy(project.StepTamperProbe))
+
+
+# --- no silent skips in CI (tests/_ci.py) ---------------------------------------------------------
+
+_unlisted_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and IN_CI:
+        reason = report.longrepr[2].removeprefix("Skipped: ") if isinstance(report.longrepr, tuple) else ""
+        if reason not in ALLOWED_SKIPS:
+            _unlisted_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unlisted_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unlisted_skips:
+        terminalreporter.section("skips not listed in tests/_ci.py ALLOWED_SKIPS (a failure in CI)")
+        for line in _unlisted_skips:
+            terminalreporter.write_line(line)

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _ci import missing_tool
 
 TOOLCHAIN = Path(__file__).resolve().parents[2] / "mips-toolchain"
 BUILD = TOOLCHAIN / "build"
@@ -16,7 +17,7 @@ ORACLE_PROGRAMS = {"stream_checksum"}
 def build_toolchain() -> Path:
     """Run ``make -C mips-toolchain`` (a no-op when up to date) and return the build folder."""
     if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+        missing_tool("make is not installed")
     proc = subprocess.run(["make", "-C", str(TOOLCHAIN)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"make -C mips-toolchain failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import eth_abi
 import pytest
 import sha3
+from _ci import missing_tool
 from _toolchain import plain_program_params
 from click.testing import CliRunner
 
@@ -235,10 +236,9 @@ def _run_qemu(path: Path, cwd: Path) -> tuple[bytes, bytes, int]:
     return proc.stdout, stderr, code
 
 
-@pytest.mark.skipif(
-    shutil.which("qemu-mipsel") is None, reason="qemu-mipsel is not installed (apt install qemu-user)"
-)
 @pytest.mark.parametrize("path", plain_program_params())
 def test_toolchain_program_matches_qemu(path, tmp_path):
+    if shutil.which("qemu-mipsel") is None:
+        missing_tool("qemu-mipsel is not installed (apt install qemu-user)")
     state = run(load_elf(path))
     assert (bytes(state.stdout), bytes(state.stderr), state.exit_code) == _run_qemu(path, tmp_path)

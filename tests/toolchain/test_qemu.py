@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _ci import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLCHAIN = ROOT / "mips-toolchain"
@@ -26,11 +27,11 @@ M64 = (1 << 64) - 1
 @pytest.fixture(scope="module")
 def built():
     if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+        missing_tool("make is not installed")
     proc = subprocess.run(["make", "-C", str(TOOLCHAIN), "all"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if shutil.which("qemu-mipsel") is None:
-        pytest.skip("qemu-mipsel is not installed")
+        missing_tool("qemu-mipsel is not installed")
     return BUILD
 
 
@@ -64,7 +65,60 @@ def test_incremental_build_is_a_no_op(built):
     assert proc.returncode == 0
 
 
-REQUIRED_MNEMONICS = ["mul", "mult", "multu", "madd", "maddu", "msub", "msubu", "div", "divu", "teq", "clz", "clo", "movz", "movn", "lwl", "lwr", "swl", "swr", "ll", "sc", "bgezal", "bltzal", "jal", "jalr", "lb", "lbu", "lh", "lhu", "sb", "sh", "sll", "srl", "sra", "sllv", "srlv", "srav", "slt", "sltu", "slti", "sltiu", "lui", "ori", "andi", "xori", "nor", "mfhi", "mflo", "mthi", "mtlo", "syscall", "break", "sync"]
+REQUIRED_MNEMONICS = [
+    "mul",
+    "mult",
+    "multu",
+    "madd",
+    "maddu",
+    "msub",
+    "msubu",
+    "div",
+    "divu",
+    "teq",
+    "clz",
+    "clo",
+    "movz",
+    "movn",
+    "lwl",
+    "lwr",
+    "swl",
+    "swr",
+    "ll",
+    "sc",
+    "bgezal",
+    "bltzal",
+    "jal",
+    "jalr",
+    "lb",
+    "lbu",
+    "lh",
+    "lhu",
+    "sb",
+    "sh",
+    "sll",
+    "srl",
+    "sra",
+    "sllv",
+    "srlv",
+    "srav",
+    "slt",
+    "sltu",
+    "slti",
+    "sltiu",
+    "lui",
+    "ori",
+    "andi",
+    "xori",
+    "nor",
+    "mfhi",
+    "mflo",
+    "mthi",
+    "mtlo",
+    "syscall",
+    "break",
+    "sync",
+]
 
 
 def test_opcode_coverage(built):
