@@ -178,6 +178,11 @@ def raw_step_outcome(mips, state_data, proof):
         return "revert"
 
 
+def budget(measured: int) -> int:
+    """The gas budget for a cost measured at ``measured``: 20% more, rounded up to 1,000 (vm-spec §9)."""
+    return -(-measured * 6 // 5000) * 1000
+
+
 def calldata_tokens(data: bytes) -> int:
     """EIP-7623 tokens of calldata: 1 per zero byte, 4 per non-zero byte."""
     zeros = data.count(0)

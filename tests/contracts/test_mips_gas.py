@@ -20,6 +20,7 @@ from _mips import (
     T1,
     T2,
     V0,
+    budget,
     calldata_tokens,
     check_step,
     dense_memory_around,
@@ -31,14 +32,24 @@ from _mips import (
 
 from opml.vm.witness import encode_step_calldata, step_witness
 
-BUDGET = {
-    "alu": 100_000,
-    "branch": 100_000,
-    "load": 120_000,
-    "store": 120_000,
-    "unaligned": 120_000,
-    "syscall": 100_000,
+# Gas measured on py-evm when the budgets were set (vm-spec §9 lists the same figures); each budget is
+# 20% above, rounded up to 1k, so that a regression of that size fails.
+MEASURED = {
+    ("alu", "realistic"): 54_443,
+    ("alu", "dense"): 62_420,
+    ("branch", "realistic"): 53_894,
+    ("branch", "dense"): 62_420,
+    ("load", "realistic"): 67_618,
+    ("load", "dense"): 95_550,
+    ("store", "realistic"): 69_881,
+    ("store", "dense"): 79_203,
+    ("syscall", "realistic"): 54_416,
+    ("syscall", "dense"): 62_420,
+    ("unaligned", "realistic"): 74_616,
+    ("unaligned", "dense"): 95_670,
 }
+
+
 PC = CODE_BASE + 0x1A4
 
 # class -> (instruction, registers, data address or None)
@@ -70,4 +81,4 @@ def test_step_gas_budget(mips, deployer, cls, layout):
         dense_memory_around(mem, PC, *([data_addr] if data_addr else []))
     m = _measure(mips, deployer, make_state(insn, regs, pc=PC, memory=mem))
     print("GAS", json.dumps({"class": cls, "layout": layout, **m}))
-    assert m["gas"] <= BUDGET[cls]
+    assert m["gas"] <= budget(MEASURED[cls, layout])

@@ -23,6 +23,7 @@ from _mips import (
     V0,
     ChainOracle,
     assert_every_bit_is_bound,
+    budget,
     dense_memory_around,
     error_name,
     make_state,
@@ -43,7 +44,8 @@ EINVAL, EFBIG = 22, 27
 SYSCALL = r_type(12)
 PC = CODE_BASE + 0x1A4
 GIB = 1 << 30
-GAS_BUDGET = 300_000  # oracle-spec §5
+# gas of a preimage_read step of a 1 GiB part, measured on py-evm when the budget was set (vm-spec §9)
+MEASURED_READ_1GIB = {"realistic": 84_813, "dense": 100_381}
 CTX = bytes.fromhex("c7" * 32)
 OTHER_CTX = bytes.fromhex("c8" * 32)
 
@@ -356,7 +358,7 @@ def test_chunk_merkle_read_1gib_gas(mips, oracle, deployer, requester, store, gi
     state, buf = _gib_read_state(gib_tree, index, layout)
     receipt = check(mips, deployer, state, _expect(state, 32, write=(buf, proof.part)), store)
     print(f"\nGAS preimage_read of one part of a 1 GiB chunk-Merkle preimage ({layout}): {receipt.gas_used}")
-    assert receipt.gas_used < GAS_BUDGET
+    assert receipt.gas_used <= budget(MEASURED_READ_1GIB[layout])
 
 
 def test_chunk_merkle_length_and_zero_region(mips, oracle, deployer, requester, store, gib_tree):

@@ -1,13 +1,18 @@
-"""Gas budget of oracle-spec §5: revealing one part of a 1 GiB chunk-Merkle preimage costs under
-300,000 gas for the whole transaction (bench/oracle_gas.py prints the figures for other sizes)."""
+"""Gas budgets of oracle-spec §5: revealing one part of a 1 GiB chunk-Merkle preimage, for the whole
+transaction, within 20% of what it cost when the budgets were set (bench/oracle_gas.py prints the
+figures for other sizes)."""
 
 import random
 
 import pytest
+from _mips import budget
 
 from opml.oracle import SparseChunkTree
 
-GAS_BUDGET = 300_000
+# gas measured on py-evm when the budgets were set (oracle-spec §5 lists the same figures)
+MEASURED_FIRST_PART = 132_722  # the first part of a key: its length is stored too
+MEASURED_LATER_PART = 92_946
+MEASURED_ZERO_PART = 112_450  # every sibling a zero root or a path node
 GIB = 1 << 30
 
 
@@ -33,7 +38,7 @@ def test_reveal_one_part_of_1gib(oracle, requester, gib_tree):
         f"\n1 GiB chunk-Merkle part (first of its key): {receipt.gas_used} gas, "
         f"{proof.calldata_size()} calldata bytes"
     )
-    assert receipt.gas_used < GAS_BUDGET
+    assert receipt.gas_used <= budget(MEASURED_FIRST_PART)
     assert oracle.readPreimage(gib_tree.key, 32 * index) == (proof.part, GIB)
 
 
@@ -42,7 +47,7 @@ def test_reveal_second_part_of_1gib(oracle, requester, gib_tree):
     oracle.loadChunkMerklePart(*gib_tree.proof(32 * first).args(), sender=requester)
     receipt = oracle.loadChunkMerklePart(*gib_tree.proof(32 * second).args(), sender=requester)
     print(f"\n1 GiB chunk-Merkle part (length already stored): {receipt.gas_used} gas")
-    assert receipt.gas_used < GAS_BUDGET
+    assert receipt.gas_used <= budget(MEASURED_LATER_PART)
 
 
 def test_reveal_zero_part_of_1gib(oracle, requester, gib_tree):
@@ -50,5 +55,6 @@ def test_reveal_zero_part_of_1gib(oracle, requester, gib_tree):
     index = 12345
     assert index not in gib_tree.nonzero_chunks
     receipt = oracle.loadChunkMerklePart(*gib_tree.proof(32 * index).args(), sender=requester)
-    assert receipt.gas_used < GAS_BUDGET
+    print(f"\n1 GiB chunk-Merkle part in a zero region: {receipt.gas_used} gas")
+    assert receipt.gas_used <= budget(MEASURED_ZERO_PART)
     assert oracle.readPreimage(gib_tree.key, 32 * index) == (bytes(32), GIB)
