@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
 
-.PHONY: all env demo test test-foundry toolchain lock clean distclean
+.PHONY: all env demo test fuzz test-foundry toolchain lock clean distclean
 
 all: env toolchain
 
@@ -56,6 +56,11 @@ demo: env toolchain
 
 test: env toolchain
 	$(BIN)/ape test
+
+# The differential gate's long run: OPML_FUZZ_EXAMPLES (default 2000) random states per instruction
+# form and oracle case, then a table of how many states each form compared.
+fuzz: env toolchain
+	OPML_HYPOTHESIS_PROFILE=fuzz OPML_DIFF_REPORT=1 $(BIN)/ape test tests/diff -q
 
 test-foundry: env toolchain
 	$(BIN)/ape test tests/contracts tests/diff --network ethereum:local:foundry

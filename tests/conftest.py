@@ -1,6 +1,8 @@
 """Shared fixtures: roles first, then deployed contracts, then defaults."""
 
+import json
 import os
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -19,7 +21,12 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.functi
 settings.register_profile(
     "ci", max_examples=12, derandomize=True, database=None, deadline=None, suppress_health_check=_SLOW_OK
 )
-settings.register_profile("fuzz", max_examples=2000, deadline=None, suppress_health_check=_SLOW_OK)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("OPML_FUZZ_EXAMPLES", "2000")),
+    deadline=None,
+    suppress_health_check=_SLOW_OK,
+)
 settings.load_profile(os.environ.get("OPML_HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -94,6 +101,13 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
+    harness = sys.modules.get("harness")
+    if os.environ.get("OPML_DIFF_REPORT") and harness is not None and harness.COMPARED:
+        compared = dict(sorted(harness.COMPARED.items()))
+        terminalreporter.section("differential states compared (Python reference vs MIPS.sol)")
+        for label, count in compared.items():
+            terminalreporter.write_line(f"{label:>28} {count:>8}")
+        terminalreporter.write_line(json.dumps({"total": sum(compared.values()), "per_form": compared}))
     if _unlisted_skips:
         terminalreporter.section("skips not listed in tests/_ci.py ALLOWED_SKIPS (a failure in CI)")
         for line in _unlisted_skips:

@@ -6,6 +6,7 @@ Move a fixed failure into ``fixtures/`` to keep it as a regression test.
 """
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from opml.vm.step import step
 from opml.vm.witness import step_witness
 
 HERE = Path(__file__).parent
+COMPARED: Counter[str] = Counter()
+"""States compared so far in this session, by label (instruction form or oracle case); ``make fuzz``
+prints it (tests/conftest.py)."""
 FAILURES = HERE / "failures"
 FIXTURES = HERE / "fixtures"
 
@@ -103,6 +107,7 @@ def assert_same_step(mips, sender, state: VMState, label: str) -> None:
     if (got_hash, got_state) != (expected.post_hash, expected.post_state):
         path = write_fixture(label, state, expected, got_state.hex())
         raise AssertionError(f"post-states differ for {label}; replay fixture: {path}")
+    COMPARED[label] += 1
 
 
 # --- Preimage oracle steps ---------------------------------------------------------------------------
@@ -152,4 +157,5 @@ def assert_same_oracle_step(mips, sender, case, store, client, label: str) -> VM
         expected = Expected(witness.state_data, witness.proof, post_state, state_hash(post_state))
         path = write_fixture(label, state, expected, bytes(log.postState).hex(), case)
         raise AssertionError(f"post-states differ for {label} ({case.kind}); replay fixture: {path}")
+    COMPARED[label] += 1
     return post
