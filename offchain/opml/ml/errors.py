@@ -1,0 +1,90 @@
+"""Errors of the deterministic ML package (docs/ml-spec.md §3.4).
+
+Every rejection of a model file or manifest is a :class:`ModelFormatError` subclass with a one-line
+message; an input tensor of the wrong dtype or shape is an :class:`InvalidInputError`. The MIPS
+programs exit with status 3 for the same cases (ml-spec §7).
+"""
+
+from opml.errors import OpmlError
+
+
+class MLError(OpmlError):
+    """Base class of every error raised by the ml package."""
+
+
+class ModelFormatError(MLError):
+    """Thrown when a model file or manifest breaks a rule of ml-spec §1–§4 (base of the cases below)."""
+
+
+class BadMagicError(ModelFormatError):
+    """Thrown when a model file does not start with ``OPMLMODL`` or a manifest with ``OPMM``."""
+
+
+class UnknownVersionError(ModelFormatError):
+    """Thrown when the file version or the manifest version is not 1."""
+
+
+class UnknownOpError(ModelFormatError):
+    """Thrown when a node record's op code is not one of ml-spec §4."""
+
+
+class UnknownDTypeError(ModelFormatError):
+    """Thrown when a dtype code (input or node output) is neither 1 (int8) nor 2 (int32)."""
+
+
+class InvalidFieldError(ModelFormatError):
+    """Thrown when a header or record field is out of its range: node count, rank, a zero dim, or a
+    tensor larger than ``MAX_TENSOR_BYTES``."""
+
+
+class InputCountError(ModelFormatError):
+    """Thrown when a node's ``n_inputs`` is not the number its op takes."""
+
+
+class ForwardReferenceError(ModelFormatError):
+    """Thrown when a node names a value that is not computed before it (its own output, a later node's,
+    or one past the graph): the graph would have a cycle or a forward reference."""
+
+
+class ShapeMismatchError(ModelFormatError):
+    """Thrown when a node's output dtype or shape, or its inputs' dtypes or shapes, break its op's rule."""
+
+
+class ParamRangeError(ModelFormatError):
+    """Thrown when an op parameter (or a value of a softmax table) is outside its range."""
+
+
+class NonCanonicalError(ModelFormatError):
+    """Thrown when an unused manifest field (reserved bytes, dims past the rank, unused inputs, params or
+    tensor keys) is not zero, or a required tensor key is zero."""
+
+
+class TruncatedError(ModelFormatError):
+    """Thrown when a model file, its manifest or one of its tensors ends before its declared size."""
+
+
+class TrailingDataError(ModelFormatError):
+    """Thrown when bytes follow the last tensor of a model file, or a manifest is longer than
+    ``64 + 160·N`` bytes."""
+
+
+class TensorSetError(ModelFormatError):
+    """Thrown when a model file's tensors are not exactly the ones its manifest names, each once, in
+    the order in which the manifest first names them."""
+
+
+class TensorKeyMismatchError(ModelFormatError):
+    """Thrown when a tensor's bytes do not have the chunk-Merkle key stored with them."""
+
+
+class TensorSizeError(ModelFormatError):
+    """Thrown when a parameter tensor's size does not match the shape its op requires."""
+
+
+class OverflowBoundError(ModelFormatError):
+    """Thrown when a dense or conv2d node breaks the int32 accumulation bound of ml-spec §4."""
+
+
+class InvalidInputError(MLError):
+    """Thrown when an input tensor does not have the model's input dtype and shape (or is not a valid
+    tensor file)."""
