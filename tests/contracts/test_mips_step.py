@@ -134,7 +134,7 @@ def _pairs(seed, n):
     rng = random.Random(seed)
     out = [(a, b) for a in (0, 1, 0x7FFFFFFF, 0x80000000, M32) for b in (0, 1, 0x7FFFFFFF, 0x80000000, M32)]
     out += [
-        (rng.choice(EDGE + [rng.getrandbits(32)]), rng.choice(EDGE + [rng.getrandbits(32)])) for _ in range(n)
+        (rng.choice([*EDGE, rng.getrandbits(32)]), rng.choice([*EDGE, rng.getrandbits(32)])) for _ in range(n)
     ]
     return out
 
@@ -196,7 +196,7 @@ HILO = {"mfhi": 16, "mthi": 17, "mflo": 18, "mtlo": 19, "mult": 24, "multu": 25,
 
 @pytest.mark.parametrize("name", sorted(HILO))
 def test_hi_lo(mips, deployer, name):
-    for k, (a, b) in enumerate(_pairs(name, 6) + [(0x80000000, M32), (5, 0), (M32, 2), (7, M32 - 1)]):
+    for k, (a, b) in enumerate([*_pairs(name, 6), (2147483648, M32), (5, 0), (M32, 2), (7, M32 - 1)]):
         insn = r_type(HILO[name], rs=T0, rt=T1, rd=T2)
         state = make_state(insn, {T0: a, T1: b}, hi=0x11111111, lo=0x22222222)
         check_step(mips, deployer, state, transact=k < 3)
@@ -317,7 +317,7 @@ TARGETS = [
 def test_load_store(mips, deployer, name):
     opcode = (LOADS | STORES)[name]
     mem = realistic_memory()
-    for k, base in enumerate(TARGETS):
+    for _k, base in enumerate(TARGETS):
         for b in range(4):
             insn = i_type(opcode, rs=T0, rt=T1, imm=0xFFF0 + b)  # offset -16 + b
             state = make_state(insn, {T0: base + 16, T1: 0xA1B2C3D4}, memory=mem.copy())
@@ -517,8 +517,8 @@ def test_fuzz_random_instructions(mips, deployer):
             word = (word & 0x03FFFFFF) | (28 << 26)
         regs = {
             r: rng.choice(
-                EDGE
-                + [
+                [
+                    *EDGE,
                     rng.getrandbits(32),
                     STACK_TOP - rng.randrange(0, 4096),
                     CODE_BASE + rng.randrange(0, 4096),

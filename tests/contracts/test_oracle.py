@@ -197,7 +197,7 @@ def test_chunk_merkle_sparse_gib(oracle, requester):
     chunks = {rng.randrange(size // 32): rng.randbytes(32) for _ in range(4)}
     chunks[size // 32] = b"\x42" * 5 + bytes(27)
     tree = SparseChunkTree(size, chunks)
-    for index in sorted(chunks) + [17]:
+    for index in [*sorted(chunks), 17]:
         oracle.loadChunkMerklePart(*tree.proof(32 * index).args(), sender=requester)
         assert oracle.readPreimage(tree.key, 32 * index) == (chunks.get(index, bytes(32)), size)
 
@@ -227,7 +227,7 @@ def test_chunk_merkle_rejects(oracle, requester):
     for bad_offset in [offset + 1, 224, 2**255]:
         _expect(oracle, requester, "InvalidPartOffset", [key, root, size, bad_offset, part, sibs])
     _expect(oracle, requester, "InvalidProofLength", [key, root, size, offset, part, sibs[:-1]])
-    _expect(oracle, requester, "InvalidProofLength", [key, root, size, offset, part, sibs + [bytes(32)]])
+    _expect(oracle, requester, "InvalidProofLength", [key, root, size, offset, part, [*sibs, bytes(32)]])
     # the right part at the wrong offset, a wrong part at the right one
     _expect(oracle, requester, "InvalidPartProof", [key, root, size, offset + 32, part, sibs])
     _expect(oracle, requester, "InvalidPartProof", [key, root, size, offset, bytes(32), sibs])
@@ -261,13 +261,13 @@ def test_every_flipped_byte_is_rejected(oracle, requester):
 
     cases = []
     for i in range(32):
-        cases.append(("key", [flipped(base[0], i)] + base[1:]))
-        cases.append(("root", [base[0], flipped(base[1], i)] + base[2:]))
-        cases.append(("part", base[:4] + [flipped(base[4], i), base[5]]))
+        cases.append(("key", [flipped(base[0], i), *base[1:]]))
+        cases.append(("root", [base[0], flipped(base[1], i), *base[2:]]))
+        cases.append(("part", [*base[:4], flipped(base[4], i), base[5]]))
         for s in range(len(base[5])):
             sibs = list(base[5])
             sibs[s] = flipped(sibs[s], i)
-            cases.append((f"sibling {s}", base[:5] + [sibs]))
+            cases.append((f"sibling {s}", [*base[:5], sibs]))
         for arg in (2, 3):  # size, partOffset as 32-byte words
             word = flipped(base[arg].to_bytes(32, "big"), i)
             args = list(base)

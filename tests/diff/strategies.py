@@ -297,11 +297,10 @@ def oracle_states(draw, syscall: int, kind: str) -> OracleCase:
         if draw(st.integers(0, 9)) != 0:  # mostly aligned; sometimes EINVAL
             key_addr &= ~31
         state.registers[4] = key_addr
-        if key_addr % 32 == 0:
-            # The key word is written by the harness once the key is known (it depends on the data);
-            # here only the leaf must not overlap the instruction.
-            if (key_addr & ~31) == (state.pc & ~31):
-                state.registers[4] = (key_addr + 64) & U32
+        # The key word is written by the harness once the key is known (it depends on the data);
+        # here only the leaf must not overlap the instruction.
+        if key_addr % 32 == 0 and (key_addr & ~31) == (state.pc & ~31):
+            state.registers[4] = (key_addr + 64) & U32
     else:
         state.registers[4] = _near_boundaries(draw, len(data))  # offset
         state.registers[5] = _address_near(state.pc, draw)  # buf

@@ -19,8 +19,17 @@ from opml.vm.step import step
 
 # --- lockstep harness -------------------------------------------------------------------------------
 
-ROW_FIELDS = ("pc", "next_pc", "lo", "hi", "brk", "heap", "exit_code", "exited", "step") + tuple(
-    f"r{i}" for i in range(32)
+ROW_FIELDS = (
+    "pc",
+    "next_pc",
+    "lo",
+    "hi",
+    "brk",
+    "heap",
+    "exit_code",
+    "exited",
+    "step",
+    *tuple(f"r{i}" for i in range(32)),
 )
 
 
@@ -70,7 +79,7 @@ def _lockstep(state, max_steps, chunk, root_every, oracle):
             step(ref, oracle)
             want = ref_row(ref)
             if row != want:
-                diffs = {f: (w, g) for f, w, g in zip(ROW_FIELDS, want, row) if w != g}
+                diffs = {f: (w, g) for f, w, g in zip(ROW_FIELDS, want, row, strict=False) if w != g}
                 raise AssertionError(f"step {ref.step}: (reference, fast) differ in {diffs}")
         chunks += 1
         assert_same_memory(ref.memory, vm)
@@ -99,7 +108,7 @@ def R(funct, rs=0, rt=0, rd=0, sa=0):
     return (rs << 21) | (rt << 16) | (rd << 11) | (sa << 6) | funct
 
 
-def I(op, rs, rt, imm):
+def itype(op, rs, rt, imm):
     return (op << 26) | (rs << 21) | (rt << 16) | (imm & 0xFFFF)
 
 
@@ -113,7 +122,7 @@ def SP2(funct, rs=0, rt=0, rd=0):
 
 def li(reg, value):
     value &= 0xFFFFFFFF
-    return [I(15, 0, reg, value >> 16), I(13, reg, reg, value & 0xFFFF)]
+    return [itype(15, 0, reg, value >> 16), itype(13, reg, reg, value & 0xFFFF)]
 
 
 NOP = 0
@@ -122,7 +131,7 @@ SYSCALL = R(12)
 
 def sys(num, *args):
     out = []
-    for reg, v in zip((A0, A1, A2, A3), args):
+    for reg, v in zip((A0, A1, A2, A3), args, strict=False):
         out += li(reg, v)
     return out + li(V0, num) + [SYSCALL]
 
@@ -132,7 +141,7 @@ def exit_(code=0):
 
 
 def beq(rs, rt, off):
-    return I(4, rs, rt, off)
+    return itype(4, rs, rt, off)
 
 
 def make_state(words, regs=None, pc=BASE, data=None, **kw):
@@ -160,41 +169,41 @@ PANICS = {
     # name: (program, exit code)
     "branch_in_delay_slot": ([beq(0, 0, 2), J(2, BASE + 64)], 132),
     "jump_in_delay_slot": ([J(2, BASE + 64), R(8, RA)], 132),
-    "regimm_in_delay_slot": ([beq(0, 0, 2), I(1, 0, 17, 4)], 132),
-    "jr_misaligned": (li(T0, BASE + 0x22) + [R(8, T0), NOP], 135),
+    "regimm_in_delay_slot": ([beq(0, 0, 2), itype(1, 0, 17, 4)], 132),
+    "jr_misaligned": ([*li(T0, BASE + 34), R(8, T0), NOP], 135),
     "pc_misaligned_start": ([NOP], 135),
     "add_overflow": (li(T0, 0x7FFFFFFF) + li(T1, 1) + [R(32, T0, T1, T2)], 136),
     "sub_overflow": (li(T0, 0x80000000) + li(T1, 1) + [R(34, T0, T1, T2)], 136),
-    "addi_overflow": (li(T0, 0x7FFFFFF0) + [I(8, T0, T1, 0x10)], 136),
-    "addi_neg_overflow": (li(T0, 0x80000000) + [I(8, T0, T1, 0xFFFF)], 136),
+    "addi_overflow": ([*li(T0, 2147483632), itype(8, T0, T1, 16)], 136),
+    "addi_neg_overflow": ([*li(T0, 2147483648), itype(8, T0, T1, 65535)], 136),
     "break_7": ([R(13) | (7 << 16)], 133),
     "break_6": ([R(13) | (6 << 16)], 133),
     "break_0": ([R(13)], 133),
     "break_big_code": ([R(13) | (0x3FF << 16) | (5 << 6)], 133),
     "teq_7": ([R(52, 0, 0) | (7 << 6)], 133),
     "teq_0": ([R(52, T0, T0)], 133),
-    "tne": (li(T0, 1) + [R(52, T0, 0), R(54, T0, 0) | (6 << 6)], 133),
-    "tge": (li(T0, 0xFFFFFFFF) + [R(48, T0, 0), R(48, 0, T0)], 133),
-    "tgeu": (li(T0, 0xFFFFFFFF) + [R(49, 0, T0), R(49, T0, 0)], 133),
-    "tlt": (li(T0, 0xFFFFFFFF) + [R(50, 0, T0), R(50, T0, 0)], 133),
-    "tltu": (li(T0, 0xFFFFFFFF) + [R(51, T0, 0), R(51, 0, T0)], 133),
+    "tne": ([*li(T0, 1), R(52, T0, 0), R(54, T0, 0) | 6 << 6], 133),
+    "tge": ([*li(T0, 4294967295), R(48, T0, 0), R(48, 0, T0)], 133),
+    "tgeu": ([*li(T0, 4294967295), R(49, 0, T0), R(49, T0, 0)], 133),
+    "tlt": ([*li(T0, 4294967295), R(50, 0, T0), R(50, T0, 0)], 133),
+    "tltu": ([*li(T0, 4294967295), R(51, T0, 0), R(51, 0, T0)], 133),
     "cop1": ([0x44800000], 132),
     "cop0": ([0x40000000], 132),
-    "branch_likely": ([I(20, 0, 0, 4)], 132),
-    "bltzl": ([I(1, 0, 2, 4)], 132),
-    "tgei": ([I(1, 0, 8, 0)], 132),
+    "branch_likely": ([itype(20, 0, 0, 4)], 132),
+    "bltzl": ([itype(1, 0, 2, 4)], 132),
+    "tgei": ([itype(1, 0, 8, 0)], 132),
     "rdhwr": ([0x7C03E83B], 132),
     "special_reserved": ([R(1, 0, 0, 8)], 132),
     "special_53": ([R(53)], 132),
     "special2_reserved": ([SP2(3, T0, T1, T2)], 132),
-    "lwc1": ([I(49, 0, 0, 0)], 132),
-    "lw_misaligned": (li(T0, DATA + 2) + [I(35, T0, T1, 0)], 135),
-    "lh_misaligned": (li(T0, DATA + 1) + [I(33, T0, T1, 0)], 135),
-    "lhu_misaligned": (li(T0, DATA + 3) + [I(37, T0, T1, 0)], 135),
-    "sw_misaligned": (li(T0, DATA) + [I(43, T0, T1, 1)], 135),
-    "sh_misaligned": (li(T0, DATA) + [I(41, T0, T1, 3)], 135),
-    "ll_misaligned": (li(T0, DATA) + [I(48, T0, T1, 2)], 135),
-    "sc_misaligned": (li(T0, DATA) + [I(56, T0, T1, 2)], 135),
+    "lwc1": ([itype(49, 0, 0, 0)], 132),
+    "lw_misaligned": ([*li(T0, DATA + 2), itype(35, T0, T1, 0)], 135),
+    "lh_misaligned": ([*li(T0, DATA + 1), itype(33, T0, T1, 0)], 135),
+    "lhu_misaligned": ([*li(T0, DATA + 3), itype(37, T0, T1, 0)], 135),
+    "sw_misaligned": ([*li(T0, DATA), itype(43, T0, T1, 1)], 135),
+    "sh_misaligned": ([*li(T0, DATA), itype(41, T0, T1, 3)], 135),
+    "ll_misaligned": ([*li(T0, DATA), itype(48, T0, T1, 2)], 135),
+    "sc_misaligned": ([*li(T0, DATA), itype(56, T0, T1, 2)], 135),
 }
 
 
@@ -224,8 +233,8 @@ def test_alu_and_hilo():
             words += [SP2(2, T0, T1, T6), SP2(32, T0, rd=T6), SP2(33, T0, rd=T7)]
             words += [R(17, T0), R(19, T1), R(16, rd=T4), R(18, rd=T5)]  # mthi mtlo
             for op in (9, 10, 11, 12, 13, 14, 15):
-                words.append(I(op, T0, T2, b))
-            words += [R(33, T0, T1, ZERO), I(9, T0, ZERO, 5)]  # writes to $0 are discarded
+                words.append(itype(op, T0, T2, b))
+            words += [R(33, T0, T1, ZERO), itype(9, T0, ZERO, 5)]  # writes to $0 are discarded
     final = run_prog(words + exit_(0), max_steps=len(words) + 20)
     assert final.exited and final.exit_code == 0
 
@@ -234,28 +243,28 @@ def test_branches_and_links():
     target = BASE + 0x100
     words = [
         *li(T0, 5),
-        I(1, T0, 16, 3),  # bltzal not taken, links
+        itype(1, T0, 16, 3),  # bltzal not taken, links
         NOP,
-        I(1, T0, 17, 2),  # bgezal taken
-        I(9, 0, S0, 1),  # delay slot runs
-        I(9, 0, S0, 99),  # skipped
-        I(1, 0, 17, 2),  # bal
-        NOP,
-        NOP,
-        I(6, T0, 0, 2),  # blez not taken
-        I(7, T0, 0, 2),  # bgtz taken
+        itype(1, T0, 17, 2),  # bgezal taken
+        itype(9, 0, S0, 1),  # delay slot runs
+        itype(9, 0, S0, 99),  # skipped
+        itype(1, 0, 17, 2),  # bal
         NOP,
         NOP,
-        I(1, T0, 0, 2),  # bltz not taken
-        I(1, T0, 1, 2),  # bgez taken
+        itype(6, T0, 0, 2),  # blez not taken
+        itype(7, T0, 0, 2),  # bgtz taken
         NOP,
         NOP,
-        I(5, T0, 0, 2),  # bne taken
+        itype(1, T0, 0, 2),  # bltz not taken
+        itype(1, T0, 1, 2),  # bgez taken
+        NOP,
+        NOP,
+        itype(5, T0, 0, 2),  # bne taken
         NOP,
         NOP,
         *li(T1, target),
         R(9, T1, 0, T2),  # jalr t2, t1
-        I(9, 0, S1, 7),  # delay slot
+        itype(9, 0, S1, 7),  # delay slot
     ]
     words += [NOP] * ((target - BASE) // 4 - len(words))
     words += [J(3, target + 16), NOP, NOP, NOP, *li(RA, target + 40), R(9, RA, 0, RA), NOP]
@@ -277,22 +286,22 @@ def test_loads_and_stores():
     words = li(S0, DATA) + li(S1, 0xA1B2C3D4) + li(S2, 0x10FFF000)
     for off in range(8):
         for op in (32, 36, 34, 38):  # lb lbu lwl lwr
-            words += [I(op, S0, T0, off), I(op, S0, T1, off)]
+            words += [itype(op, S0, T0, off), itype(op, S0, T1, off)]
         if off % 2 == 0:
-            words += [I(33, S0, T2, off), I(37, S0, T3, off)]
+            words += [itype(33, S0, T2, off), itype(37, S0, T3, off)]
         if off % 4 == 0:
-            words += [I(35, S0, T4, off), I(48, S0, T5, off), I(35, S0, ZERO, off)]
+            words += [itype(35, S0, T4, off), itype(48, S0, T5, off), itype(35, S0, ZERO, off)]
     for off in range(8):
-        words += [I(40, S0, S1, 0x20 + off), I(42, S0, S1, 0x30 + off), I(46, S0, S1, 0x40 + off)]
+        words += [itype(40, S0, S1, 0x20 + off), itype(42, S0, S1, 0x30 + off), itype(46, S0, S1, 0x40 + off)]
         if off % 2 == 0:
-            words.append(I(41, S0, S1, 0x50 + off))
+            words.append(itype(41, S0, S1, 0x50 + off))
         if off % 4 == 0:
-            words += [I(43, S0, S1, 0x60 + off), *li(T6, 0x55), I(56, S0, T6, 0x70 + off)]
+            words += [itype(43, S0, S1, 0x60 + off), *li(T6, 0x55), itype(56, S0, T6, 0x70 + off)]
     for off in range(0, 16, 4):  # reread what was written
-        words += [I(35, S0, T0, 0x20 + off), I(35, S0, T1, 0x30 + off), I(35, S0, T2, 0x40 + off)]
-    words += [I(35, S2, T0, 0xFF8), I(35, S2, T1, 0xFFC)]  # page end
-    words += [I(35, S2, T0, -0x1000 & 0xFFFF), I(40, S2, S1, 0x2000)]  # absent page load, fresh page
-    words += li(T0, 0xFFFFFFFC) + [I(43, T0, S1, 0), I(35, T0, T1, 0), I(43, 0, S1, 4)]  # wrap
+        words += [itype(35, S0, T0, 0x20 + off), itype(35, S0, T1, 0x30 + off), itype(35, S0, T2, 0x40 + off)]
+    words += [itype(35, S2, T0, 0xFF8), itype(35, S2, T1, 0xFFC)]  # page end
+    words += [itype(35, S2, T0, -0x1000 & 0xFFFF), itype(40, S2, S1, 0x2000)]  # absent page load, fresh page
+    words += [*li(T0, 0xFFFFFFFC), itype(43, T0, S1, 0), itype(35, T0, T1, 0), itype(43, 0, S1, 4)]  # wrap
     final = run_prog(words + exit_(0), data=data)
     assert final.exit_code == 0
 
@@ -301,7 +310,7 @@ def test_syscalls():
     msg = b"hello, fast world\n"
     data = {DATA: msg, DATA + 0x1000 - 4: b"ABCDEFGH"}
     words = []
-    words += sys(4004, 1, DATA, len(msg)) + [R(33, V0, 0, S0), R(33, A3, 0, S1)]
+    words += [*sys(4004, 1, DATA, len(msg)), R(33, V0, 0, S0), R(33, A3, 0, S1)]
     words += sys(4004, 2, DATA, 5) + sys(4004, 3, DATA, 5) + sys(4004, 1, DATA, 0)
     words += sys(4004, 1, DATA + 0x1000 - 4, 8)  # crosses a page boundary
     words += sys(4004, 2, 0x20000000, 3)  # absent memory reads as zero
@@ -319,7 +328,7 @@ def test_syscalls():
 
 
 def test_pc_wraps_around():
-    words = li(T0, 7) + [NOP] + exit_(4)
+    words = [*li(T0, 7), NOP, *exit_(4)]
     state = make_state(words, pc=0xFFFFFFF0)
     final = lockstep(state, max_steps=100)
     assert final.exit_code == 4
@@ -348,10 +357,10 @@ def test_pool_grows():
         li(S0, DATA)
         + li(S1, 600)
         + [
-            I(43, S0, S1, 0),  # sw s1, 0(s0)
-            I(9, S1, S1, 0xFFFF),
-            I(5, S1, 0, 0xFFFD),  # bne s1, 0, back
-            I(9, S0, S0, 0x1000),  # next page (delay slot)
+            itype(43, S0, S1, 0),  # sw s1, 0(s0)
+            itype(9, S1, S1, 0xFFFF),
+            itype(5, S1, 0, 0xFFFD),  # bne s1, 0, back
+            itype(9, S0, S0, 0x1000),  # next page (delay slot)
         ]
         + exit_(0)
     )
@@ -362,7 +371,7 @@ def test_pool_grows():
 def test_run_until_exact_and_exited_noop():
     words = []
     for i in range(200):
-        words += [I(9, T0, T0, i), I(43, 0, T0, (DATA & 0xFFFF) + 4 * (i % 7))]
+        words += [itype(9, T0, T0, i), itype(43, 0, T0, (DATA & 0xFFFF) + 4 * (i % 7))]
     state = make_state(words + exit_(5), regs={})
     rng = random.Random(7)
     targets = sorted(rng.sample(range(1, 400), 30))
@@ -385,7 +394,7 @@ def test_run_until_exact_and_exited_noop():
 
 
 def test_from_state_reuses_memory_and_merkle_cache():
-    words = [I(43, 0, T0, 0x100)] * 4 + exit_(0)
+    words = [itype(43, 0, T0, 0x100)] * 4 + exit_(0)
     state = make_state(words, regs={T0: 0xDEADBEEF})
     root0 = state.memory.merkle_root()
     vm = FastVM.from_state(state)
@@ -498,7 +507,7 @@ def _random_word(rng, pc):
         rs = rng.choice((S0, S1, S2, T0, T1))
     if op in _ALIGNED and rng.random() < 0.9:
         rs = S0
-        return I(op, rs, rt, rng.randrange(-64, 64) * _ALIGNED[op])
+        return itype(op, rs, rt, rng.randrange(-64, 64) * _ALIGNED[op])
     if op == 0:
         funct = rng.choice(_SPECIAL_RARE) if rng.random() < 0.03 else rng.choice(_SPECIAL)
         if funct in (8, 9):
@@ -509,13 +518,13 @@ def _random_word(rng, pc):
     if op == 28:
         return SP2(rng.choice(_SPECIAL2_RARE if rng.random() < 0.05 else _SPECIAL2), rs, rt, rd)
     if op == 1:
-        return I(1, rs, rng.choice((0, 1, 16, 17, 2, 8)), rng.randrange(-8, 8))
+        return itype(1, rs, rng.choice((0, 1, 16, 17, 2, 8)), rng.randrange(-8, 8))
     if op in (2, 3):
         return J(op, pc + 4 * rng.randrange(-8, 8))
     if op in (4, 5, 6, 7):
-        return I(op, rs, rt, rng.randrange(-8, 8))
+        return itype(op, rs, rt, rng.randrange(-8, 8))
     imm = rng.choice((rng.randrange(-64, 64), rng.randrange(65536)))
-    return I(op, rs, rt, imm)
+    return itype(op, rs, rt, imm)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -229,7 +229,7 @@ def test_div64_values(built):
     pairs = _div64_pairs()
     assert len(lines) == len(pairs) + 1
     h = 2166136261
-    for line, (a, b) in zip(lines, pairs):
+    for line, (a, b) in zip(lines, pairs, strict=False):
         f = line.split()
         assert int(f[0], 16) == a and int(f[1], 16) == b, line
         uq, ur = a // b, a % b
