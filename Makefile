@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
 
-.PHONY: all env demo test fuzz test-foundry toolchain lock clean distclean
+.PHONY: all env demo test lint fuzz test-foundry toolchain lock clean distclean
 
 all: env toolchain
 
@@ -56,6 +56,14 @@ demo: env toolchain
 
 test: env toolchain
 	$(BIN)/ape test
+
+# ruff (lint and format check) over the Python tree, mypy over offchain/opml (strict for opml.ml and
+# opml.game, see pyproject.toml), solhint over contracts/ (errors fail; warnings are printed).
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	npx --no-install solhint --disc --config .solhint.json 'contracts/**/*.sol'
 
 # The differential gate's long run: OPML_FUZZ_EXAMPLES (default 2000) random states per instruction
 # form and oracle case, then a table of how many states each form compared.

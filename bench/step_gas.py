@@ -1,6 +1,7 @@
 """Gas of MIPS.sol `step` transactions over a seeded sample of a real program's steps, as JSON.
 
-    .venv/bin/python bench/step_gas.py [--elf PATH ...] [--samples 150] [--seed 1] [--network ethereum:local:test]
+    .venv/bin/python bench/step_gas.py [--elf PATH ...] [--samples 150] [--seed 1]
+        [--network ethereum:local:test]
 
 Every sampled step is sent as a real transaction on the chosen network (py-evm by default; anvil
 with ``ethereum:local:foundry``), and its post-state hash is checked against the reference VM. The

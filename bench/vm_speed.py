@@ -34,7 +34,10 @@ from opml.vm.witness import step_witness
 ROOT = Path(__file__).resolve().parents[1]
 
 RUNTIME = ROOT / "mips-toolchain" / "runtime"
-CFLAGS = ["-O2", "-ffreestanding", "-nostdlib", "-static", "-mno-abicalls", "-fno-pic", "-G0", "-march=mips32"]
+CFLAGS = [
+    *("-O2", "-ffreestanding", "-nostdlib", "-static"),
+    *("-mno-abicalls", "-fno-pic", "-G0", "-march=mips32"),
+]
 
 
 def build_benchmark(out_dir: Path) -> Path:

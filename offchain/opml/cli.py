@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -155,7 +156,7 @@ def _oracle(preimages, locals_, caller, local_context):
         yield OracleView(store, caller_bytes, context)
 
 
-def _fail(exc: Exception):
+def _fail(exc: Exception) -> NoReturn:
     raise click.ClickException(str(exc)) from exc
 
 
@@ -207,6 +208,7 @@ def vm_run(
         started = time.perf_counter()
         try:
             if reference:
+                assert state.stdout is not None and state.stderr is not None  # load_elf captures output
                 while not state.exited:
                     try:
                         run(state, max_steps=_RUN_CHUNK, oracle=oracle)
@@ -268,7 +270,7 @@ def oracle_request(state: VMState, oracle: PreimageOracle | None) -> dict | None
         number == SYS_PREIMAGE_READ and regs[REG_A2] == 0
     ):
         return None
-    request = {"selectedKey": _hex(state.preimage_key)}
+    request: dict[str, str | int] = {"selectedKey": _hex(state.preimage_key)}
     if oracle is not None:
         request["effectiveKey"] = _hex(oracle.effective_key(state.preimage_key))
     if number == SYS_PREIMAGE_READ:

@@ -70,6 +70,7 @@ def run_program(path: Path) -> Trace:
     initial = load_elf(path)
     trace = Trace(initial.copy())
     final = trace.state_at(trace.final_step)
+    assert final.stdout is not None  # a state from a Trace captures its output
     click.echo(f"  {trace.final_step:,} steps, exit code {final.exit_code}")
     output = final.stdout.decode(errors="replace").strip().splitlines()
     for line in output[:4]:
@@ -144,6 +145,7 @@ def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> tup
     oracle = OracleView(store, sender.address, GAME_CONTEXT)
     trace = Trace(load_elf(STREAMING_PROGRAM), oracle=oracle)
     final = trace.state_at(trace.final_step)
+    assert final.stdout is not None  # a state from a Trace captures its output
     click.echo(
         f"Running {STREAMING_PROGRAM.name} in the fast executor: {trace.final_step:,} steps, "
         f"output: {final.stdout.decode().strip()}"

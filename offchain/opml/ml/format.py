@@ -412,7 +412,7 @@ def conv_out_dim(size: int, kernel: int, stride: int, pad_a: int, pad_b: int) ->
     """``(size + pad_a + pad_b − kernel) / stride + 1`` when the division is exact and the kernel fits,
     else ``None``."""
     span = size + pad_a + pad_b - kernel
-    if span < 0 or span % stride:
+    if stride < 1 or span < 0 or span % stride:
         return None
     return span // stride + 1
 
@@ -855,8 +855,8 @@ class GraphBuilder:
         keys = (self._put(w, DType.INT8), self._put(bias, DType.INT32))
         h, wd, _ = self.values[x].shape
         pt, pl, pb, pr = pads
-        oh = conv_out_dim(h, kh, strides[0], pt, pb) or 0
-        ow = conv_out_dim(wd, kw, strides[1], pl, pr) or 0
+        oh = conv_out_dim(h, kh, strides[0], pt, pb) or 1  # a misfit fails the op rule in add()
+        ow = conv_out_dim(wd, kw, strides[1], pl, pr) or 1
         params = [zx, kh, kw, *strides, *pads]
         return self.add(Op.CONV2D, [x], params, keys, TensorDesc(DType.INT32, (oh, ow, int(oc))))
 

@@ -329,7 +329,7 @@ class SparseChunkTree(ChunkTree):
         self.root = level_nodes.get(0, _Z[self.depth])
 
     @classmethod
-    def from_bytes(cls, data) -> SparseChunkTree:
+    def from_bytes(cls, data) -> SparseChunkTree:  # type: ignore[override]  # sparse from dense data
         """A sparse tree over dense data (keeps only its non-zero chunks)."""
         mv = as_byte_view(data)
         size = len(mv)

@@ -48,10 +48,7 @@ def key_type(key: bytes) -> KeyType:
 def address_bytes(address) -> bytes:
     """20 address bytes from an ape account/contract, a hex string or bytes."""
     address = getattr(address, "address", address)
-    if isinstance(address, str):
-        raw = bytes.fromhex(address.removeprefix("0x"))
-    else:
-        raw = bytes(address)
+    raw = bytes.fromhex(address.removeprefix("0x")) if isinstance(address, str) else bytes(address)
     if len(raw) != 20:
         raise ValueError(f"an address has 20 bytes, got {len(raw)}")
     return raw

@@ -124,8 +124,13 @@ class PreimageStore:
 
                 self._write(path.with_name(path.name + ".sparse"), write_sparse)
                 self._write(path, tree.write_to)
+            elif isinstance(tree, DenseChunkTree):
+                dense = tree
+                self._write(path, lambda f: f.write(dense.data))
             else:
-                self._write(path, lambda f: f.write(tree.data))
+                raise TypeError(
+                    f"cannot store a {type(tree).__name__}: pass bytes or a Dense/SparseChunkTree"
+                )
         self._trees[key] = tree
         return key
 

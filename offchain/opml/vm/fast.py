@@ -123,6 +123,8 @@ class FastVM:
         if self.st[K.ST_PRE_OK]:
             return True
         oracle = self._oracle
+        if oracle is None:
+            return False
         getter = getattr(oracle, "preimage_array", None)
         if getter is None or self._pre_tried == (self._preimage_key, id(oracle)):
             return False

@@ -53,11 +53,11 @@ def page_tree(page: bytes) -> list[list[bytes]]:
     return levels
 
 
-def _page_root(page: bytes | None) -> bytes:
+def _page_root(page: bytes | bytearray | None) -> bytes:
     """Return the root of a page's subtree (``Z[PAGE_LEVEL]`` for an absent or zero page)."""
     if page is None or page == _ZERO_PAGE:
         return ZERO_HASHES[PAGE_LEVEL]
-    return page_tree(page)[PAGE_LEVEL][0]
+    return page_tree(bytes(page))[PAGE_LEVEL][0]
 
 
 class Memory:

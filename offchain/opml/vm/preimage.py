@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import mmap
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class NoOracle:
     def effective_key(self, key: bytes) -> bytes:
         return bytes(key)
 
-    def _fail(self, what: str, key: bytes):
+    def _fail(self, what: str, key: bytes) -> NoReturn:
         raise PreimageNotFoundError(
             f"the step asks the preimage oracle for {what} of key 0x{bytes(key).hex()}, but no oracle was "
             f"given: pass one, e.g. step(state, oracle=OracleView(PreimageStore(DIR), caller, "

@@ -172,7 +172,7 @@ class ProofMemory:
         else:
             meet = data_proof_levels(self._leaf_index, leaf_index)
             leaf, below, self.offset = decode_memory_proof(self._proof, self.offset, meet)
-            siblings = below + [self._path[meet]] + self._siblings[meet + 1 :]
+            siblings = [*below, self._path[meet], *self._siblings[meet + 1 :]]
         path = path_nodes(leaf_index, leaf, siblings)
         if path[-1] != self._root:
             raise InvalidMemoryProofError(f"the proof of leaf {leaf_index:#x} does not recompute memRoot")
