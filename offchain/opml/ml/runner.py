@@ -1,0 +1,150 @@
+"""The native runner (docs/ml-spec.md §5–§6): every value, its key, and the states ``S_i`` of a run.
+
+    result = run_model(model, x)
+    result.output, result.keys[v], result.states[i + 1]   # S_i, i = −1 … N−1
+
+:func:`run_batch` runs a batch of inputs through the same operators (leading batch axis), returning
+the output values only; it is the path for accuracy figures and benchmarks, and gives the same bytes
+per sample as :func:`run_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from opml.ml import ops
+from opml.ml.errors import InvalidInputError
+from opml.ml.format import KEY_SIZE, Model, Op, TensorDesc, check_value, tensor_key
+
+Array = npt.NDArray[Any]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run of a model on one input."""
+
+    values: tuple[Array, ...]
+    """Values ``0 … N``: the input, then each node's output (arrays of the value's dtype and shape)."""
+    keys: tuple[bytes, ...]
+    """``key(v)`` for values ``0 … N``: the chunk-Merkle key of each value's bytes."""
+    states: tuple[bytes, ...]
+    """``S_{−1} … S_{N−1}``: ``states[i + 1] = chunkMerkleKey(keys[0] ‖ … ‖ keys[i + 1])``."""
+
+    @property
+    def output(self) -> Array:
+        return self.values[-1]
+
+    @property
+    def output_key(self) -> bytes:
+        return self.keys[-1]
+
+    def state(self, i: int) -> bytes:
+        """``S_i`` for ``i = −1 … N−1``."""
+        if not -1 <= i < len(self.states) - 1:
+            raise IndexError(f"no state S_{i}: a run has S_-1 … S_{len(self.states) - 2}")
+        return self.states[i + 1]
+
+    def state_preimage(self, i: int) -> bytes:
+        """The ``32·(i + 2)`` bytes whose chunk-Merkle key is ``S_i``."""
+        return b"".join(self.keys[: i + 2])
+
+
+def value_bytes(value: Array, desc: TensorDesc) -> bytes:
+    """A value's tensor bytes (row-major, little-endian, the dtype of ``desc``)."""
+    return np.ascontiguousarray(value, dtype=desc.dtype.np).tobytes()
+
+
+def _w_t(model: Model, index: int) -> npt.NDArray[np.float64]:
+    """Node ``index``'s weights as the float64 ``[K, M]`` matrix of its matrix product, cached."""
+    cache_key = ("w_t", index)
+    cached = model._cache.get(cache_key)
+    if cached is None:
+        w = model.param(index, 0)
+        assert w is not None
+        cached = model._cache[cache_key] = ops.weights_f64(w)
+    assert isinstance(cached, np.ndarray)
+    return cached
+
+
+def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool = False) -> Array:
+    """Node ``index`` of ``model`` on its input values (with a leading batch axis when ``batch``)."""
+    node = model.nodes[index]
+    p = node.p
+    x = inputs[0]
+    op = node.op
+    result: Array
+    if op is Op.DENSE:
+        w, bias = model.param(index, 0), model.param(index, 1)
+        assert w is not None
+        fn = ops.dense_batch if batch else ops.dense
+        result = fn(x, w, bias, p[0], w_t=_w_t(model, index))
+    elif op is Op.CONV2D:
+        w, bias = model.param(index, 0), model.param(index, 1)
+        assert w is not None
+        zx, _, _, sh, sw, pt, pl, pb, pr = p
+        result = ops.conv2d(x, w, bias, zx, (sh, sw), (pt, pl, pb, pr), w_t=_w_t(model, index))
+    elif op is Op.REQUANTIZE:
+        result = ops.requantize(x, *p)
+    elif op is Op.ADD:
+        result = ops.add(x, inputs[1], *p)
+    elif op is Op.RELU:
+        result = ops.relu(x, p[0])
+    elif op is Op.MAXPOOL:
+        result = ops.maxpool(x, (p[0], p[1]), (p[2], p[3]))
+    elif op is Op.AVGPOOL:
+        result = ops.avgpool(x, (p[0], p[1]), (p[2], p[3]))
+    elif op is Op.RESHAPE:
+        shape = node.out.shape
+        result = ops.reshape(x, (x.shape[0], *shape) if batch else shape)
+    elif op is Op.ARGMAX:
+        result = ops.argmax_batch(x) if batch else ops.argmax(x)
+    elif op is Op.LUT:
+        table = model.param(index, 0)
+        assert table is not None
+        result = ops.lut(x, table)
+    elif op is Op.SOFTMAX:
+        table = model.param(index, 0)
+        assert table is not None
+        result = ops.softmax(x, table)
+    else:  # pragma: no cover - Op is closed
+        raise AssertionError(op)
+    want = ((x.shape[0],) if batch else ()) + node.out.shape
+    assert result.shape == want and result.dtype == node.out.dtype.np, (index, result.shape, want)
+    return result
+
+
+def run_model(model: Model, x: Any) -> RunResult:
+    """Run ``model`` on the input ``x`` (an array of the input's shape whose values fit its dtype)."""
+    v0 = model.check_input(x)
+    values: list[Array] = [v0]
+    for i, node in enumerate(model.nodes):
+        values.append(apply_node(model, i, [values[r] for r in node.inputs]))
+    keys = tuple(tensor_key(value_bytes(v, d)) for v, d in zip(values, model.values, strict=True))
+    joined = b"".join(keys)
+    states = tuple(tensor_key(joined[: KEY_SIZE * (i + 2)]) for i in range(-1, len(model.nodes)))
+    return RunResult(tuple(values), keys, states)
+
+
+def run_batch(model: Model, xs: Any, *, keep: bool = False) -> Array | list[Array]:
+    """Run ``model`` on a batch ``xs`` of shape ``[B, *input_shape]``; return the outputs ``[B, ...]``
+    (with ``keep``: every value ``0 … N``, each with the batch axis)."""
+    arr = np.asarray(xs)
+    if arr.ndim != model.input.rank + 1:
+        raise InvalidInputError(f"a batch has shape [B, {', '.join(map(str, model.input.shape))}]")
+    b = arr.shape[0]
+    desc = TensorDesc(model.input.dtype, (b, *model.input.shape))
+    v0 = check_value(arr, desc, "input batch")
+    last_use = {r: i for i, n in enumerate(model.nodes) for r in n.inputs}
+    values: list[Array] = [v0]
+    for i, node in enumerate(model.nodes):
+        values.append(apply_node(model, i, [values[r] for r in node.inputs], batch=True))
+        if not keep:
+            for r in node.inputs:
+                if last_use[r] == i:
+                    values[r] = values[r][:0]  # no later node reads it
+    return values if keep else values[-1]
