@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
 
-.PHONY: all env demo test lint fuzz test-foundry toolchain lock clean distclean
+.PHONY: all env demo test lint fuzz mutants test-foundry toolchain lock clean distclean
 
 all: env toolchain
 
@@ -69,6 +69,10 @@ lint: env
 # form and oracle case, then a table of how many states each form compared.
 fuzz: env toolchain
 	OPML_HYPOTHESIS_PROFILE=fuzz OPML_DIFF_REPORT=1 $(BIN)/ape test tests/diff -q
+
+# Seeded mutants of the Python VM and MIPS.sol (bench/mutants.py): each must be caught by a test.
+mutants: env toolchain
+	$(BIN)/python bench/mutants.py
 
 test-foundry: env toolchain
 	$(BIN)/ape test tests/contracts tests/diff --network ethereum:local:foundry
