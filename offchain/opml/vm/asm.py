@@ -131,7 +131,7 @@ def encode(mnemonic: str, *operands: int) -> int:
         raise ValueError(f"{mnemonic} takes operands {fmt!r}, got {operands}")
     word = opcode << 26
     word |= selector << 16 if opcode == 0x01 else selector if opcode in (0x00, 0x1C) else 0
-    for name, value in zip(fields, operands, strict=False):
+    for name, value in zip(fields, operands, strict=True):  # lengths checked above
         if name == "imm":
             word |= value & 0xFFFF
         elif name == "target":
