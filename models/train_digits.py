@@ -14,7 +14,8 @@ models see ``pixels / 16``; the quantized models take the pixels themselves as i
 Both are quantized by :func:`opml.ml.quantize.export` (calibrated on the training split) and end in
 ``argmax``: the model's output value is the predicted digit. Writes, next to this script:
 ``digits_mlp.opml``, ``digits_cnn.opml``, ``digits_float.npz`` (the float weights, for the tests'
-float accuracy) and ``digits.json`` (split, accuracies, commitments).
+float accuracy), ``digit_test0.bin`` (the first test image, a raw input for ``opml model run``) and
+``digits.json`` (split, accuracies, commitments).
 """
 
 from __future__ import annotations
@@ -218,6 +219,9 @@ def main() -> None:
                 if hasattr(layer, attr):
                     weights[f"{name}/{n}/{attr}"] = getattr(layer, attr)
     np.savez(HERE / "digits_float.npz", **weights)
+    # The first test image as a raw int8 input for `opml model run` (both models take these 64 bytes).
+    (HERE / "digit_test0.bin").write_bytes(pixels[test[0]].astype(np.int8).tobytes())
+    report["sample"] = {"file": "digit_test0.bin", "test_index": 0, "label": int(y[test[0]])}
     report["total_seconds"] = round(time.perf_counter() - started, 2)
     (HERE / "digits.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -7,6 +7,10 @@
     opml vm proof PROGRAM.elf --at N [ORACLE OPTIONS]   JSON witness and calldata of step N (from the
         state after N)
     opml oracle put FILE --preimages DIR [--kind chunk-merkle|keccak]   store FILE, print its key
+    opml model run MODEL INPUT [--json]   run MODEL (*.opml) natively on INPUT (raw tensor bytes, .npy or
+        .json): the prediction, every value's key and the final state S_{N-1} (docs/ml-spec.md §5)
+    opml model inspect MODEL   the graph as a table (op, inputs, output, params, parameter count, keys)
+    opml model commit MODEL    the model commitment (chunk-Merkle key of the manifest)
 
 ORACLE OPTIONS (vm-spec §5.5, oracle-spec §1.1) give the preimage system calls their data:
 
@@ -18,7 +22,8 @@ ORACLE OPTIONS (vm-spec §5.5, oracle-spec §1.1) give the preimage system calls
                              two-argument ``step(bytes,bytes)`` uses); with it, ``vm proof`` gives the
                              calldata of ``step(bytes,bytes,bytes32)``
 
-Errors (a bad ELF, a preimage the store does not hold, …) print a message and exit with status 1.
+Errors (a bad ELF, a preimage the store does not hold, a malformed model or input, …) print a message
+and exit with status 1.
 """
 
 import contextlib
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -41,6 +46,9 @@ from opml.vm.preimage import ZERO_CALLER, ZERO_CONTEXT, OracleView, PreimageOrac
 from opml.vm.run import run, state_at
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.witness import apply_step_proof, encode_step_calldata, step_witness
+
+if TYPE_CHECKING:
+    from opml.ml.format import Model
 
 # Steps between flushes of guest output in `opml vm run`, so long programs stream their output.
 _RUN_CHUNK = 100_000  # reference VM
@@ -345,6 +353,124 @@ def oracle_put(file: str, preimages: str, kind: str) -> None:
     except OpmlError as exc:
         _fail(exc)
     click.echo(_hex(key))
+
+
+# --- model ------------------------------------------------------------------------------------------
+
+
+@main.group("model")
+def model_group() -> None:
+    """Inspect, commit to and run opML models (docs/ml-spec.md)."""
+
+
+def _read_model(path: str) -> "Model":
+    from opml.ml.format import read_model
+
+    try:
+        return read_model(path)
+    except OpmlError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(OSError(f"{path}: {exc.strerror or exc}"))
+
+
+@model_group.command("commit")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+def model_commit(model: str) -> None:
+    """Print the model commitment (the chunk-Merkle key of the manifest) of MODEL."""
+    click.echo(_hex(_read_model(model).commitment))
+
+
+def _params_text(op: str, p: dict[str, int]) -> str:
+    """An op's params, with kernel, strides and pads folded (``k=3x3 s=1x1 pad=1,1,1,1``)."""
+    text = {name: str(value) for name, value in p.items()}
+    if op in ("CONV2D", "MAXPOOL", "AVGPOOL"):
+        pads = [text.pop(k) for k in ("pad_top", "pad_left", "pad_bottom", "pad_right") if k in text]
+        text["k"] = f"{text.pop('KH')}x{text.pop('KW')}"
+        text["s"] = f"{text.pop('stride_h')}x{text.pop('stride_w')}"
+        if pads:
+            text["pad"] = ",".join(pads)
+    return " ".join(f"{name}={value}" for name, value in text.items())
+
+
+@model_group.command("inspect")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+def model_inspect(model: str) -> None:
+    """Print MODEL's graph as a table: op, inputs, output, params, parameter count, tensor keys."""
+    from opml.ml.format import OP_PARAM_NAMES, OP_TENSOR_NAMES
+
+    m = _read_model(model)
+    counts = [m.param_count(i) for i in range(len(m.nodes))]
+    click.echo(f"model       {model}")
+    click.echo(f"commitment  {_hex(m.commitment)}")
+    click.echo(f"input       {m.input}")
+    click.echo(f"output      {m.output}")
+    click.echo(f"nodes       {len(m.nodes)}, {sum(counts)} parameters in {len(m.tensors)} tensors")
+    rows = [("node", "op", "inputs", "output", "params", "#params", "tensor keys")]
+    for i, node in enumerate(m.nodes):
+        params = _params_text(node.op.name, dict(zip(OP_PARAM_NAMES[node.op], node.p, strict=True)))
+        names = OP_TENSOR_NAMES.get(node.op, ("", ""))
+        keys = " ".join(f"{n}={_hex(k)}" for n, k in zip(names, node.tensor_keys, strict=True) if k)
+        inputs = ",".join(map(str, node.inputs))
+        rows.append((str(i), node.op.name.lower(), inputs, str(node.out), params, str(counts[i]), keys))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join([*(f"{v:<{w}}" for v, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
+
+
+@model_group.command("run")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("input_file", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def model_run(model: str, input_file: str, as_json: bool) -> None:
+    """Run MODEL on INPUT natively; print the prediction, every value's key and S_{N-1}.
+
+    INPUT is the raw input tensor (exactly its bytes), a .npy array or a .json list of ints.
+    """
+    from opml.ml.format import Op
+    from opml.ml.runner import load_input, run_model
+
+    m = _read_model(model)
+    try:
+        x = load_input(input_file, m.input)
+        result = run_model(m, x)
+    except OpmlError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(OSError(f"{input_file}: {exc.strerror or exc}"))
+    n = len(m.nodes)
+    output = result.output.reshape(-1).tolist()
+    prediction = output[0] if m.nodes[-1].op is Op.ARGMAX else None
+    rows = [
+        (v, m.nodes[v - 1].op.name.lower() if v else "input", str(m.values[v]), _hex(result.keys[v]))
+        for v in range(n + 1)
+    ]
+    if as_json:
+        report = {
+            "commitment": _hex(m.commitment),
+            "prediction": prediction,
+            "output": output if len(output) <= 4096 else None,
+            "output_key": _hex(result.output_key),
+            "values": [
+                {"value": v, "node": v - 1 if v else None, "op": op, "tensor": t, "key": k}
+                for v, op, t, k in rows
+            ],
+            "states": [_hex(s) for s in result.states],
+        }
+        click.echo(json.dumps(report, indent=2))
+        return
+    if prediction is not None:
+        click.echo(f"prediction  {prediction}")
+    shown = output if len(output) <= 16 else [*output[:16], "…"]
+    click.echo(f"output      {m.output} {shown}")
+    click.echo(f"commitment  {_hex(m.commitment)}")
+    click.echo(f"{f'S_{n - 1}':<12}{_hex(result.state(n - 1))}")
+    width = max(len(r[1]) for r in rows)
+    twidth = max(len(r[2]) for r in rows)
+    click.echo(f"{'value':<5}  {'node':<4}  {'op':<{width}}  {'tensor':<{twidth}}  key")
+    for v, op, tensor, key in rows:
+        node = str(v - 1) if v else "-"
+        click.echo(f"{v:<5}  {node:<4}  {op:<{width}}  {tensor:<{twidth}}  {key}")
 
 
 if __name__ == "__main__":

@@ -159,20 +159,29 @@ class Op(IntEnum):
 
 OP_INPUTS: dict[Op, int] = {op: 2 if op is Op.ADD else 1 for op in Op}
 """``n_inputs`` of each op."""
-OP_PARAMS: dict[Op, int] = {
-    Op.DENSE: 1,
-    Op.CONV2D: 9,
-    Op.REQUANTIZE: 5,
-    Op.ADD: 8,
-    Op.RELU: 1,
-    Op.MAXPOOL: 4,
-    Op.AVGPOOL: 4,
-    Op.RESHAPE: 0,
-    Op.ARGMAX: 0,
-    Op.LUT: 0,
-    Op.SOFTMAX: 0,
+OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
+    Op.DENSE: ("zx",),
+    Op.CONV2D: ("zx", "KH", "KW", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right"),
+    Op.REQUANTIZE: ("M0", "t", "zy", "lo", "hi"),
+    Op.ADD: ("za", "Ma", "zb", "Mb", "t", "zy", "lo", "hi"),
+    Op.RELU: ("z",),
+    Op.MAXPOOL: ("KH", "KW", "stride_h", "stride_w"),
+    Op.AVGPOOL: ("KH", "KW", "stride_h", "stride_w"),
+    Op.RESHAPE: (),
+    Op.ARGMAX: (),
+    Op.LUT: (),
+    Op.SOFTMAX: (),
 }
+"""The names of each op's params ``p0, p1, …`` (ml-spec §4)."""
+OP_PARAMS: dict[Op, int] = {op: len(names) for op, names in OP_PARAM_NAMES.items()}
 """How many of the 14 params each op uses (the rest must be 0)."""
+OP_TENSOR_NAMES: dict[Op, tuple[str, str]] = {
+    Op.DENSE: ("W", "bias"),
+    Op.CONV2D: ("W", "bias"),
+    Op.LUT: ("T", ""),
+    Op.SOFTMAX: ("E", ""),
+}
+"""The names of each op's two parameter tensors."""
 OP_TENSORS: dict[Op, tuple[bool, bool] | None] = {
     Op.DENSE: (True, False),
     Op.CONV2D: (True, False),

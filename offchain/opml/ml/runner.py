@@ -10,8 +10,10 @@ per sample as :func:`run_model`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,3 +150,29 @@ def run_batch(model: Model, xs: Any, *, keep: bool = False) -> Array | list[Arra
                 if last_use[r] == i:
                     values[r] = values[r][:0]  # no later node reads it
     return values if keep else values[-1]
+
+
+def load_input(path: str | Path, desc: TensorDesc) -> Array:
+    """An input tensor from a file: ``.npy`` (an integer array of the shape), ``.json`` (nested lists of
+    ints), or anything else as the raw tensor bytes (exactly ``desc.nbytes``, row-major, little-endian).
+    Anything else is an :class:`InvalidInputError`; a file that cannot be read is an ``OSError``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            value: Any = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise InvalidInputError(f"{path.name}: not a numpy .npy array ({exc})") from None
+    elif suffix == ".json":
+        try:
+            value = np.array(json.loads(path.read_text()))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{path.name}: not a JSON array of integers ({exc})") from None
+        if value.dtype == object or value.dtype.kind not in "iu":
+            raise InvalidInputError(f"{path.name}: not a JSON array of integers of shape {desc}")
+    else:
+        data = path.read_bytes()
+        if len(data) != desc.nbytes:
+            raise InvalidInputError(f"{path.name}: {len(data)} bytes, the input {desc} has {desc.nbytes}")
+        value = np.frombuffer(data, dtype=desc.dtype.np).reshape(desc.shape)
+    return check_value(value, desc, path.name)
