@@ -782,7 +782,10 @@ def decode_model_file(data: bytes | bytearray | memoryview) -> Model:
         pos += size
     if pos != len(mv):
         raise TrailingDataError(f"{len(mv) - pos} bytes follow the last tensor")
-    return Model.create(input_desc, nodes, tensors, verify_keys=True)
+    model = Model.create(input_desc, nodes, tensors, verify_keys=True)
+    if model.manifest != manifest:  # every field is checked above; this only guards the encoder
+        raise NonCanonicalError("the manifest does not re-encode to the same bytes")
+    return model
 
 
 def write_model(model: Model, path: str | Path) -> None:
