@@ -88,3 +88,12 @@ class OverflowBoundError(ModelFormatError):
 class InvalidInputError(MLError):
     """Thrown when an input tensor does not have the model's input dtype and shape (or is not a valid
     tensor file)."""
+
+
+class ProgramNotBuiltError(MLError):
+    """Thrown when a MIPS program of ml-spec §7 (``mips-toolchain/build/ml_node``, ``ml_model``) has
+    not been built."""
+
+
+class ProgramRunError(MLError):
+    """Thrown when a MIPS program of ml-spec §7 does not exit within its step limit."""

@@ -1,0 +1,185 @@
+/* The integer kernels of docs/ml-spec.md §4. Signed right shifts of negative
+ * values are arithmetic (GCC defines them so), which is the spec's `>>`. */
+#include "ml.h"
+#include "rt.h"
+
+void ml_dense(const int8_t *x, uint32_t K, uint32_t M, int32_t zx, const struct ml_src *w,
+              int32_t *y, uint8_t *buf)
+{
+    uint32_t total = M * K, pos = 0, m = 0, k = 0;
+    int32_t acc = y[0];
+    while (pos < total) {
+        uint32_t n = total - pos < ML_WEIGHT_BUFFER ? total - pos : ML_WEIGHT_BUFFER;
+        ml_src_read(w, pos, buf, n);
+        const int8_t *wb = (const int8_t *)buf;
+        uint32_t i = 0;
+        while (i < n) {
+            uint32_t run = K - k < n - i ? K - k : n - i; /* the rest of row m in this piece */
+            const int8_t *xr = x + k;
+            const int8_t *wr = wb + i;
+            for (uint32_t j = 0; j < run; j++)
+                acc += ((int32_t)xr[j] - zx) * (int32_t)wr[j];
+            i += run;
+            k += run;
+            if (k == K) {
+                y[m++] = acc;
+                k = 0;
+                if (m < M)
+                    acc = y[m];
+            }
+        }
+        pos += n;
+    }
+}
+
+void ml_conv2d(const int8_t *x, const struct ml_conv *cv, const struct ml_src *w,
+               const struct ml_src *bias, int32_t *y, uint8_t *buf)
+{
+    uint32_t filter = cv->KH * cv->KW * cv->C;
+    const int8_t *f = (const int8_t *)buf;
+    for (uint32_t oc = 0; oc < cv->OC; oc++) {
+        ml_src_read(w, oc * filter, buf, filter);
+        int32_t b = 0;
+        if (bias)
+            ml_src_read(bias, 4 * oc, &b, 4);
+        for (uint32_t oh = 0; oh < cv->OH; oh++) {
+            for (uint32_t ow = 0; ow < cv->OW; ow++) {
+                int32_t acc = b;
+                int32_t h0 = (int32_t)(oh * cv->sh) - (int32_t)cv->pt;
+                int32_t w0 = (int32_t)(ow * cv->sw) - (int32_t)cv->pl;
+                for (uint32_t i = 0; i < cv->KH; i++) {
+                    int32_t h = h0 + (int32_t)i;
+                    if (h < 0 || h >= (int32_t)cv->H)
+                        continue; /* padding reads as zx: contributes 0 */
+                    for (uint32_t j = 0; j < cv->KW; j++) {
+                        int32_t ww = w0 + (int32_t)j;
+                        if (ww < 0 || ww >= (int32_t)cv->W)
+                            continue;
+                        const int8_t *xp = x + ((uint32_t)h * cv->W + (uint32_t)ww) * cv->C;
+                        const int8_t *fp = f + (i * cv->KW + j) * cv->C;
+                        for (uint32_t c = 0; c < cv->C; c++)
+                            acc += ((int32_t)xp[c] - cv->zx) * (int32_t)fp[c];
+                    }
+                }
+                y[(oh * cv->OW + ow) * cv->OC + oc] = acc;
+            }
+        }
+    }
+}
+
+static int32_t clamp(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
+void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
+                   int32_t hi, int8_t *y)
+{
+    int64_t half = (int64_t)1 << (t - 1);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t v = ((int64_t)x[i] * m0 + half) >> t;
+        y[i] = (int8_t)clamp(v + zy, lo, hi);
+    }
+}
+
+void ml_add(const int8_t *a, const int8_t *b, uint32_t n, const int32_t p[8], int8_t *y)
+{
+    int32_t za = p[0], ma = p[1], zb = p[2], mb = p[3], t = p[4], zy = p[5], lo = p[6], hi = p[7];
+    int64_t half = (int64_t)1 << (t - 1);
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t v = ((int64_t)(a[i] - za) * ma + (int64_t)(b[i] - zb) * mb + half) >> t;
+        y[i] = (int8_t)clamp(v + zy, lo, hi);
+    }
+}
+
+void ml_relu_i8(const int8_t *x, uint32_t n, int32_t z, int8_t *y)
+{
+    for (uint32_t i = 0; i < n; i++)
+        y[i] = x[i] > z ? x[i] : (int8_t)z;
+}
+
+void ml_relu_i32(const int32_t *x, uint32_t n, int32_t z, int32_t *y)
+{
+    for (uint32_t i = 0; i < n; i++)
+        y[i] = x[i] > z ? x[i] : z;
+}
+
+void ml_maxpool(const int8_t *x, const struct ml_pool *pl, int8_t *y)
+{
+    for (uint32_t oh = 0; oh < pl->OH; oh++)
+        for (uint32_t ow = 0; ow < pl->OW; ow++)
+            for (uint32_t c = 0; c < pl->C; c++) {
+                int32_t best = -128;
+                for (uint32_t i = 0; i < pl->KH; i++)
+                    for (uint32_t j = 0; j < pl->KW; j++) {
+                        int32_t v = x[((oh * pl->sh + i) * pl->W + ow * pl->sw + j) * pl->C + c];
+                        if (v > best)
+                            best = v;
+                    }
+                y[(oh * pl->OW + ow) * pl->C + c] = (int8_t)best;
+            }
+}
+
+/* Floor division by a positive divisor (C's `/` truncates towards zero). */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+void ml_avgpool(const int8_t *x, const struct ml_pool *pl, int8_t *y)
+{
+    int64_t n = (int64_t)pl->KH * pl->KW;
+    for (uint32_t oh = 0; oh < pl->OH; oh++)
+        for (uint32_t ow = 0; ow < pl->OW; ow++)
+            for (uint32_t c = 0; c < pl->C; c++) {
+                int64_t s = 0;
+                for (uint32_t i = 0; i < pl->KH; i++)
+                    for (uint32_t j = 0; j < pl->KW; j++)
+                        s += x[((oh * pl->sh + i) * pl->W + ow * pl->sw + j) * pl->C + c];
+                y[(oh * pl->OW + ow) * pl->C + c] = (int8_t)floor_div(2 * s + n, 2 * n);
+            }
+}
+
+int32_t ml_argmax_i8(const int8_t *x, uint32_t n)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return (int32_t)best;
+}
+
+int32_t ml_argmax_i32(const int32_t *x, uint32_t n)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return (int32_t)best;
+}
+
+void ml_lut(const int8_t *x, uint32_t n, const int8_t table[256], int8_t *y)
+{
+    for (uint32_t i = 0; i < n; i++)
+        y[i] = table[x[i] + 128];
+}
+
+void ml_softmax(const int8_t *x, uint32_t n, const int32_t table[256], int8_t *y)
+{
+    int32_t max = -128;
+    for (uint32_t i = 0; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    uint32_t s = 0; /* ≤ 32767 · 2^16 < 2^31 */
+    for (uint32_t i = 0; i < n; i++)
+        s += (uint32_t)table[x[i] - max + 255];
+    for (uint32_t i = 0; i < n; i++) {
+        if (s == 0) {
+            y[i] = -128;
+            continue;
+        }
+        uint32_t q = (256u * (uint32_t)table[x[i] - max + 255] + (s >> 1)) / s;
+        y[i] = (int8_t)clamp((int64_t)q - 128, -128, 127);
+    }
+}
