@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-import numpy as np
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
 
-from opml.ml.format import GraphBuilder, Model, int8
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from opml.ml.format import GraphBuilder, Model, TensorDesc, int8
 from opml.ml.quantize import quantize_multiplier, softmax_table
 
 ALL_OPS_INPUT = (6, 6, 2)
+MODELS = Path(__file__).resolve().parents[2] / "models"
+DIGITS_REPORT = json.loads((MODELS / "digits.json").read_text())
+DIGITS_SHAPES = {"digits_mlp": (64,), "digits_cnn": (8, 8, 1)}
+
+
+def digits_test_split() -> tuple[np.ndarray, np.ndarray]:
+    """The test split of models/train_digits.py, derived again: pixels [540, 8, 8] (0 … 16) and labels;
+    checked against the indices' hash that the training script recorded."""
+    digits = load_digits()
+    y = digits.target
+    _, test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=0, stratify=y)
+    sha = hashlib.sha256(np.asarray(test, "<i8").tobytes()).hexdigest()
+    assert sha == DIGITS_REPORT["split"]["test_indices_sha256"]
+    return digits.images[test].astype(np.int64), y[test]
 
 
 def rand_i8(rng, shape, lo=-128, hi=127):
@@ -45,4 +66,11 @@ def tiny_model() -> Model:
     g = GraphBuilder(int8(4))
     v = g.dense(0, np.array([[1, -2, 3, -4], [127, -128, 0, 5]], np.int8), np.array([7, -9], np.int32), zx=3)
     g.argmax(v)
+    return g.build()
+
+
+def node_model(input_desc: TensorDesc, build: Callable[[GraphBuilder], object]) -> Model:
+    """A model whose graph ``build`` adds to a builder over ``input_desc``."""
+    g = GraphBuilder(input_desc)
+    build(g)
     return g.build()

@@ -2,33 +2,20 @@
 1 point of its float model, the CNN ≥ 95 %, and the single-input, batch and reference paths in 100 %
 agreement. Nothing is trained here: the tests load the committed files."""
 
-import hashlib
-import json
-from pathlib import Path
-
 import _ml_reference as ref
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from _ml_fixtures import DIGITS_REPORT as REPORT
+from _ml_fixtures import DIGITS_SHAPES as SHAPES
+from _ml_fixtures import MODELS, digits_test_split
 
 from opml.ml.format import Op, read_model
 from opml.ml.runner import run_batch, run_model
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
-REPORT = json.loads((MODELS / "digits.json").read_text())
-SHAPES = {"digits_mlp": (64,), "digits_cnn": (8, 8, 1)}
-
 
 @pytest.fixture(scope="module")
 def split():
-    """The split of models/train_digits.py, derived again here: test pixels [540, 8, 8] and labels."""
-    digits = load_digits()
-    y = digits.target
-    _, test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=0, stratify=y)
-    sha = hashlib.sha256(np.asarray(test, "<i8").tobytes()).hexdigest()
-    assert sha == REPORT["split"]["test_indices_sha256"]
-    return digits.images[test].astype(np.int64), y[test]
+    return digits_test_split()
 
 
 @pytest.fixture(scope="module")
