@@ -5,8 +5,11 @@
 - ``models``: for each committed digits model, the native runner's time for one input (``run_model``:
   every value, key and state, median of ``--repeat``) and for the whole 540-image test split
   (``run_batch``), and the accuracy that batch gives.
-- ``vm``: per node and in total, VM instructions and fast-executor seconds of the node programs
-  (ml-spec §7), through ``opml.ml.phase``. Until that module exists the section says so.
+- ``vm``: for each digits model on test image 0, per node and in total, the node program's VM
+  instructions and fast-executor seconds (ml-spec §7.1, the game's phase 2; the run only, after a
+  warm-up run has compiled the executor), its peak VM memory against the bound of §7.3, and the same
+  for the whole-model program (§7.2, the single-phase mode). Every VM key is checked against the
+  native one.
 - ``dense_2048``: one ``dense`` node with int8 weights ``[2048, 2048]`` over a batch of 2048 int8
   inputs through the native runner (``run_batch``, weights already converted: ``warm``; and the first
   call, which converts them: ``cold``), numpy's int32 matmul of the same matrices (on the first
@@ -18,11 +21,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,17 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from opml.ml.format import GraphBuilder, Model, int8, read_model
+from opml.ml.phase import (
+    ProgramResult,
+    ProgramSetup,
+    model_memory_bound,
+    model_program_setup,
+    node_memory_bound,
+    node_program_setup,
+    run_program,
+)
 from opml.ml.runner import run_batch, run_model
+from opml.oracle.store import PreimageStore
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"digits_mlp": (64,), "digits_cnn": (8, 8, 1)}
@@ -48,15 +61,19 @@ def _median_seconds(fn: Any, repeat: int) -> float:
     return statistics.median(times)
 
 
-def bench_models(repeat: int) -> dict[str, Any]:
+def _test_pixels() -> tuple[np.ndarray, np.ndarray]:
     digits = load_digits()
     y = digits.target
     _, test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=0, stratify=y)
-    pixels = digits.images[test].astype(np.int8)
+    return digits.images[test].astype(np.int8), y[test]
+
+
+def bench_models(repeat: int) -> dict[str, Any]:
+    pixels, labels = _test_pixels()
     out: dict[str, Any] = {}
     for name, shape in MODELS.items():
         model = read_model(ROOT / "models" / f"{name}.opml")
-        xs = pixels.reshape(len(test), *shape)
+        xs = pixels.reshape(len(labels), *shape)
         run_model(model, xs[0])  # warm the weight cache
         one = _median_seconds(lambda m=model, x=xs[0]: run_model(m, x), repeat)
         t0 = time.perf_counter()
@@ -67,17 +84,63 @@ def bench_models(repeat: int) -> dict[str, Any]:
             "native_single_seconds": round(one, 6),
             "native_single_note": "run_model: all values, keys and states S_-1 … S_N-1",
             "native_batch_seconds": round(batch, 4),
-            "native_batch_images": len(test),
-            "native_batch_images_per_second": round(len(test) / batch),
-            "test_accuracy": round(float(np.mean(pred == y[test])), 4),
+            "native_batch_images": len(labels),
+            "native_batch_images_per_second": round(len(labels) / batch),
+            "test_accuracy": round(float(np.mean(pred == labels)), 4),
         }
     return out
 
 
+def _timed_run(setup: ProgramSetup) -> tuple[ProgramResult, float]:
+    t0 = time.perf_counter()
+    result = run_program(setup)
+    return result, time.perf_counter() - t0
+
+
 def bench_vm() -> dict[str, Any]:
-    if importlib.util.find_spec("opml.ml.phase") is None:
-        return {"status": "todo: opml.ml.phase (the MIPS node programs) is not available yet"}
-    return {"status": "todo: opml.ml.phase exists; the VM measurement is not wired into this bench yet"}
+    pixels, _ = _test_pixels()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="opml-bench-") as tmp:
+        store = PreimageStore(tmp)
+        for name, shape in MODELS.items():
+            model = read_model(ROOT / "models" / f"{name}.opml")
+            x = pixels[0].reshape(shape)
+            run = run_model(model, x)
+            n = len(model.nodes)
+            run_program(node_program_setup(model, x, 0, run.state(0), store, run=run))  # compile
+            nodes = []
+            for k, node in enumerate(model.nodes):
+                result, seconds = _timed_run(node_program_setup(model, x, k, run.state(k), store, run=run))
+                assert result.exit_code == 0 and result.keys == [run.keys[k + 1]], (name, k)
+                nodes.append(
+                    {
+                        "node": k,
+                        "op": node.op.name.lower(),
+                        "instructions": result.steps,
+                        "seconds": round(seconds, 5),
+                        "memory_bytes": result.memory_bytes,
+                        "memory_bound_bytes": node_memory_bound(model, k),
+                    }
+                )
+            whole, seconds = _timed_run(model_program_setup(model, x, run.state(n - 1), store))
+            assert whole.exit_code == 0 and whole.keys == list(run.keys[1:]), name
+            total_steps = sum(r["instructions"] for r in nodes)
+            total_seconds = sum(r["seconds"] for r in nodes)
+            out[name] = {
+                "node_program": {
+                    "nodes": nodes,
+                    "total_instructions": total_steps,
+                    "total_seconds": round(total_seconds, 4),
+                    "instructions_per_second": round(total_steps / total_seconds),
+                },
+                "model_program": {
+                    "instructions": whole.steps,
+                    "seconds": round(seconds, 4),
+                    "memory_bytes": whole.memory_bytes,
+                    "memory_bound_bytes": model_memory_bound(model),
+                },
+            }
+    return out
 
 
 def _dense_model(w: np.ndarray) -> Model:
