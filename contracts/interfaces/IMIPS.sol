@@ -13,6 +13,10 @@ interface IMIPS {
     /// @notice The preimage oracle that the preimage system calls read (spec §5.5).
     function oracle() external view returns (IPreimageOracle);
 
+    /// @notice The status-tagged hash (spec §2.2) of the packed state `stateData`; reverts with
+    ///         `InvalidState` where `step` would. The dispute game checks a step's pre-state with it.
+    function stateHash(bytes calldata stateData) external pure returns (bytes32);
+
     /// @notice Executes one instruction from the packed state `stateData` with the memory witness `proof`,
     ///         with `localContext = 0`.
     /// @return postStateHash The status-tagged hash of the post-state (spec §2.2).

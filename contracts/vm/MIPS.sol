@@ -37,6 +37,12 @@ contract MIPS is IMIPS {
     }
 
     /// @inheritdoc IMIPS
+    function stateHash(bytes calldata stateData) external pure returns (bytes32) {
+        MIPSState.State memory s = MIPSState.decode(stateData);
+        return MIPSState.stateHash(keccak256(stateData), s.exited, s.exitCode);
+    }
+
+    /// @inheritdoc IMIPS
     function step(bytes calldata stateData, bytes calldata proof) external returns (bytes32) {
         return _step(stateData, proof, bytes32(0));
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _ml_fixtures import DIGITS_SHAPES, MODELS, digits_test_split
+from _digits import DIGITS_SHAPES, MODELS, digits_test_split
 from _toolchain import build_toolchain
 
 from opml.ml.format import read_model, tensor_key

@@ -5,9 +5,9 @@ agreement. Nothing is trained here: the tests load the committed files."""
 import _ml_reference as ref
 import numpy as np
 import pytest
-from _ml_fixtures import DIGITS_REPORT as REPORT
-from _ml_fixtures import DIGITS_SHAPES as SHAPES
-from _ml_fixtures import MODELS, digits_test_split
+from _digits import DIGITS_REPORT as REPORT
+from _digits import DIGITS_SHAPES as SHAPES
+from _digits import MODELS, digits_test_split
 
 from opml.ml.format import Op, read_model
 from opml.ml.runner import run_batch, run_model

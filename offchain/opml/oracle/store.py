@@ -72,7 +72,7 @@ class LocalValue:
 class PreimageStore:
     """Preimages on disk, addressed by their oracle keys."""
 
-    def __init__(self, root):
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         for folder in _FOLDERS.values():
             (self.root / folder).mkdir(parents=True, exist_ok=True)

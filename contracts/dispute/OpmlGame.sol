@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import { IMIPS } from "../interfaces/IMIPS.sol";
+import { IOpmlGame } from "../interfaces/IOpmlGame.sol";
+import { IPreimageOracle, PreimageKeyLib } from "../interfaces/IPreimageOracle.sol";
+import { ChunkMerkleLib } from "./ChunkMerkleLib.sol";
+
+/// @title OpmlGame
+/// @notice Models, tasks, results and the two-phase verification game of docs/protocol.md.
+/// @dev The game knows the VM only through `IMIPS` (`stateHash`, `step`, `oracle`), so a toy VM can
+///      stand in for `MIPS` in tests. Every payment is a credit withdrawn with `withdraw`.
+///
+///      Local values written at phase-2 entry (protocol §4.3), under `localContext(disputeId)`:
+///
+///      | ident | multi-phase (node program)        | single-phase (whole-model program) |
+///      |------:|-----------------------------------|------------------------------------|
+///      |     1 | model commitment                  | model commitment                   |
+///      |     2 | k, 4 bytes u32 little-endian      | input key                          |
+///      |     3 | S_{k−1} (agreed)                  | the server's S_{N−1}               |
+///      |     4 | the server's S_k                  | –                                  |
+contract OpmlGame is IOpmlGame {
+    /// @notice Longest input (calldata) and output of a task, in bytes.
+    uint256 public constant MAX_DATA_BYTES = 4096;
+    /// @notice Largest node count of a model (ml-spec §3.1).
+    uint256 public constant MAX_NODES = 4096;
+    uint256 private constant STATUS_VALID = 0;
+
+    IMIPS public immutable vm;
+    IPreimageOracle public immutable oracle;
+    uint256 public immutable serverBond;
+    uint256 public immutable challengerBond;
+    uint64 public immutable moveWindow;
+    uint64 public immutable minChallengeWindow;
+
+    Model[] private _models;
+    Task[] private _tasks;
+    mapping(uint256 => Result) private _results;
+    Dispute[] private _disputes;
+    mapping(uint256 => mapping(address => bool)) public challenged;
+    mapping(address => uint256) public credit;
+
+    constructor(IMIPS vm_, uint256 serverBond_, uint256 challengerBond_, uint64 moveWindow_, uint64 minWindow_) {
+        vm = vm_;
+        oracle = vm_.oracle();
+        serverBond = serverBond_;
+        challengerBond = challengerBond_;
+        moveWindow = moveWindow_;
+        minChallengeWindow = minWindow_;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Views
+    // ---------------------------------------------------------------------------------------------
+
+    function model(uint256 modelId) external view returns (Model memory) {
+        if (modelId >= _models.length) revert UnknownId();
+        return _models[modelId];
+    }
+
+    function task(uint256 taskId) external view returns (Task memory) {
+        return _task(taskId);
+    }
+
+    function result(uint256 taskId) external view returns (Result memory) {
+        _task(taskId);
+        return _results[taskId];
+    }
+
+    function dispute(uint256 disputeId) external view returns (Dispute memory) {
+        return _dispute(disputeId);
+    }
+
+    function modelCount() external view returns (uint256) {
+        return _models.length;
+    }
+
+    function taskCount() external view returns (uint256) {
+        return _tasks.length;
+    }
+
+    function disputeCount() external view returns (uint256) {
+        return _disputes.length;
+    }
+
+    /// @notice The oracle context of a dispute's local values: no other dispute or contract shares it.
+    function localContext(uint256 disputeId) public view returns (bytes32) {
+        return keccak256(abi.encode(address(this), disputeId));
+    }
+
+    /// @notice `S_{−1}`: the chunk-Merkle key of the input key alone (one chunk, so its own root).
+    function initialGraphState(bytes32 inputKey) public pure returns (bytes32) {
+        return ChunkMerkleLib.keyOf(inputKey, 32);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Models and tasks (protocol §2–§3)
+    // ---------------------------------------------------------------------------------------------
+
+    function registerModel(
+        bytes32 commitment,
+        uint32 nodeCount,
+        bytes32 nodeProgram,
+        bytes32 modelProgram,
+        string calldata uri
+    ) external returns (uint256 modelId) {
+        if (nodeCount == 0 || nodeCount > MAX_NODES) revert InvalidModel();
+        if (commitment == 0 || nodeProgram == 0 || modelProgram == 0) revert InvalidModel();
+        modelId = _models.length;
+        _models.push(Model(commitment, nodeProgram, modelProgram, nodeCount, uri));
+        emit ModelRegistered(modelId, commitment, nodeCount, uri);
+    }
+
+    function createTask(uint256 modelId, bytes calldata input, uint64 window, bool multiPhase)
+        external
+        payable
+        returns (uint256 taskId)
+    {
+        if (input.length == 0 || input.length > MAX_DATA_BYTES) revert InvalidDataSize();
+        bytes32 inputKey = ChunkMerkleLib.key(input);
+        taskId = _newTask(modelId, inputKey, window, multiPhase);
+        emit TaskCreated(taskId, modelId, inputKey, input);
+    }
+
+    /// @notice A task whose input is published off-chain by the requester (protocol §1).
+    function createTaskByKey(uint256 modelId, bytes32 inputKey, uint64 window, bool multiPhase)
+        external
+        payable
+        returns (uint256 taskId)
+    {
+        if (PreimageKeyLib.keyType(inputKey) != PreimageKeyLib.CHUNK_MERKLE) revert InvalidKeyType();
+        taskId = _newTask(modelId, inputKey, window, multiPhase);
+        emit TaskCreated(taskId, modelId, inputKey, "");
+    }
+
+    function _newTask(uint256 modelId, bytes32 inputKey, uint64 window, bool multiPhase)
+        private
+        returns (uint256 taskId)
+    {
+        if (modelId >= _models.length) revert UnknownId();
+        if (msg.value == 0) revert ZeroReward();
+        if (window < minChallengeWindow) revert WindowTooShort();
+        taskId = _tasks.length;
+        _tasks.push(Task(msg.sender, uint64(modelId), window, multiPhase, TaskStatus.Open, msg.value, inputKey));
+    }
+
+    /// @notice Answers a task with its output and the claimed `S_{N−1}`, whose chunk tree (root
+    ///         `stateRoot`) must hold the output's key as leaf N (`siblings`, lowest level first).
+    function submitResult(
+        uint256 taskId,
+        bytes calldata output,
+        bytes32 finalState,
+        bytes32 stateRoot,
+        bytes32[] calldata siblings
+    ) external payable {
+        Task storage t = _task(taskId);
+        if (t.status != TaskStatus.Open) revert WrongTaskStatus(t.status);
+        if (msg.value != serverBond) revert WrongBond(serverBond);
+        if (output.length == 0 || output.length > MAX_DATA_BYTES) revert InvalidDataSize();
+        uint256 n = _models[t.modelId].nodeCount;
+        bytes32 outputKey = ChunkMerkleLib.key(output);
+        if (
+            ChunkMerkleLib.keyOf(stateRoot, 32 * (n + 1)) != finalState
+                || siblings.length != ChunkMerkleLib.depth(n + 1)
+                || !ChunkMerkleLib.hasLeaf(stateRoot, n, outputKey, siblings)
+        ) revert OutputNotInState();
+        t.status = TaskStatus.Answered;
+        _results[taskId] = Result(msg.sender, uint64(block.timestamp), 0, outputKey, finalState);
+        emit ResultSubmitted(taskId, msg.sender, outputKey, finalState, output);
+    }
+
+    /// @notice Pays the server once the window has passed with no dispute open (protocol §3).
+    function finalize(uint256 taskId) external {
+        Task storage t = _task(taskId);
+        if (t.status != TaskStatus.Answered) revert WrongTaskStatus(t.status);
+        Result storage r = _results[taskId];
+        if (block.timestamp <= r.submittedAt + t.window) revert WindowOpen();
+        if (r.openDisputes != 0) revert DisputesOpen();
+        t.status = TaskStatus.Finalized;
+        credit[r.server] += t.reward + serverBond;
+        emit ResultFinalized(taskId, r.server);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Disputes (protocol §4)
+    // ---------------------------------------------------------------------------------------------
+
+    function challenge(uint256 taskId) external payable returns (uint256 disputeId) {
+        Task storage t = _task(taskId);
+        if (t.status != TaskStatus.Answered) revert WrongTaskStatus(t.status);
+        Result storage r = _results[taskId];
+        if (block.timestamp > r.submittedAt + t.window) revert WindowClosed();
+        if (msg.sender == r.server || challenged[taskId][msg.sender]) revert ChallengeNotAllowed();
+        if (msg.value != challengerBond) revert WrongBond(challengerBond);
+        challenged[taskId][msg.sender] = true;
+        r.openDisputes += 1;
+
+        disputeId = _disputes.length;
+        Dispute storage d = _disputes.push();
+        d.challenger = msg.sender;
+        d.taskId = uint64(taskId);
+        emit DisputeOpened(disputeId, taskId, msg.sender);
+        if (t.multiPhase) {
+            d.phase = Phase.Graph;
+            d.lo = 0;
+            d.hi = _models[t.modelId].nodeCount;
+            d.loHash = initialGraphState(t.inputKey);
+            d.hiHash = r.finalState;
+            if (d.hi == 1) _enterExecution(d, disputeId, t);
+            else _pass(d, Party.Server);
+        } else {
+            _enterExecution(d, disputeId, t);
+        }
+    }
+
+    /// @notice The server's state at the midpoint of the disputed interval (protocol §4.1).
+    function bisect(uint256 disputeId, bytes32 claim) external {
+        Dispute storage d = _move(disputeId, Party.Server);
+        if (d.phase != Phase.Graph && d.phase != Phase.Execution) revert WrongPhase(d.phase);
+        uint64 mid = (d.lo + d.hi) / 2;
+        d.midHash = claim;
+        _pass(d, Party.Challenger);
+        emit Bisected(disputeId, mid, claim);
+    }
+
+    /// @notice The challenger agrees or disagrees with the server's midpoint claim (protocol §4.1).
+    function respond(uint256 disputeId, bool agree) external {
+        Dispute storage d = _move(disputeId, Party.Challenger);
+        uint64 mid = (d.lo + d.hi) / 2;
+        if (agree) {
+            d.lo = mid;
+            d.loHash = d.midHash;
+        } else {
+            d.hi = mid;
+            d.hiHash = d.midHash;
+        }
+        emit Responded(disputeId, mid, agree);
+        if (d.hi - d.lo > 1) {
+            _pass(d, Party.Server);
+        } else if (d.phase == Phase.Graph) {
+            _enterExecution(d, disputeId, _tasks[d.taskId]);
+        } else {
+            d.phase = Phase.Step;
+            _pass(d, Party.Server);
+        }
+    }
+
+    /// @notice The server's claim that the program exits valid after `steps` steps (protocol §4.3);
+    ///         writes the program's local values first.
+    function claimExecution(uint256 disputeId, uint64 steps, bytes32 finalState) external {
+        Dispute storage d = _move(disputeId, Party.Server);
+        if (d.phase != Phase.ExecutionClaim) revert WrongPhase(d.phase);
+        if (steps == 0 || uint256(finalState) >> 248 != STATUS_VALID) revert NotAValidExit();
+        Task storage t = _tasks[d.taskId];
+        Model storage m = _models[t.modelId];
+        _writeLocalValues(d, disputeId, t, m);
+        d.lo = 0;
+        d.hi = steps;
+        d.loHash = t.multiPhase ? m.nodeProgram : m.modelProgram;
+        d.hiHash = finalState;
+        d.phase = steps == 1 ? Phase.Step : Phase.Execution;
+        _pass(d, Party.Server);
+        emit ExecutionClaimed(disputeId, steps, finalState);
+    }
+
+    /// @notice Executes the one disputed instruction (protocol §4.4); anyone may call it.
+    function step(uint256 disputeId, bytes calldata stateData, bytes calldata proof) external {
+        Dispute storage d = _live(disputeId);
+        if (d.phase != Phase.Step) revert WrongPhase(d.phase);
+        if (vm.stateHash(stateData) != d.loHash) revert WrongPreState();
+        bytes32 post = vm.step(stateData, proof, localContext(disputeId));
+        emit StepPlayed(disputeId, d.lo, post);
+        _resolve(d, disputeId, post == d.hiHash ? Party.Server : Party.Challenger, false);
+    }
+
+    /// @notice After the deadline, the side whose turn it is loses (protocol §4.5).
+    function timeout(uint256 disputeId) external {
+        Dispute storage d = _dispute(disputeId);
+        if (d.phase == Phase.Resolved) revert WrongPhase(d.phase);
+        TaskStatus status = _tasks[d.taskId].status;
+        if (status != TaskStatus.Answered) revert WrongTaskStatus(status);
+        if (block.timestamp <= d.deadline) revert DeadlineNotPassed();
+        _resolve(d, disputeId, d.turn == Party.Server ? Party.Challenger : Party.Server, true);
+    }
+
+    /// @notice Ends a dispute whose result another dispute has rejected, refunding its challenger.
+    function closeDispute(uint256 disputeId) external {
+        Dispute storage d = _dispute(disputeId);
+        if (d.phase == Phase.Resolved) revert WrongPhase(d.phase);
+        if (_tasks[d.taskId].status != TaskStatus.Rejected) revert ResultNotRejected();
+        d.phase = Phase.Resolved;
+        _results[d.taskId].openDisputes -= 1;
+        credit[d.challenger] += challengerBond;
+        emit DisputeClosed(disputeId);
+    }
+
+    function withdraw() external {
+        uint256 amount = credit[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        credit[msg.sender] = 0;
+        emit Withdrawn(msg.sender, amount);
+        (bool ok,) = msg.sender.call{ value: amount }("");
+        if (!ok) revert TransferFailed();
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Internals
+    // ---------------------------------------------------------------------------------------------
+
+    function _task(uint256 taskId) private view returns (Task storage) {
+        if (taskId >= _tasks.length) revert UnknownId();
+        return _tasks[taskId];
+    }
+
+    function _dispute(uint256 disputeId) private view returns (Dispute storage) {
+        if (disputeId >= _disputes.length) revert UnknownId();
+        return _disputes[disputeId];
+    }
+
+    /// @dev A dispute that is still being played: its result pending, its deadline not passed.
+    function _live(uint256 disputeId) private view returns (Dispute storage d) {
+        d = _dispute(disputeId);
+        if (d.phase == Phase.Resolved) revert WrongPhase(d.phase);
+        TaskStatus status = _tasks[d.taskId].status;
+        if (status != TaskStatus.Answered) revert WrongTaskStatus(status);
+        if (block.timestamp > d.deadline) revert DeadlinePassed();
+    }
+
+    /// @dev A move by `who`: the caller must be that party and it must be its turn.
+    function _move(uint256 disputeId, Party who) private view returns (Dispute storage d) {
+        d = _live(disputeId);
+        address party = who == Party.Server ? _results[d.taskId].server : d.challenger;
+        if (msg.sender != party) revert NotParty();
+        if (d.turn != who) revert NotYourTurn();
+    }
+
+    function _pass(Dispute storage d, Party next) private {
+        d.turn = next;
+        d.deadline = uint64(block.timestamp) + moveWindow;
+    }
+
+    /// @dev Phase 2 is entered: node k is fixed (multi-phase) and the server must claim the program's
+    ///      exit; `claimExecution` writes the local values (protocol §4.3).
+    function _enterExecution(Dispute storage d, uint256 disputeId, Task storage t) private {
+        if (t.multiPhase) {
+            d.node = uint32(d.lo);
+            emit PhaseOneEnded(disputeId, d.node, localContext(disputeId));
+        }
+        d.phase = Phase.ExecutionClaim;
+        _pass(d, Party.Server);
+    }
+
+    /// @dev Writes the program's local values under the dispute's context, from what phase 1 settled
+    ///      (multi-phase: `loHash` = S_{k−1}, `hiHash` = the server's S_k) or from the task and result
+    ///      (single-phase). Called once per dispute: `claimExecution` leaves `ExecutionClaim`.
+    function _writeLocalValues(Dispute storage d, uint256 disputeId, Task storage t, Model storage m) private {
+        bytes32 context = localContext(disputeId);
+        oracle.loadLocalData(1, context, m.commitment, 32);
+        if (t.multiPhase) {
+            // k as a u32 little-endian in the first 4 bytes, zero after them.
+            bytes32 kLE = bytes32(uint256(_reverse32(d.node)) << 224);
+            oracle.loadLocalData(2, context, kLE, 4);
+            oracle.loadLocalData(3, context, d.loHash, 32);
+            oracle.loadLocalData(4, context, d.hiHash, 32);
+        } else {
+            oracle.loadLocalData(2, context, t.inputKey, 32);
+            oracle.loadLocalData(3, context, _results[d.taskId].finalState, 32);
+        }
+    }
+
+    function _reverse32(uint32 v) private pure returns (uint32) {
+        return (v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24);
+    }
+
+    /// @dev Credits the winner (protocol §5); the first challenger win rejects the result.
+    function _resolve(Dispute storage d, uint256 disputeId, Party winner, bool byTimeout) private {
+        d.phase = Phase.Resolved;
+        d.winner = winner;
+        Task storage t = _tasks[d.taskId];
+        Result storage r = _results[d.taskId];
+        r.openDisputes -= 1;
+        if (winner == Party.Server) {
+            credit[r.server] += challengerBond;
+        } else {
+            t.status = TaskStatus.Rejected;
+            uint256 half = serverBond / 2;
+            credit[d.challenger] += challengerBond + half;
+            credit[t.requester] += t.reward + serverBond - half;
+        }
+        emit DisputeResolved(disputeId, winner, byTimeout);
+    }
+}

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @title IOpmlGame
+/// @notice Types, errors and events of the opML verification game (docs/protocol.md).
+interface IOpmlGame {
+    /// @notice Where a task stands (protocol §3).
+    enum TaskStatus {
+        None,
+        Open, //      waiting for a result
+        Answered, //  a result is pending: challengeable until its window ends
+        Finalized, // the result stands; the server was paid
+        Rejected //   a challenger won; the requester was refunded
+    }
+
+    /// @notice Where a dispute stands (protocol §4).
+    enum Phase {
+        None,
+        Graph, //          phase 1: bisection over the graph's states S_i
+        ExecutionClaim, // phase 2 entered: the server must claim the program's valid exit
+        Execution, //      phase 2: bisection over the program's steps
+        Step, //           one step left: anyone may execute it
+        Resolved //        over (a winner, or closed because another dispute rejected the result)
+    }
+
+    /// @notice The side whose move it is, or who won.
+    enum Party {
+        None,
+        Server,
+        Challenger
+    }
+
+    struct Model {
+        bytes32 commitment; //   the manifest's chunk-Merkle key (ml-spec §3)
+        bytes32 nodeProgram; //  initial state hash of the node program (vm-spec §2.2)
+        bytes32 modelProgram; // initial state hash of the whole-model program
+        uint32 nodeCount; //     N
+        string uri; //           where the manifest and tensors are published
+    }
+
+    struct Task {
+        address requester;
+        uint64 modelId;
+        uint64 window; //        seconds a result can be challenged
+        bool multiPhase;
+        TaskStatus status;
+        uint256 reward;
+        bytes32 inputKey; //     key(v_0)
+    }
+
+    struct Result {
+        address server;
+        uint64 submittedAt;
+        uint32 openDisputes;
+        bytes32 outputKey; //    key(v_N)
+        bytes32 finalState; //   the claimed S_{N−1}
+    }
+
+    /// @dev Bisection positions: phase 1 `0 … N` (position p is S_{p−1}); phase 2 `0 … steps`.
+    struct Dispute {
+        address challenger;
+        Phase phase;
+        Party turn;
+        Party winner;
+        uint64 deadline;
+        uint64 taskId;
+        uint64 lo;
+        uint64 hi;
+        uint32 node; //          k, once phase 1 has ended
+        bytes32 loHash; //       agreed
+        bytes32 hiHash; //       claimed by the server, disputed
+        bytes32 midHash; //      the server's claim at ⌊(lo + hi)/2⌋, awaiting the challenger
+    }
+
+    /// @notice Thrown when a model, task or dispute id does not exist.
+    error UnknownId();
+    /// @notice Thrown when a model registration has N outside 1 … 4096 or a zero hash.
+    error InvalidModel();
+    /// @notice Thrown when a task's reward is zero.
+    error ZeroReward();
+    /// @notice Thrown when a task's challenge window is below `minChallengeWindow`.
+    error WindowTooShort();
+    /// @notice Thrown when input or output bytes are empty or longer than `MAX_DATA_BYTES`.
+    error InvalidDataSize();
+    /// @notice Thrown when an input key is not a chunk-Merkle key (type 3).
+    error InvalidKeyType();
+    /// @notice Thrown when a task is not in the status the call requires.
+    error WrongTaskStatus(TaskStatus status);
+    /// @notice Thrown when `msg.value` is not the bond the call requires.
+    error WrongBond(uint256 expected);
+    /// @notice Thrown when a result's output key is not leaf N of its final state's chunk tree.
+    error OutputNotInState();
+    /// @notice Thrown when a challenge comes after the result's window, or a finalization before it.
+    error WindowClosed();
+    /// @notice Thrown when a result is finalized before its window has passed.
+    error WindowOpen();
+    /// @notice Thrown when a result with an open dispute is finalized.
+    error DisputesOpen();
+    /// @notice Thrown when the server challenges its own result, or a challenger disputes it twice.
+    error ChallengeNotAllowed();
+    /// @notice Thrown when a move comes from an account that is not the dispute's server or challenger.
+    error NotParty();
+    /// @notice Thrown when a party moves while it is the other side's turn.
+    error NotYourTurn();
+    /// @notice Thrown when a move does not belong to the dispute's current phase.
+    error WrongPhase(Phase phase);
+    /// @notice Thrown when a move comes after the dispute's deadline.
+    error DeadlinePassed();
+    /// @notice Thrown when `timeout` is called before the dispute's deadline.
+    error DeadlineNotPassed();
+    /// @notice Thrown when an execution claim's final state is not a valid exit (status byte 0), or
+    ///         claims zero steps.
+    error NotAValidExit();
+    /// @notice Thrown when the step's pre-state does not hash to the agreed state.
+    error WrongPreState();
+    /// @notice Thrown when `closeDispute` is called on a dispute whose result was not rejected.
+    error ResultNotRejected();
+    /// @notice Thrown when `withdraw` is called with nothing credited.
+    error NothingToWithdraw();
+    /// @notice Thrown when sending a withdrawal fails.
+    error TransferFailed();
+
+    event ModelRegistered(uint256 indexed modelId, bytes32 commitment, uint32 nodeCount, string uri);
+    event TaskCreated(uint256 indexed taskId, uint256 indexed modelId, bytes32 inputKey, bytes input);
+    event ResultSubmitted(uint256 indexed taskId, address indexed server, bytes32 outputKey, bytes32 finalState, bytes output);
+    event ResultFinalized(uint256 indexed taskId, address indexed server);
+    event DisputeOpened(uint256 indexed disputeId, uint256 indexed taskId, address indexed challenger);
+    event Bisected(uint256 indexed disputeId, uint64 position, bytes32 claim);
+    event Responded(uint256 indexed disputeId, uint64 position, bool agree);
+    event PhaseOneEnded(uint256 indexed disputeId, uint32 node, bytes32 localContext);
+    event ExecutionClaimed(uint256 indexed disputeId, uint64 steps, bytes32 finalState);
+    event StepPlayed(uint256 indexed disputeId, uint64 position, bytes32 postState);
+    event DisputeResolved(uint256 indexed disputeId, Party winner, bool byTimeout);
+    event DisputeClosed(uint256 indexed disputeId);
+    event Withdrawn(address indexed account, uint256 amount);
+}

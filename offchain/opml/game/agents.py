@@ -1,0 +1,360 @@
+"""Server and challenger agents: they watch an ``OpmlGame`` on any ape network, answer or check
+tasks, open disputes and play every move before its deadline (docs/protocol.md).
+
+An agent keeps no state of its own that it cannot rebuild: everything it acts on is read from the
+chain on every :meth:`Agent.poll` (tasks, results, disputes, the local values of phase 2), and its
+traces are recomputed from the model files and the task's input, so a restarted agent carries on where
+the chain is. It checks every off-chain input against its key before using it (the model against the
+registration, the input against the task's key) and bounds the VM steps a program may take.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from opml.errors import OpmlError
+from opml.game.lies import Lie, LyingExecutionTrace
+from opml.game.solver import (
+    Bisect,
+    ClaimExecution,
+    DisputeView,
+    Move,
+    Party,
+    Phase,
+    PlayStep,
+    Respond,
+    Timeout,
+    Traces,
+    next_move,
+)
+from opml.game.traces import ExecutionTrace, GraphTrace, StepProof, program_state_hash
+from opml.ml.format import Model, as_array, tensor_key
+from opml.ml.phase import (
+    MODEL_PROGRAM,
+    NODE_PROGRAM,
+    model_program_setup,
+    node_program_setup,
+)
+from opml.ml.runner import RunResult, run_model
+from opml.oracle.chunk_tree import ChunkTree
+from opml.oracle.client import OracleClient
+from opml.oracle.keys import localize_ident
+from opml.oracle.store import PreimageStore
+from opml.vm.elf import load_elf
+
+TASK_OPEN, TASK_ANSWERED, TASK_FINALIZED, TASK_REJECTED = 1, 2, 3, 4
+DEFAULT_MAX_VM_STEPS = 10_000_000_000
+"""Steps after which an agent stops tracing a program: far above any model the format allows."""
+
+
+class AgentError(OpmlError):
+    """Raised when an agent cannot act on what the chain shows (e.g. a model it does not hold)."""
+
+
+def canonical_program_states() -> tuple[bytes, bytes]:
+    """The initial state hashes of the node and whole-model programs built from this checkout."""
+    return program_state_hash(load_elf(NODE_PROGRAM)), program_state_hash(load_elf(MODEL_PROGRAM))
+
+
+def registration_args(model: Model, uri: str = "") -> tuple[Any, ...]:
+    """The arguments of ``registerModel`` for ``model`` with this checkout's programs."""
+    node, whole = canonical_program_states()
+    return (model.commitment, len(model.nodes), node, whole, uri)
+
+
+def output_proof(run: RunResult) -> tuple[bytes, bytes, list[bytes]]:
+    """``(output bytes, stateRoot, siblings)`` for ``submitResult``: the output key is leaf N of the
+    chunk tree of ``S_{N−1}``'s preimage."""
+    n = len(run.keys) - 1
+    tree = ChunkTree.from_bytes(b"".join(run.keys))
+    return run.output.tobytes(), bytes(tree.root), list(tree.siblings(n))
+
+
+@dataclass
+class MoveRecord:
+    """One transaction an agent sent."""
+
+    kind: str
+    dispute_id: int | None
+    gas: int
+    txn_hash: str
+
+
+@dataclass
+class _TaskView:
+    task_id: int
+    requester: str
+    model_id: int
+    window: int
+    multi_phase: bool
+    status: int
+    input_key: bytes
+
+
+@dataclass
+class Agent:
+    """One party: ``role`` is :data:`Party.SERVER` or :data:`Party.CHALLENGER`.
+
+    ``models`` are the model files it holds; it serves and checks only tasks on registrations that match
+    one of them and this checkout's programs. An agent given ``lie`` computes every run with that lie
+    (:mod:`opml.game.lies`): a lying server answers with it, a lying challenger disputes honest results
+    with it.
+    """
+
+    game: Any
+    account: Any
+    role: Party
+    models: Sequence[Model]
+    store_dir: Path
+    lie: Lie | None = None
+    max_vm_steps: int = DEFAULT_MAX_VM_STEPS
+    log: Callable[[str], None] = print
+    moves: list[MoveRecord] = field(default_factory=list)
+    vm_steps: int = 0
+    native_seconds: float = 0.0
+    _runs: dict[int, RunResult] = field(default_factory=dict)
+    _inputs: dict[int, npt.NDArray[Any]] = field(default_factory=dict)
+    _executions: dict[int, Any] = field(default_factory=dict)
+    _verified: dict[int, Model | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.store = PreimageStore(self.store_dir)
+        self.address = str(self.account.address)
+        self._programs = canonical_program_states()
+
+    # --- chain reads -----------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        from ape import chain
+
+        return int(chain.blocks.head.timestamp)
+
+    def _task(self, task_id: int) -> _TaskView:
+        t = self.game.task(task_id)
+        return _TaskView(
+            task_id, str(t.requester), int(t.modelId), int(t.window), bool(t.multiPhase), int(t.status),
+            bytes(t.inputKey),
+        )
+
+    def _dispute(self, dispute_id: int) -> DisputeView:
+        d = self.game.dispute(dispute_id)
+        return DisputeView(
+            dispute_id=dispute_id,
+            task_id=int(d.taskId),
+            challenger=str(d.challenger),
+            phase=Phase(int(d.phase)),
+            turn=Party(int(d.turn)),
+            winner=Party(int(d.winner)),
+            deadline=int(d.deadline),
+            lo=int(d.lo),
+            hi=int(d.hi),
+            node=int(d.node),
+            lo_hash=bytes(d.loHash),
+            hi_hash=bytes(d.hiHash),
+            mid_hash=bytes(d.midHash),
+        )
+
+    def _model_for(self, model_id: int) -> Model | None:
+        """The held model that registration ``model_id`` names, if it matches it and our programs."""
+        if model_id not in self._verified:
+            m = self.game.model(model_id)
+            found = None
+            for model in self.models:
+                if (
+                    bytes(m.commitment) == model.commitment
+                    and int(m.nodeCount) == len(model.nodes)
+                    and (bytes(m.nodeProgram), bytes(m.modelProgram)) == self._programs
+                ):
+                    found = model
+            self._verified[model_id] = found
+        return self._verified[model_id]
+
+    def _input(self, task: _TaskView, model: Model) -> npt.NDArray[Any] | None:
+        """The task's input from its ``TaskCreated`` event (or the store), checked against its key."""
+        if task.task_id not in self._inputs:
+            data = None
+            from ape import chain
+
+            head = chain.blocks.height
+            for log in self.game.TaskCreated.range(0, head + 1, search_topics={"taskId": task.task_id}):
+                data = bytes(log.input) or None
+            if data is None and task.input_key in self.store:
+                data = self.store.get(task.input_key)
+            if data is None or tensor_key(data) != task.input_key or len(data) != model.input.nbytes:
+                key = task.input_key.hex()
+                self.log(f"task {task.task_id}: no input of the model's shape with key 0x{key}")
+                return None
+            self._inputs[task.task_id] = np.array(as_array(data, model.input))
+        return self._inputs[task.task_id]
+
+    # --- what each role computes --------------------------------------------------------------------
+
+    def _run(self, task: _TaskView, model: Model, x: npt.NDArray[Any]) -> RunResult:
+        if task.task_id not in self._runs:
+            t0 = time.perf_counter()
+            self._runs[task.task_id] = run_model(model, x) if self.lie is None else self.lie.run(model, x)
+            self.native_seconds += time.perf_counter() - t0
+        return self._runs[task.task_id]
+
+    def _node_claim(self, view: DisputeView) -> bytes:
+        """The server's ``S_k`` that phase 1 settled: ``hiHash`` until ``claimExecution``, then the local
+        value 4 that the game wrote from it (protocol §4.3)."""
+        if view.phase is Phase.EXECUTION_CLAIM:
+            return view.hi_hash
+        return self._local_value(view.dispute_id, 4)
+
+    def _local_value(self, dispute_id: int, ident: int) -> bytes:
+        context = bytes(self.game.localContext(dispute_id))
+        key = localize_ident(ident, self.game.address, context)
+        return bytes(self.game_oracle.preimageParts(key, 0))
+
+    @property
+    def game_oracle(self) -> Any:
+        from ape import Contract
+
+        if not hasattr(self, "_oracle"):
+            self._oracle = Contract(self.game.oracle())
+        return self._oracle
+
+    def _execution(self, view: DisputeView, task: _TaskView, model: Model, x: npt.NDArray[Any]) -> Any:
+        """The phase-2 trace of dispute ``view``: its program from the local values the game wrote."""
+        if view.dispute_id not in self._executions:
+            context = bytes(self.game.localContext(view.dispute_id))
+            run = self._run(task, model, x)
+            caller = self.game.address
+            if task.multi_phase:
+                claim = self._node_claim(view)
+                setup = node_program_setup(
+                    model, x, view.node, claim, self.store, caller=caller, local_context=context, run=run
+                )
+            else:
+                claim = bytes(self.game.result(view.task_id).finalState)
+                setup = model_program_setup(model, x, claim, self.store, caller=caller, local_context=context)
+            trace = ExecutionTrace(setup, max_steps=self.max_vm_steps)
+            self.vm_steps += trace.size
+            claims = trace if self.lie is None else LyingExecutionTrace(trace, self.lie.step)
+            self._executions[view.dispute_id] = claims
+        return self._executions[view.dispute_id]
+
+    # --- acting ----------------------------------------------------------------------------------------
+
+    def _send(self, kind: str, dispute_id: int | None, method: Any, *args: Any, **kw: Any) -> Any:
+        receipt = method(*args, sender=self.account, **kw)
+        self.moves.append(MoveRecord(kind, dispute_id, int(receipt.gas_used), str(receipt.txn_hash)))
+        where = f"dispute {dispute_id}" if dispute_id is not None else ""
+        self.log(f"{self.role.name.lower()} {self.address[:10]}: {kind} {where} (gas {receipt.gas_used})")
+        return receipt
+
+    def poll(self) -> int:
+        """Act on everything the chain shows now; return the number of transactions sent."""
+        sent = 0
+        for task_id in range(int(self.game.taskCount())):
+            sent += self._act_on_task(self._task(task_id))
+        for dispute_id in range(int(self.game.disputeCount())):
+            sent += self._act_on_dispute(dispute_id)
+        if int(self.game.credit(self.address)) > 0:
+            self._send("withdraw", None, self.game.withdraw)
+            sent += 1
+        return sent
+
+    def _act_on_task(self, task: _TaskView) -> int:
+        if task.status not in (TASK_OPEN, TASK_ANSWERED):
+            return 0
+        model = self._model_for(task.model_id)
+        if model is None:
+            return 0
+        if self.role is Party.SERVER:
+            if task.status == TASK_OPEN:
+                x = self._input(task, model)
+                if x is None:
+                    return 0
+                run = self._run(task, model, x)
+                output, root, siblings = output_proof(run)
+                self._send(
+                    "submitResult", None, self.game.submitResult, task.task_id, output, run.states[-1], root,
+                    siblings, value=self.game.serverBond(),
+                )
+                return 1
+            result = self.game.result(task.task_id)
+            mine = str(result.server) == self.address and int(result.openDisputes) == 0
+            if mine and self._now() > int(result.submittedAt) + task.window:
+                self._send("finalize", None, self.game.finalize, task.task_id)
+                return 1
+            return 0
+        # challenger
+        if task.status != TASK_ANSWERED or self.game.challenged(task.task_id, self.address):
+            return 0
+        result = self.game.result(task.task_id)
+        if str(result.server) == self.address or self._now() > int(result.submittedAt) + task.window:
+            return 0
+        x = self._input(task, model)
+        if x is None:
+            return 0
+        run = self._run(task, model, x)
+        if bytes(result.finalState) == run.states[-1] and bytes(result.outputKey) == run.keys[-1]:
+            return 0
+        self._send("challenge", None, self.game.challenge, task.task_id, value=self.game.challengerBond())
+        return 1
+
+    def _act_on_dispute(self, dispute_id: int) -> int:
+        view = self._dispute(dispute_id)
+        if view.phase in (Phase.NONE, Phase.RESOLVED):
+            return 0
+        task = self._task(view.task_id)
+        server = str(self.game.result(view.task_id).server)
+        me = self.address
+        if me not in (server, view.challenger):
+            return 0
+        if task.status == TASK_REJECTED:
+            if me == view.challenger:
+                self._send("closeDispute", dispute_id, self.game.closeDispute, dispute_id)
+                return 1
+            return 0
+        model = self._model_for(task.model_id)
+        if model is None:
+            return 0
+        x = self._input(task, model)
+        if x is None:
+            return 0
+        graph = GraphTrace(self._run(task, model, x)) if task.multi_phase else None
+        execution = None
+        if view.phase in (Phase.EXECUTION_CLAIM, Phase.EXECUTION, Phase.STEP):
+            execution = self._execution(view, task, model, x)
+        party = Party.SERVER if me == server else Party.CHALLENGER
+        move = next_move(view, party, Traces(graph, execution), self._now())
+        if move is None:
+            return 0
+        self._play(view, move, execution)
+        return 1
+
+    def _play(self, view: DisputeView, move: Move, execution: Any) -> None:
+        game, i = self.game, view.dispute_id
+        if isinstance(move, Bisect):
+            self._send("bisect", i, game.bisect, i, move.claim)
+        elif isinstance(move, Respond):
+            self._send("respond", i, game.respond, i, move.agree)
+        elif isinstance(move, ClaimExecution):
+            self._send("claimExecution", i, game.claimExecution, i, move.steps, move.final_state)
+        elif isinstance(move, PlayStep):
+            proof: StepProof = execution.step_proof(move.position)
+            self._reveal(proof)
+            self._send("step", i, game.step, i, proof.state_data, proof.proof)
+        elif isinstance(move, Timeout):
+            self._send("timeout", i, game.timeout, i)
+
+    def _reveal(self, proof: StepProof) -> None:
+        """Put on-chain the oracle answers the step needs (the game wrote the local values itself)."""
+        client = OracleClient(self.game_oracle, self.store, self.account)
+        for read in proof.reads:
+            receipt = client.ensure_length(read.key) if read.part_offset is None else client.ensure_part(
+                read.key, read.part_offset
+            )
+            if receipt is not None:
+                self.moves.append(MoveRecord("oracle", None, int(receipt.gas_used), str(receipt.txn_hash)))

@@ -1,0 +1,133 @@
+"""The next move of a party, from the dispute as the chain shows it and the party's own traces
+(docs/protocol.md §4). Pure: no chain access, no clock; the agents feed it and carry out its moves.
+
+The solver plays by the rules of the protocol, whoever it plays for: a liar is a party whose traces
+lie (:mod:`opml.game.lies`), not a different solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from opml.game.traces import PositionTrace
+
+
+class Phase(IntEnum):
+    """``IOpmlGame.Phase``."""
+
+    NONE = 0
+    GRAPH = 1
+    EXECUTION_CLAIM = 2
+    EXECUTION = 3
+    STEP = 4
+    RESOLVED = 5
+
+
+class Party(IntEnum):
+    """``IOpmlGame.Party``."""
+
+    NONE = 0
+    SERVER = 1
+    CHALLENGER = 2
+
+
+@dataclass(frozen=True)
+class DisputeView:
+    """``IOpmlGame.Dispute`` as read from the chain."""
+
+    dispute_id: int
+    task_id: int
+    challenger: str
+    phase: Phase
+    turn: Party
+    winner: Party
+    deadline: int
+    lo: int
+    hi: int
+    node: int
+    lo_hash: bytes
+    hi_hash: bytes
+    mid_hash: bytes
+
+    @property
+    def mid(self) -> int:
+        return (self.lo + self.hi) // 2
+
+
+@dataclass(frozen=True)
+class Bisect:
+    claim: bytes
+
+
+@dataclass(frozen=True)
+class Respond:
+    agree: bool
+
+
+@dataclass(frozen=True)
+class ClaimExecution:
+    steps: int
+    final_state: bytes
+
+
+@dataclass(frozen=True)
+class PlayStep:
+    """Execute the step from ``position`` (the agent proves it from its execution trace)."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Timeout:
+    pass
+
+
+Move = Bisect | Respond | ClaimExecution | PlayStep | Timeout
+
+
+@dataclass(frozen=True)
+class Traces:
+    """A party's traces: phase 1 (multi-phase only) and phase 2 (once its program is known)."""
+
+    graph: PositionTrace | None
+    execution: PositionTrace | None
+
+
+def _bisection_trace(view: DisputeView, traces: Traces) -> PositionTrace:
+    trace = traces.graph if view.phase is Phase.GRAPH else traces.execution
+    if trace is None:
+        raise ValueError(f"dispute {view.dispute_id}: no trace for phase {view.phase.name}")
+    return trace
+
+
+def next_move(view: DisputeView, me: Party, traces: Traces, now: int) -> Move | None:
+    """The move ``me`` should make now, or ``None`` to wait (the other side's turn, or over)."""
+    if view.phase in (Phase.NONE, Phase.RESOLVED):
+        return None
+    if now > view.deadline:
+        return Timeout() if view.turn is not me else None
+    if view.phase is Phase.STEP:
+        return _step_move(view, me, traces)
+    if view.turn is not me:
+        return None
+    if me is Party.SERVER:
+        if view.phase is Phase.EXECUTION_CLAIM:
+            execution = traces.execution
+            if execution is None:
+                raise ValueError(f"dispute {view.dispute_id}: the execution trace is needed")
+            return ClaimExecution(execution.size, execution.hash_at(execution.size))
+        return Bisect(_bisection_trace(view, traces).hash_at(view.mid))
+    return Respond(_bisection_trace(view, traces).hash_at(view.mid) == view.mid_hash)
+
+
+def _step_move(view: DisputeView, me: Party, traces: Traces) -> Move | None:
+    """The step is the server's burden, but anyone may execute it: each side executes it when its own
+    trace agrees with the pre-state and the outcome favours it."""
+    execution = traces.execution
+    if execution is None or execution.hash_at(view.lo) != view.lo_hash:
+        return None
+    server_right = execution.hash_at(view.hi) == view.hi_hash
+    if (me is Party.SERVER) == server_right:
+        return PlayStep(view.lo)
+    return None

@@ -1,0 +1,134 @@
+"""What a party claims at each bisection position (docs/protocol.md §4).
+
+A trace answers ``hash_at(position)`` for positions ``0 … size``. :class:`GraphTrace` is phase 1 (the
+graph states ``S_{p−1}`` of a native run), :class:`ExecutionTrace` phase 2 (the VM states of a program
+run, an exited state standing for every later step). Only an execution trace can prove a step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opml.ml.phase import ProgramSetup
+from opml.ml.runner import RunResult
+from opml.vm.fast import Trace
+from opml.vm.preimage import PreimageOracle
+from opml.vm.state import VMState, encode_state, state_hash
+from opml.vm.step import step
+from opml.vm.witness import step_witness
+
+STATUS_VALID = 0
+
+
+class PositionTrace(Protocol):
+    """Claims at bisection positions ``0 … size``."""
+
+    @property
+    def size(self) -> int: ...
+
+    def hash_at(self, position: int) -> bytes: ...
+
+
+def program_state_hash(state: VMState) -> bytes:
+    """The status-tagged hash (vm-spec §2.2) of ``state``: what the game stores for a program."""
+    return state_hash(encode_state(state))
+
+
+@dataclass(frozen=True)
+class GraphTrace:
+    """Phase 1 of an honest native run: position ``p`` is ``S_{p−1}``, ``p = 0 … N``."""
+
+    run: RunResult
+
+    @property
+    def size(self) -> int:
+        return len(self.run.states) - 1
+
+    def hash_at(self, position: int) -> bytes:
+        return self.run.states[position]
+
+
+@dataclass(frozen=True)
+class OracleRead:
+    """One question a step asks the on-chain oracle: a part (``part_offset``) or the length (``None``)."""
+
+    key: bytes
+    part_offset: int | None
+
+
+@dataclass
+class _RecordingOracle:
+    """Passes every question to ``inner`` and records it, in the order the contract asks it."""
+
+    inner: PreimageOracle
+    reads: list[OracleRead] = field(default_factory=list)
+
+    def effective_key(self, key: bytes) -> bytes:
+        return self.inner.effective_key(key)
+
+    def preimage_length(self, effective_key: bytes) -> int:
+        self.reads.append(OracleRead(bytes(effective_key), None))
+        return self.inner.preimage_length(effective_key)
+
+    def preimage_part(self, effective_key: bytes, part_offset: int) -> bytes:
+        self.reads.append(OracleRead(bytes(effective_key), part_offset))
+        return self.inner.preimage_part(effective_key, part_offset)
+
+
+@dataclass(frozen=True)
+class StepProof:
+    """Everything the contract's one-step move needs: the pre-state, the memory proof, and the oracle
+    questions whose answers must be on-chain first."""
+
+    position: int
+    state_data: bytes
+    proof: bytes
+    reads: tuple[OracleRead, ...]
+    post_hash: bytes
+
+
+class ExecutionTrace:
+    """Phase 2: a program run in the fast executor with checkpoints, from its setup's initial state.
+
+    ``size`` is the number of steps to the exit (``ProgramRunError``-free: a run that has not exited
+    within ``max_steps`` is cut there, and such a trace cannot claim a valid exit).
+    """
+
+    def __init__(
+        self, setup: ProgramSetup, *, max_steps: int | None = None, checkpoint_interval: int = 250_000
+    ) -> None:
+        self.setup = setup
+        self.trace = Trace(setup.state, checkpoint_interval, max_steps, oracle=setup.oracle)
+        self.initial_hash = program_state_hash(setup.state)
+
+    @property
+    def size(self) -> int:
+        return int(self.trace.final_step)
+
+    @property
+    def exited(self) -> bool:
+        return bool(self.trace.exited)
+
+    def state_at(self, position: int) -> VMState:
+        return self.trace.state_at(position)
+
+    def hash_at(self, position: int) -> bytes:
+        if position == 0:
+            return self.initial_hash
+        return program_state_hash(self.trace.state_at(position, copy=False))
+
+    @property
+    def final_hash(self) -> bytes:
+        return self.hash_at(self.size)
+
+    def step_proof(self, position: int) -> StepProof:
+        """The witness of the step from ``position`` and the oracle questions it asks."""
+        pre = self.trace.state_at(position)
+        witness = step_witness(pre)
+        recorder = _RecordingOracle(self.setup.oracle)
+        post = pre.copy()
+        post.stdout = post.stderr = None
+        step(post, recorder)
+        reads = tuple(recorder.reads)
+        return StepProof(position, witness.state_data, witness.proof, reads, program_state_hash(post))
