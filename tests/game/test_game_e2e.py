@@ -26,6 +26,7 @@ from _toolchain import build_toolchain
 from opml.game.agents import TASK_FINALIZED, TASK_REJECTED, Agent
 from opml.game.lies import Lie
 from opml.game.solver import Party
+from opml.game.traces import ExecutionTrace
 from opml.ml.format import read_model
 from opml.ml.phase import node_program_setup, run_program
 from opml.oracle.store import PreimageStore
@@ -206,3 +207,135 @@ def test_rounds_follow_the_formula(
         assert liar_phase2_steps(model, x, lie, tmp_path) == steps
     else:
         assert steps > liar_phase2_steps(model, x, lie, tmp_path)  # the whole model runs every node
+
+
+# --- phase-link soundness (protocol §4.3) ---------------------------------------------------------
+
+
+class PhaseLinkLiar(Agent):
+    """A server that plays phase 2 from a program run of its own choosing: its claims are the honest
+    states of that run (which exits valid), but the run's local values are not the ones phase 1 settled."""
+
+    def __init__(self, *args, make_setup, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.make_setup = make_setup
+
+    def _execution(self, view, task, model, x):
+        if view.dispute_id not in self._executions:
+            context = bytes(self.game.localContext(view.dispute_id))
+            store = PreimageStore(self.store_dir / "forged")
+            setup = self.make_setup(store, self.game.address, context)
+            trace = ExecutionTrace(setup)
+            assert trace.state_at(trace.size).exit_code == 0  # the forged run does exit valid
+            self._executions[view.dispute_id] = trace
+        return self._executions[view.dispute_id]
+
+
+def other_weights(model):
+    """``model`` with node 0's weights changed (another commitment)."""
+    from opml.ml.format import GraphBuilder, Op
+
+    g = GraphBuilder(model.input)
+    for i, node in enumerate(model.nodes):
+        if node.op is Op.DENSE:
+            w = np.array(model.param(i, 0), copy=True)
+            if i == 0:
+                w[0, 0] ^= 1
+            bias = model.param(i, 1)
+            g.dense(node.inputs[0], w, None if bias is None else np.array(bias), zx=node.p[0])
+        elif node.op is Op.REQUANTIZE:
+            g.requantize(node.inputs[0], *node.p)
+        elif node.op is Op.ARGMAX:
+            g.argmax(node.inputs[0])
+        else:
+            raise AssertionError(node.op)
+    return g.build()
+
+
+@pytest.mark.parametrize("forgery", ["node-index", "weights", "prev-state"])
+def test_phase_two_cannot_start_from_other_inputs(
+    forgery, models, image, deployed, chain, deployer, requester, server, challenger, tmp_path
+):
+    """A server lying at node 1 plays phase 2 with a program run that exits valid because its local
+    values differ from the ones phase 1 settled (another node, other weights, another S_{k−1}): it
+    loses at the step where the program first reads the oracle value that differs."""
+    from opml.ml.runner import run_model
+    from opml.vm.constants import REG_V0, SYS_PREIMAGE_READ
+
+    model = models["digits_mlp"]
+    x = image.reshape(DIGITS_SHAPES["digits_mlp"])
+    lie = Lie.at_node(1)
+    honest_run = run_model(model, x)
+    if forgery == "node-index":  # node 2's honest claim from node 2: valid, but phase 1 settled k = 1
+
+        def make_setup(store, caller, context):
+            return node_program_setup(
+                model, x, 2, honest_run.state(2), store, caller=caller, local_context=context
+            )
+    elif forgery == "weights":  # the lie is the honest output of other weights at node 1
+        forged = other_weights(model)
+        forged_run = run_model(forged, x)
+
+        def make_setup(store, caller, context):
+            return node_program_setup(
+                forged, x, 1, forged_run.state(1), store, caller=caller, local_context=context
+            )
+    else:  # S_{k−1} of another input, whose node 1 gives that input's S_1
+
+        def make_setup(store, caller, context):
+            other = (x + 1).astype(np.int8)
+            return node_program_setup(
+                model, other, 1, run_model(model, other).state(1), store, caller=caller, local_context=context
+            )
+
+    liar = PhaseLinkLiar(
+        deployed.game,
+        server,
+        Party.SERVER,
+        [model],
+        tmp_path / "s",
+        lie=lie,
+        log=lambda _: None,
+        make_setup=make_setup,
+    )
+    honest = Agent(deployed.game, challenger, Party.CHALLENGER, [model], tmp_path / "c", log=lambda _: None)
+    play(chain, deployed, model, x, deployer, requester, [liar, honest])
+    game = deployed.game
+    assert resolutions(game) == [(0, Party.CHALLENGER)]
+    (played,) = step_events(game)
+    pre = honest._executions[0].state_at(int(played.position))
+    assert pre.memory.read_u32(pre.pc) == 0x0000000C and pre.registers[REG_V0] == SYS_PREIMAGE_READ
+
+
+def test_agents_survive_a_restart_mid_dispute(
+    models, image, deployed, chain, deployer, requester, server, challenger, tmp_path
+):
+    """Both agents are replaced by fresh ones (same accounts and folders, nothing in memory) in the
+    middle of phase 2: they carry on from what the chain shows and the honest challenger still wins."""
+    model = models["digits_mlp"]
+    x = image.reshape(DIGITS_SHAPES["digits_mlp"])
+    game = deployed.game
+    model_id = register(game, model, deployer)
+    task_id = post_task(game, model_id, np.asarray(x, np.int8).tobytes(), requester)
+
+    def fresh():
+        return [
+            Agent(
+                game, server, Party.SERVER, [model], tmp_path / "s", lie=Lie.at_node(1), log=lambda _: None
+            ),
+            Agent(game, challenger, Party.CHALLENGER, [model], tmp_path / "c", log=lambda _: None),
+        ]
+
+    agents = fresh()
+
+    def mid_phase_two():
+        if int(game.disputeCount()) == 0:
+            return False
+        d = game.dispute(0)
+        return int(d.phase) == 3 and int(d.hi) - int(d.lo) < 1000  # Execution, about 10 rounds in
+
+    while not mid_phase_two():
+        assert sum(agent.poll() for agent in agents) > 0
+    settle(chain, game, fresh(), [task_id])
+    assert resolutions(game) == [(0, Party.CHALLENGER)]
+    assert int(game.task(task_id).status) == TASK_REJECTED

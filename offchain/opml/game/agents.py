@@ -123,6 +123,11 @@ class Agent:
     _inputs: dict[int, npt.NDArray[Any]] = field(default_factory=dict)
     _executions: dict[int, Any] = field(default_factory=dict)
     _verified: dict[int, Model | None] = field(default_factory=dict)
+    _servers: dict[int, str] = field(default_factory=dict)
+    _settled_tasks: set[int] = field(default_factory=set)
+    _resolved_disputes: set[int] = field(default_factory=set)
+    _polled_tasks: dict[int, _TaskView] = field(default_factory=dict)
+    _checked: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.store = PreimageStore(self.store_dir)
@@ -139,7 +144,12 @@ class Agent:
     def _task(self, task_id: int) -> _TaskView:
         t = self.game.task(task_id)
         return _TaskView(
-            task_id, str(t.requester), int(t.modelId), int(t.window), bool(t.multiPhase), int(t.status),
+            task_id,
+            str(t.requester),
+            int(t.modelId),
+            int(t.window),
+            bool(t.multiPhase),
+            int(t.status),
             bytes(t.inputKey),
         )
 
@@ -253,12 +263,22 @@ class Agent:
         return receipt
 
     def poll(self) -> int:
-        """Act on everything the chain shows now; return the number of transactions sent."""
+        """Act on everything the chain shows now; return the number of transactions sent.
+
+        Settled tasks and resolved disputes never change again, so they are not read twice."""
         sent = 0
+        self._polled_tasks = {}
         for task_id in range(int(self.game.taskCount())):
-            sent += self._act_on_task(self._task(task_id))
+            if task_id in self._settled_tasks:
+                continue
+            task = self._task(task_id)
+            self._polled_tasks[task_id] = task
+            if task.status in (TASK_FINALIZED, TASK_REJECTED) and not self._disputes_open(task_id):
+                self._settled_tasks.add(task_id)
+            sent += self._act_on_task(task)
         for dispute_id in range(int(self.game.disputeCount())):
-            sent += self._act_on_dispute(dispute_id)
+            if dispute_id not in self._resolved_disputes:
+                sent += self._act_on_dispute(dispute_id)
         if int(self.game.credit(self.address)) > 0:
             self._send("withdraw", None, self.game.withdraw)
             sent += 1
@@ -278,21 +298,32 @@ class Agent:
                 run = self._run(task, model, x)
                 output, root, siblings = output_proof(run)
                 self._send(
-                    "submitResult", None, self.game.submitResult, task.task_id, output, run.states[-1], root,
-                    siblings, value=self.game.serverBond(),
+                    "submitResult",
+                    None,
+                    self.game.submitResult,
+                    task.task_id,
+                    output,
+                    run.states[-1],
+                    root,
+                    siblings,
+                    value=self.game.serverBond(),
                 )
                 return 1
+            if self._server_of(task.task_id) != self.address:
+                return 0
             result = self.game.result(task.task_id)
-            mine = str(result.server) == self.address and int(result.openDisputes) == 0
-            if mine and self._now() > int(result.submittedAt) + task.window:
+            if int(result.openDisputes) == 0 and self._now() > int(result.submittedAt) + task.window:
                 self._send("finalize", None, self.game.finalize, task.task_id)
                 return 1
             return 0
-        # challenger
-        if task.status != TASK_ANSWERED or self.game.challenged(task.task_id, self.address):
+        # challenger: each answered task is checked once (a result never changes)
+        if task.status != TASK_ANSWERED or task.task_id in self._checked:
             return 0
+        self._checked.add(task.task_id)
         result = self.game.result(task.task_id)
-        if str(result.server) == self.address or self._now() > int(result.submittedAt) + task.window:
+        if self.game.challenged(task.task_id, self.address) or str(result.server) == self.address:
+            return 0
+        if self._now() > int(result.submittedAt) + task.window:
             return 0
         x = self._input(task, model)
         if x is None:
@@ -303,12 +334,22 @@ class Agent:
         self._send("challenge", None, self.game.challenge, task.task_id, value=self.game.challengerBond())
         return 1
 
+    def _disputes_open(self, task_id: int) -> bool:
+        return int(self.game.result(task_id).openDisputes) > 0
+
+    def _server_of(self, task_id: int) -> str:
+        """The result's server (fixed once the result is submitted)."""
+        if task_id not in self._servers:
+            self._servers[task_id] = str(self.game.result(task_id).server)
+        return self._servers[task_id]
+
     def _act_on_dispute(self, dispute_id: int) -> int:
         view = self._dispute(dispute_id)
         if view.phase in (Phase.NONE, Phase.RESOLVED):
+            self._resolved_disputes.add(dispute_id)
             return 0
-        task = self._task(view.task_id)
-        server = str(self.game.result(view.task_id).server)
+        task = self._polled_tasks.get(view.task_id) or self._task(view.task_id)
+        server = self._server_of(view.task_id)
         me = self.address
         if me not in (server, view.challenger):
             return 0
@@ -353,8 +394,10 @@ class Agent:
         """Put on-chain the oracle answers the step needs (the game wrote the local values itself)."""
         client = OracleClient(self.game_oracle, self.store, self.account)
         for read in proof.reads:
-            receipt = client.ensure_length(read.key) if read.part_offset is None else client.ensure_part(
-                read.key, read.part_offset
+            receipt = (
+                client.ensure_length(read.key)
+                if read.part_offset is None
+                else client.ensure_part(read.key, read.part_offset)
             )
             if receipt is not None:
                 self.moves.append(MoveRecord("oracle", None, int(receipt.gas_used), str(receipt.txn_hash)))
