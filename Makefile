@@ -75,7 +75,7 @@ mutants: env toolchain
 	$(BIN)/python bench/mutants.py
 
 test-foundry: env toolchain
-	$(BIN)/ape test tests/contracts tests/diff --network ethereum:local:foundry
+	$(BIN)/ape test tests/contracts tests/diff tests/game --network ethereum:local:foundry
 
 lock: $(PY_STAMP)
 	@echo "# Exact versions of every Python package in .venv (pip freeze). Regenerate with \`make lock\`." > requirements.lock

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from opml.chain.deploy import Deployment, GameParameters, deploy_contracts
 from opml.game.agents import TASK_FINALIZED, TASK_REJECTED, Agent, registration_args
 from opml.ml.format import Model
 
@@ -16,18 +16,9 @@ TASK_WINDOW = 3600
 REWARD = 3 * 10**17
 
 
-@dataclass
-class GameDeployment:
-    oracle: object
-    mips: object
-    game: object
-
-
-def deploy_game(project, deployer) -> GameDeployment:
-    oracle = deployer.deploy(project.PreimageOracle)
-    mips = deployer.deploy(project.MIPS, oracle)
-    game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, MOVE_WINDOW, MIN_WINDOW)
-    return GameDeployment(oracle, mips, game)
+def deploy_game(project, deployer) -> Deployment:
+    """The deployment of ``ape run deploy``, with the bonds and windows of these tests."""
+    return deploy_contracts(deployer, GameParameters(SERVER_BOND, CHALLENGER_BOND, MOVE_WINDOW, MIN_WINDOW))
 
 
 def register(game, model: Model, sender) -> int:

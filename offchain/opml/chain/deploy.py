@@ -14,14 +14,31 @@ class DeploymentError(OpmlError):
 
 
 @dataclass(frozen=True)
+class GameParameters:
+    """``OpmlGame``'s constructor arguments (docs/protocol.md §2, §5): bonds in wei, windows in seconds.
+
+    The defaults suit a local node or a testnet; size the bonds for a real network by protocol §5."""
+
+    server_bond: int = 10**17
+    challenger_bond: int = 10**17
+    move_window: int = 3600
+    min_challenge_window: int = 600
+
+
+@dataclass(frozen=True)
 class Deployment:
     """The deployed opML contracts on one network."""
 
     oracle: ContractInstance
     mips: ContractInstance
+    game: ContractInstance
 
     def addresses(self) -> dict[str, str]:
-        return {"PreimageOracle": self.oracle.address, "MIPS": self.mips.address}
+        return {
+            "PreimageOracle": self.oracle.address,
+            "MIPS": self.mips.address,
+            "OpmlGame": self.game.address,
+        }
 
 
 def default_account(account: AccountAPI | None) -> AccountAPI:
@@ -36,8 +53,11 @@ def default_account(account: AccountAPI | None) -> AccountAPI:
     )
 
 
-def deploy_contracts(deployer: AccountAPI) -> Deployment:
+def deploy_contracts(deployer: AccountAPI, params: GameParameters | None = None) -> Deployment:
     """Deploy every opML contract in dependency order."""
+    p = GameParameters() if params is None else params
     oracle = deployer.deploy(project.PreimageOracle)
     mips = deployer.deploy(project.MIPS, oracle.address)
-    return Deployment(oracle=oracle, mips=mips)
+    bonds = (p.server_bond, p.challenger_bond)
+    game = deployer.deploy(project.OpmlGame, mips.address, *bonds, p.move_window, p.min_challenge_window)
+    return Deployment(oracle=oracle, mips=mips, game=game)
