@@ -217,7 +217,7 @@ contract OpmlGame is IOpmlGame {
     function bisect(uint256 disputeId, bytes32 claim) external {
         Dispute storage d = _move(disputeId, Party.Server);
         if (d.phase != Phase.Graph && d.phase != Phase.Execution) revert WrongPhase(d.phase);
-        uint64 mid = (d.lo + d.hi) / 2;
+        uint64 mid = _mid(d);
         d.midHash = claim;
         _pass(d, Party.Challenger);
         emit Bisected(disputeId, mid, claim);
@@ -226,7 +226,7 @@ contract OpmlGame is IOpmlGame {
     /// @notice The challenger agrees or disagrees with the server's midpoint claim (protocol §4.1).
     function respond(uint256 disputeId, bool agree) external {
         Dispute storage d = _move(disputeId, Party.Challenger);
-        uint64 mid = (d.lo + d.hi) / 2;
+        uint64 mid = _mid(d);
         if (agree) {
             d.lo = mid;
             d.loHash = d.midHash;
@@ -332,6 +332,11 @@ contract OpmlGame is IOpmlGame {
         address party = who == Party.Server ? _results[d.taskId].server : d.challenger;
         if (msg.sender != party) revert NotParty();
         if (d.turn != who) revert NotYourTurn();
+    }
+
+    /// @dev ⌊(lo + hi) / 2⌋ without overflow: a claimed step count may be as large as 2^64 − 1.
+    function _mid(Dispute storage d) private view returns (uint64) {
+        return d.lo + (d.hi - d.lo) / 2;
     }
 
     function _pass(Dispute storage d, Party next) private {

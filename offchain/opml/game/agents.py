@@ -262,6 +262,13 @@ class Agent:
         self.log(f"{self.role.name.lower()} {self.address[:10]}: {kind} {where} (gas {receipt.gas_used})")
         return receipt
 
+    def run(self, interval: float = 2.0, stop: Callable[[], bool] = lambda: False) -> None:
+        """Poll until ``stop()`` says so, sleeping ``interval`` seconds whenever there was nothing to do:
+        the long-running form of the agent (a plain loop over ape's provider; silverback is not used)."""
+        while not stop():
+            if self.poll() == 0:
+                time.sleep(interval)
+
     def poll(self) -> int:
         """Act on everything the chain shows now; return the number of transactions sent.
 
