@@ -90,7 +90,7 @@ interface IOpmlGame {
     error WrongBond(uint256 expected);
     /// @notice Thrown when a result's output key is not leaf N of its final state's chunk tree.
     error OutputNotInState();
-    /// @notice Thrown when a challenge comes after the result's window, or a finalization before it.
+    /// @notice Thrown when a challenge comes after the result's window.
     error WindowClosed();
     /// @notice Thrown when a result is finalized before its window has passed.
     error WindowOpen();
