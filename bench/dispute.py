@@ -112,7 +112,7 @@ def main() -> None:
         deployer = accounts.test_accounts[0]
         oracle = deployer.deploy(project.PreimageOracle)
         mips = deployer.deploy(project.MIPS, oracle)
-        game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, 600)
+        game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, WINDOW)
         receipt = game.registerModel(*registration_args(model, "file://models"), sender=deployer)
         model_id = int(receipt.events[0].modelId)
         lie = Lie.at_node(args.lie_node)

@@ -24,6 +24,9 @@ contract OpmlGame is IOpmlGame {
     uint256 public constant MAX_DATA_BYTES = 4096;
     /// @notice Largest node count of a model (ml-spec §3.1).
     uint256 public constant MAX_NODES = 4096;
+    /// @notice Longest challenge window a task may ask for, and longest move window: a server's bond
+    ///         is never locked for longer than the window plus the disputes' moves.
+    uint64 public constant MAX_CHALLENGE_WINDOW = 30 days;
     uint256 private constant STATUS_VALID = 0;
 
     IMIPS public immutable vm;
@@ -40,7 +43,14 @@ contract OpmlGame is IOpmlGame {
     mapping(uint256 => mapping(address => bool)) public challenged;
     mapping(address => uint256) public credit;
 
+    /// @dev Bonds must be non-zero; `0 < moveWindow_ ≤ MAX_CHALLENGE_WINDOW`;
+    ///      `moveWindow_ ≤ minWindow_ ≤ MAX_CHALLENGE_WINDOW` (a challenge window shorter than one move
+    ///      window would let a result finalize before a challenger could act).
     constructor(IMIPS vm_, uint256 serverBond_, uint256 challengerBond_, uint64 moveWindow_, uint64 minWindow_) {
+        if (serverBond_ == 0 || challengerBond_ == 0) revert InvalidParameters();
+        if (moveWindow_ == 0 || moveWindow_ > minWindow_ || minWindow_ > MAX_CHALLENGE_WINDOW) {
+            revert InvalidParameters();
+        }
         vm = vm_;
         oracle = vm_.oracle();
         serverBond = serverBond_;
@@ -140,8 +150,19 @@ contract OpmlGame is IOpmlGame {
         if (modelId >= _models.length) revert UnknownId();
         if (msg.value == 0) revert ZeroReward();
         if (window < minChallengeWindow) revert WindowTooShort();
+        if (window > MAX_CHALLENGE_WINDOW) revert WindowTooLong();
         taskId = _tasks.length;
         _tasks.push(Task(msg.sender, uint64(modelId), window, multiPhase, TaskStatus.Open, msg.value, inputKey));
+    }
+
+    /// @notice The requester takes the reward of a task nobody has answered back (protocol §3).
+    function cancelTask(uint256 taskId) external {
+        Task storage t = _task(taskId);
+        if (msg.sender != t.requester) revert NotRequester();
+        if (t.status != TaskStatus.Open) revert WrongTaskStatus(t.status);
+        t.status = TaskStatus.Cancelled;
+        credit[t.requester] += t.reward;
+        emit TaskCancelled(taskId);
     }
 
     /// @notice Answers a task with its output and the claimed `S_{N−1}`, whose chunk tree (root

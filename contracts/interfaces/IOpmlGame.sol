@@ -10,7 +10,8 @@ interface IOpmlGame {
         Open, //      waiting for a result
         Answered, //  a result is pending: challengeable until its window ends
         Finalized, // the result stands; the server was paid
-        Rejected //   a challenger won; the requester was refunded
+        Rejected, //  a challenger won; the requester was refunded
+        Cancelled //  the requester took the reward back before any result
     }
 
     /// @notice Where a dispute stands (protocol §4).
@@ -80,6 +81,12 @@ interface IOpmlGame {
     error ZeroReward();
     /// @notice Thrown when a task's challenge window is below `minChallengeWindow`.
     error WindowTooShort();
+    /// @notice Thrown when a task's challenge window is above `MAX_CHALLENGE_WINDOW`.
+    error WindowTooLong();
+    /// @notice Thrown when the constructor's bonds are zero or its windows are out of range.
+    error InvalidParameters();
+    /// @notice Thrown when someone other than the requester cancels a task.
+    error NotRequester();
     /// @notice Thrown when input or output bytes are empty or longer than `MAX_DATA_BYTES`.
     error InvalidDataSize();
     /// @notice Thrown when an input key is not a chunk-Merkle key (type 3).
@@ -124,6 +131,7 @@ interface IOpmlGame {
     event TaskCreated(uint256 indexed taskId, uint256 indexed modelId, bytes32 inputKey, bytes input);
     event ResultSubmitted(uint256 indexed taskId, address indexed server, bytes32 outputKey, bytes32 finalState, bytes output);
     event ResultFinalized(uint256 indexed taskId, address indexed server);
+    event TaskCancelled(uint256 indexed taskId);
     event DisputeOpened(uint256 indexed disputeId, uint256 indexed taskId, address indexed challenger);
     event Bisected(uint256 indexed disputeId, uint64 position, bytes32 claim);
     event Responded(uint256 indexed disputeId, uint64 position, bool agree);

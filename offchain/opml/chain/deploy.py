@@ -22,7 +22,7 @@ class GameParameters:
     server_bond: int = 10**17
     challenger_bond: int = 10**17
     move_window: int = 3600
-    min_challenge_window: int = 600
+    min_challenge_window: int = 7200
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from opml.oracle.keys import localize_ident
 from opml.oracle.store import PreimageStore
 from opml.vm.elf import load_elf
 
-TASK_OPEN, TASK_ANSWERED, TASK_FINALIZED, TASK_REJECTED = 1, 2, 3, 4
+TASK_OPEN, TASK_ANSWERED, TASK_FINALIZED, TASK_REJECTED, TASK_CANCELLED = 1, 2, 3, 4, 5
 DEFAULT_MAX_VM_STEPS = 10_000_000_000
 """Steps after which an agent stops tracing a program: far above any model the format allows."""
 
@@ -188,7 +188,7 @@ class Agent:
 
     def _input(self, task: _TaskView, model: Model) -> npt.NDArray[Any] | None:
         """The task's input from its ``TaskCreated`` event (or the store), checked against its key."""
-        if task.task_id not in self._inputs:
+        if task.task_id not in self._inputs:  # an input that is not available yet is looked for again
             data = None
             from ape import chain
 
@@ -280,7 +280,9 @@ class Agent:
                 continue
             task = self._task(task_id)
             self._polled_tasks[task_id] = task
-            if task.status in (TASK_FINALIZED, TASK_REJECTED) and not self._disputes_open(task_id):
+            if task.status == TASK_CANCELLED or (
+                task.status in (TASK_FINALIZED, TASK_REJECTED) and not self._disputes_open(task_id)
+            ):
                 self._settled_tasks.add(task_id)
             sent += self._act_on_task(task)
         for dispute_id in range(int(self.game.disputeCount())):
@@ -323,18 +325,20 @@ class Agent:
                 self._send("finalize", None, self.game.finalize, task.task_id)
                 return 1
             return 0
-        # challenger: each answered task is checked once (a result never changes)
+        # challenger: each answered task is checked once it can be decided (a result never changes)
         if task.status != TASK_ANSWERED or task.task_id in self._checked:
             return 0
-        self._checked.add(task.task_id)
         result = self.game.result(task.task_id)
         if self.game.challenged(task.task_id, self.address) or str(result.server) == self.address:
+            self._checked.add(task.task_id)
             return 0
         if self._now() > int(result.submittedAt) + task.window:
+            self._checked.add(task.task_id)
             return 0
         x = self._input(task, model)
         if x is None:
-            return 0
+            return 0  # the input may still be published before the window closes: look again
+        self._checked.add(task.task_id)
         run = self._run(task, model, x)
         if bytes(result.finalState) == run.states[-1] and bytes(result.outputKey) == run.keys[-1]:
             return 0
