@@ -106,3 +106,19 @@ def test_challenger_checks_an_input_published_after_the_result(
     assert honest.poll() == 1  # the challenge
     settle(chain, game, [liar, honest], [task_id])
     assert int(game.task(task_id).status) == TASK_REJECTED
+
+
+def test_honest_server_refuses_a_task_it_could_not_defend(project, deployer, requester, server, tmp_path):
+    """An honest server dry-runs every program a dispute could run; with a step limit below what they
+    need it does not answer (it would lose its bond), and with enough steps it does."""
+    build_toolchain()
+    game = deploy_game(project, deployer).game
+    model = read_model(MODELS / "digits_mlp.opml")
+    model_id = register(game, model, deployer)
+    x = np.asarray(digits_test_split()[0][9].reshape(DIGITS_SHAPES["digits_mlp"]), np.int8).tobytes()
+    game.createTask(model_id, x, TASK_WINDOW, True, sender=requester, value=REWARD)
+    quiet = {"log": lambda _: None}
+    cautious = Agent(game, server, Party.SERVER, [model], tmp_path / "a", max_vm_steps=10_000, **quiet)
+    assert cautious.poll() == 0 and cautious.poll() == 0
+    able = Agent(game, server, Party.SERVER, [model], tmp_path / "b", **quiet)
+    assert able.poll() == 1 and int(game.task(0).status) == 2

@@ -35,12 +35,15 @@ from opml.game.solver import (
     next_move,
 )
 from opml.game.traces import ExecutionTrace, GraphTrace, StepProof, program_state_hash
+from opml.ml.errors import ProgramRunError
 from opml.ml.format import Model, as_array, tensor_key
 from opml.ml.phase import (
+    EXIT_VALID,
     MODEL_PROGRAM,
     NODE_PROGRAM,
     model_program_setup,
     node_program_setup,
+    run_program,
 )
 from opml.ml.runner import RunResult, run_model
 from opml.oracle.chunk_tree import ChunkTree
@@ -128,6 +131,7 @@ class Agent:
     _resolved_disputes: set[int] = field(default_factory=set)
     _polled_tasks: dict[int, _TaskView] = field(default_factory=dict)
     _checked: set[int] = field(default_factory=set)
+    _refused: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.store = PreimageStore(self.store_dir)
@@ -305,6 +309,8 @@ class Agent:
                 if x is None:
                     return 0
                 run = self._run(task, model, x)
+                if self.lie is None and not self._can_defend(task, model, x, run):
+                    return 0
                 output, root, siblings = output_proof(run)
                 self._send(
                     "submitResult",
@@ -344,6 +350,34 @@ class Agent:
             return 0
         self._send("challenge", None, self.game.challenge, task.task_id, value=self.game.challengerBond())
         return 1
+
+    def _can_defend(self, task: _TaskView, model: Model, x: npt.NDArray[Any], run: RunResult) -> bool:
+        """Whether every program a dispute on this answer could run exits valid within the agent's
+        step limit (each node program on its claim, or the whole-model program): an honest server
+        answers only what it can prove, since a claim it cannot execute loses its bond. Decided once
+        per task (a refusal is logged and not retried)."""
+        if task.task_id in self._refused:
+            return False
+        store = PreimageStore(self.store_dir / "dry-run")
+        if task.multi_phase:
+            setups = [
+                node_program_setup(model, x, k, run.state(k), store, run=run) for k in range(len(model.nodes))
+            ]
+        else:
+            setups = [model_program_setup(model, x, run.states[-1], store)]
+        for setup in setups:
+            try:
+                result = run_program(setup, self.max_vm_steps)
+            except ProgramRunError:
+                result = None
+            if result is None or result.exit_code != EXIT_VALID:
+                self._refused.add(task.task_id)
+                self.log(
+                    f"task {task.task_id}: not answered: a dispute could not be won within "
+                    f"{self.max_vm_steps} VM steps"
+                )
+                return False
+        return True
 
     def _disputes_open(self, task_id: int) -> bool:
         return int(self.game.result(task_id).openDisputes) > 0
