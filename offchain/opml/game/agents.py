@@ -134,6 +134,9 @@ class Agent:
     _refused: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        from ape import Contract
+
+        self.oracle = Contract(self.game.oracle())
         self.store = PreimageStore(self.store_dir)
         self.address = str(self.account.address)
         self._programs = canonical_program_states()
@@ -227,15 +230,7 @@ class Agent:
     def _local_value(self, dispute_id: int, ident: int) -> bytes:
         context = bytes(self.game.localContext(dispute_id))
         key = localize_ident(ident, self.game.address, context)
-        return bytes(self.game_oracle.preimageParts(key, 0))
-
-    @property
-    def game_oracle(self) -> Any:
-        from ape import Contract
-
-        if not hasattr(self, "_oracle"):
-            self._oracle = Contract(self.game.oracle())
-        return self._oracle
+        return bytes(self.oracle.preimageParts(key, 0))
 
     def _execution(self, view: DisputeView, task: _TaskView, model: Model, x: npt.NDArray[Any]) -> Any:
         """The phase-2 trace of dispute ``view``: its program from the local values the game wrote."""
@@ -437,7 +432,7 @@ class Agent:
 
     def _reveal(self, proof: StepProof) -> None:
         """Put on-chain the oracle answers the step needs (the game wrote the local values itself)."""
-        client = OracleClient(self.game_oracle, self.store, self.account)
+        client = OracleClient(self.oracle, self.store, self.account)
         for read in proof.reads:
             receipt = (
                 client.ensure_length(read.key)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from opml.game.traces import ExecutionTrace, StepProof
-from opml.ml.format import KEY_SIZE, Model, tensor_key
-from opml.ml.runner import RunResult, apply_node, run_model, value_bytes
+from opml.ml.format import Model
+from opml.ml.runner import RunResult, run_from, run_model
 from opml.vm.hashing import keccak256
 
 STATUS_UNFINISHED = 3
@@ -54,18 +54,11 @@ class Lie:
         computed from it."""
         honest = run_model(model, x)
         k = len(model.nodes) - 1 if self.node is None else self.node
-        values = list(honest.values)
+        values = list(honest.values[: k + 2])
         altered = np.array(values[k + 1], copy=True)
-        flat = altered.reshape(-1).view(np.uint8)
-        flat[0] ^= 0x01
+        altered.reshape(-1).view(np.uint8)[0] ^= 0x01
         values[k + 1] = altered
-        for i in range(k + 1, len(model.nodes)):
-            node = model.nodes[i]
-            values[i + 1] = apply_node(model, i, [values[r] for r in node.inputs])
-        keys = tuple(tensor_key(value_bytes(v, d)) for v, d in zip(values, model.values, strict=True))
-        joined = b"".join(keys)
-        states = tuple(tensor_key(joined[: KEY_SIZE * (i + 2)]) for i in range(-1, len(model.nodes)))
-        return RunResult(tuple(values), keys, states)
+        return run_from(model, values, k + 1)
 
 
 def _with_status(h: bytes, status: int) -> bytes:
@@ -91,10 +84,6 @@ class LyingExecutionTrace:
             return _with_status(self.honest.hash_at(self.size), STATUS_VALID)
         fake = keccak256(b"opml lie" + self.honest.hash_at(position))
         return _with_status(fake, STATUS_UNFINISHED)
-
-    @property
-    def final_hash(self) -> bytes:
-        return self.hash_at(self.size)
 
     def step_proof(self, position: int) -> StepProof:
         """The liar plays the disputed step too (from the agreed, honest pre-state): it loses by it."""

@@ -106,10 +106,6 @@ class ExecutionTrace:
     def size(self) -> int:
         return int(self.trace.final_step)
 
-    @property
-    def exited(self) -> bool:
-        return bool(self.trace.exited)
-
     def state_at(self, position: int) -> VMState:
         return self.trace.state_at(position)
 
@@ -117,10 +113,6 @@ class ExecutionTrace:
         if position == 0:
             return self.initial_hash
         return program_state_hash(self.trace.state_at(position, copy=False))
-
-    @property
-    def final_hash(self) -> bytes:
-        return self.hash_at(self.size)
 
     def step_proof(self, position: int) -> StepProof:
         """The witness of the step from ``position`` and the oracle questions it asks."""

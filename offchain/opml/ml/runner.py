@@ -122,10 +122,15 @@ def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool
 
 def run_model(model: Model, x: Any) -> RunResult:
     """Run ``model`` on the input ``x`` (an array of the input's shape whose values fit its dtype)."""
-    v0 = model.check_input(x)
-    values: list[Array] = [v0]
-    for i, node in enumerate(model.nodes):
-        values.append(apply_node(model, i, [values[r] for r in node.inputs]))
+    return run_from(model, [model.check_input(x)], 0)
+
+
+def run_from(model: Model, values: Sequence[Array], start: int) -> RunResult:
+    """The run whose values ``0 … start`` are ``values[: start + 1]`` (taken as they are): nodes
+    ``start … N−1`` computed from them, then every key and state."""
+    values = list(values[: start + 1])
+    for i in range(start, len(model.nodes)):
+        values.append(apply_node(model, i, [values[r] for r in model.nodes[i].inputs]))
     keys = tuple(tensor_key(value_bytes(v, d)) for v, d in zip(values, model.values, strict=True))
     joined = b"".join(keys)
     states = tuple(tensor_key(joined[: KEY_SIZE * (i + 2)]) for i in range(-1, len(model.nodes)))
