@@ -8,7 +8,8 @@ input is posted twice, as a multi-phase and as a single-phase task. Per mode:
 
 - ``wall_s``: seconds from the result to the settled dispute (agents' work and transactions; the
   challenge window and move deadlines are skipped by moving the chain's clock);
-- ``rounds``: bisection rounds per phase and in total (protocol §6's formula alongside);
+- ``rounds``: bisection rounds (halvings, one ``respond`` each) per phase and in total (protocol §6's
+  formula alongside);
 - ``transactions`` and ``gas_per_move`` (by kind: max and count) and ``total_gas``: every transaction
   of both parties from the challenge to the payout, oracle reveals included;
 - ``vm_steps``: VM steps the honest challenger executed; ``native_s``: its native inference time.
@@ -81,9 +82,9 @@ def play(game: Any, model_id: int, model: Any, x: np.ndarray, multi_phase: bool,
     head = chain.blocks.height + 1
     (claimed,) = [log for log in game.ExecutionClaimed.range(0, head) if int(log.disputeId) == dispute_id]
     steps = [int(claimed.steps)]
-    bisects = [log.block_number for log in game.Bisected.range(0, head) if int(log.disputeId) == dispute_id]
-    graph_rounds = sum(1 for block in bisects if block < claimed.block_number)
-    exec_rounds = len(bisects) - graph_rounds
+    verdicts = [log.block_number for log in game.Responded.range(0, head) if int(log.disputeId) == dispute_id]
+    graph_rounds = sum(1 for block in verdicts if block < claimed.block_number)
+    exec_rounds = len(verdicts) - graph_rounds
     n = len(model.nodes)
     return {
         "winner": Party(int(d.winner)).name.lower(),

@@ -11,13 +11,14 @@ import { ChunkMerkleLib } from "./ChunkMerkleLib.sol";
 /// @dev The game knows the VM only through `IMIPS` (`stateHash`, `step`, `oracle`), so a toy VM can
 ///      stand in for `MIPS` in tests. Every payment is a credit withdrawn with `withdraw`.
 ///
-///      Local values written at phase-2 entry (protocol §4.3), under `localContext(disputeId)`:
+///      Local values (protocol §4.3), written by `loadLocalValues` under `localContext(disputeId)` from
+///      what `claimExecution` fixed:
 ///
 ///      | ident | multi-phase (node program)        | single-phase (whole-model program) |
 ///      |------:|-----------------------------------|------------------------------------|
 ///      |     1 | model commitment                  | model commitment                   |
 ///      |     2 | k, 4 bytes u32 little-endian      | input key                          |
-///      |     3 | S_{k−1} (agreed)                  | the server's S_{N−1}               |
+///      |     3 | S_{k−1} (agreed in phase 1)       | the server's S_{N−1}               |
 ///      |     4 | the server's S_k                  | –                                  |
 contract OpmlGame is IOpmlGame {
     /// @notice Longest input (calldata) and output of a task, in bytes.
@@ -39,7 +40,9 @@ contract OpmlGame is IOpmlGame {
     Model[] private _models;
     Task[] private _tasks;
     mapping(uint256 => Result) private _results;
-    Dispute[] private _disputes;
+    /// @dev A mapping, not an array: a move then reads no length slot (an unknown id has phase None).
+    mapping(uint256 => Dispute) private _disputes;
+    uint256 private _disputeCount;
     mapping(uint256 => mapping(address => bool)) public challenged;
     mapping(address => uint256) public credit;
 
@@ -90,7 +93,7 @@ contract OpmlGame is IOpmlGame {
     }
 
     function disputeCount() external view returns (uint256) {
-        return _disputes.length;
+        return _disputeCount;
     }
 
     /// @notice The oracle context of a dispute's local values: no other dispute or contract shares it.
@@ -216,49 +219,60 @@ contract OpmlGame is IOpmlGame {
         challenged[taskId][msg.sender] = true;
         r.openDisputes += 1;
 
-        disputeId = _disputes.length;
-        Dispute storage d = _disputes.push();
+        disputeId = _disputeCount++;
+        Dispute storage d = _disputes[disputeId];
         d.challenger = msg.sender;
         d.taskId = uint64(taskId);
+        d.hiParty = Party.Server;
+        d.hiHash = r.finalState;
         emit DisputeOpened(disputeId, taskId, msg.sender);
         if (t.multiPhase) {
             d.phase = Phase.Graph;
-            d.lo = 0;
             d.hi = _models[t.modelId].nodeCount;
             d.loHash = initialGraphState(t.inputKey);
-            d.hiHash = r.finalState;
             if (d.hi == 1) _enterExecution(d, disputeId, t);
-            else _pass(d, Party.Server);
+            else _pass(d, Party.Challenger);
         } else {
             _enterExecution(d, disputeId, t);
         }
     }
 
-    /// @notice The server's state at the midpoint of the disputed interval (protocol §4.1).
+    /// @notice The opening move of a bisection: the challenger's claim at the midpoint of the disputed
+    ///         interval (protocol §4.1).
     function bisect(uint256 disputeId, bytes32 claim) external {
-        Dispute storage d = _move(disputeId, Party.Server);
+        Dispute storage d = _move(disputeId);
         if (d.phase != Phase.Graph && d.phase != Phase.Execution) revert WrongPhase(d.phase);
-        uint64 mid = _mid(d);
-        d.midHash = claim;
-        _pass(d, Party.Challenger);
-        emit Bisected(disputeId, mid, claim);
+        if (d.midHash != 0) revert WrongMove();
+        _claim(d, disputeId, claim, d.turn, _mid(d.lo, d.hi));
     }
 
-    /// @notice The challenger agrees or disagrees with the server's midpoint claim (protocol §4.1).
-    function respond(uint256 disputeId, bool agree) external {
-        Dispute storage d = _move(disputeId, Party.Challenger);
-        uint64 mid = _mid(d);
+    /// @notice A verdict on the other side's pending claim and, while the interval is wider than one,
+    ///         the mover's own claim at the next midpoint (`claim`; zero when the move ends the
+    ///         bisection) (protocol §4.1).
+    function respond(uint256 disputeId, bool agree, bytes32 claim) external {
+        Dispute storage d = _move(disputeId);
+        bytes32 pending = d.midHash;
+        if (pending == 0) revert WrongMove();
+        (uint64 lo, uint64 hi, Party mover) = (d.lo, d.hi, d.turn);
+        uint64 mid = _mid(lo, hi);
         if (agree) {
+            lo = mid;
             d.lo = mid;
-            d.loHash = d.midHash;
+            d.loHash = pending;
         } else {
+            hi = mid;
             d.hi = mid;
-            d.hiHash = d.midHash;
+            d.hiHash = pending;
+            d.hiParty = _other(mover);
         }
-        emit Responded(disputeId, mid, agree);
-        if (d.hi - d.lo > 1) {
-            _pass(d, Party.Server);
-        } else if (d.phase == Phase.Graph) {
+        emit Responded(disputeId, mover, mid, agree);
+        if (hi - lo > 1) {
+            _claim(d, disputeId, claim, mover, _mid(lo, hi));
+            return;
+        }
+        if (claim != 0) revert InvalidClaim();
+        d.midHash = 0;
+        if (d.phase == Phase.Graph) {
             _enterExecution(d, disputeId, _tasks[d.taskId]);
         } else {
             d.phase = Phase.Step;
@@ -266,32 +280,72 @@ contract OpmlGame is IOpmlGame {
         }
     }
 
-    /// @notice The server's claim that the program exits valid after `steps` steps (protocol §4.3);
-    ///         writes the program's local values first.
-    function claimExecution(uint256 disputeId, uint64 steps, bytes32 finalState) external {
-        Dispute storage d = _move(disputeId, Party.Server);
+    /// @notice The server's claim that its program exits valid after `steps` steps (protocol §4.3).
+    ///         `claimedState` is the state the program checks: the server's `S_k` (multi-phase; equal
+    ///         to `hiHash` when that is the server's claim, different from it when it is the
+    ///         challenger's) or the result's `S_{N−1}` (single-phase, where it is `hiHash`).
+    function claimExecution(uint256 disputeId, uint64 steps, bytes32 finalState, bytes32 claimedState)
+        external
+    {
+        Dispute storage d = _move(disputeId);
         if (d.phase != Phase.ExecutionClaim) revert WrongPhase(d.phase);
         if (steps == 0 || uint256(finalState) >> 248 != STATUS_VALID) revert NotAValidExit();
+        if ((claimedState == d.hiHash) != (d.hiParty == Party.Server) || claimedState == 0) {
+            revert InconsistentClaim();
+        }
         Task storage t = _tasks[d.taskId];
         Model storage m = _models[t.modelId];
-        _writeLocalValues(d, disputeId, t, m);
+        if (t.multiPhase) d.agreedState = d.loHash;
+        d.claimedState = claimedState;
         d.lo = 0;
         d.hi = steps;
         d.loHash = t.multiPhase ? m.nodeProgram : m.modelProgram;
         d.hiHash = finalState;
-        d.phase = steps == 1 ? Phase.Step : Phase.Execution;
-        _pass(d, Party.Server);
-        emit ExecutionClaimed(disputeId, steps, finalState);
+        d.hiParty = Party.Server;
+        emit ExecutionClaimed(disputeId, steps, finalState, claimedState);
+        if (steps == 1) {
+            d.phase = Phase.Step;
+            _pass(d, Party.Server);
+        } else {
+            d.phase = Phase.Execution;
+            _pass(d, Party.Challenger);
+        }
     }
 
-    /// @notice Executes the one disputed instruction (protocol §4.4); anyone may call it.
+    /// @notice Writes the program's local values to the oracle under the dispute's context, from what
+    ///         `claimExecution` fixed (protocol §4.3). Anyone may call it, once per dispute; it is
+    ///         needed only when the disputed step reads a local value.
+    function loadLocalValues(uint256 disputeId) external {
+        Dispute storage d = _dispute(disputeId);
+        if ((d.phase != Phase.Execution && d.phase != Phase.Step) || d.localsLoaded) {
+            revert LocalValuesNotLoadable();
+        }
+        d.localsLoaded = true;
+        Task storage t = _tasks[d.taskId];
+        bytes32 context = localContext(disputeId);
+        oracle.loadLocalData(1, context, _models[t.modelId].commitment, 32);
+        if (t.multiPhase) {
+            // k as a u32 little-endian in the first 4 bytes, zero after them.
+            bytes32 kLE = bytes32(uint256(_reverse32(d.node)) << 224);
+            oracle.loadLocalData(2, context, kLE, 4);
+            oracle.loadLocalData(3, context, d.agreedState, 32);
+            oracle.loadLocalData(4, context, d.claimedState, 32);
+        } else {
+            oracle.loadLocalData(2, context, t.inputKey, 32);
+            oracle.loadLocalData(3, context, d.claimedState, 32);
+        }
+        emit LocalValuesLoaded(disputeId, context);
+    }
+
+    /// @notice Executes the one disputed instruction (protocol §4.4); anyone may call it. The post-state
+    ///         equal to `hiHash` makes `hiParty` the winner, any other the party disputing it.
     function step(uint256 disputeId, bytes calldata stateData, bytes calldata proof) external {
         Dispute storage d = _live(disputeId);
         if (d.phase != Phase.Step) revert WrongPhase(d.phase);
         if (vm.stateHash(stateData) != d.loHash) revert WrongPreState();
         bytes32 post = vm.step(stateData, proof, localContext(disputeId));
         emit StepPlayed(disputeId, d.lo, post);
-        _resolve(d, disputeId, post == d.hiHash ? Party.Server : Party.Challenger, false);
+        _resolve(d, disputeId, post == d.hiHash ? d.hiParty : _other(d.hiParty), false);
     }
 
     /// @notice After the deadline, the side whose turn it is loses (protocol §4.5).
@@ -334,8 +388,9 @@ contract OpmlGame is IOpmlGame {
     }
 
     function _dispute(uint256 disputeId) private view returns (Dispute storage) {
-        if (disputeId >= _disputes.length) revert UnknownId();
-        return _disputes[disputeId];
+        Dispute storage d = _disputes[disputeId];
+        if (d.phase == Phase.None) revert UnknownId();
+        return d;
     }
 
     /// @dev A dispute that is still being played: its result pending, its deadline not passed.
@@ -347,17 +402,29 @@ contract OpmlGame is IOpmlGame {
         if (block.timestamp > d.deadline) revert DeadlinePassed();
     }
 
-    /// @dev A move by `who`: the caller must be that party and it must be its turn.
-    function _move(uint256 disputeId, Party who) private view returns (Dispute storage d) {
+    /// @dev A move by the party whose turn it is: the caller must be that party.
+    function _move(uint256 disputeId) private view returns (Dispute storage d) {
         d = _live(disputeId);
-        address party = who == Party.Server ? _results[d.taskId].server : d.challenger;
-        if (msg.sender != party) revert NotParty();
-        if (d.turn != who) revert NotYourTurn();
+        address server = _results[d.taskId].server;
+        if (msg.sender != server && msg.sender != d.challenger) revert NotParty();
+        if (msg.sender != (d.turn == Party.Server ? server : d.challenger)) revert NotYourTurn();
+    }
+
+    function _other(Party p) private pure returns (Party) {
+        return p == Party.Server ? Party.Challenger : Party.Server;
+    }
+
+    /// @dev The mover's claim at the midpoint; the other side answers it next.
+    function _claim(Dispute storage d, uint256 disputeId, bytes32 claim, Party mover, uint64 mid) private {
+        if (claim == 0) revert InvalidClaim();
+        d.midHash = claim;
+        emit Bisected(disputeId, mover, mid, claim);
+        _pass(d, _other(mover));
     }
 
     /// @dev ⌊(lo + hi) / 2⌋ without overflow: a claimed step count may be as large as 2^64 − 1.
-    function _mid(Dispute storage d) private view returns (uint64) {
-        return d.lo + (d.hi - d.lo) / 2;
+    function _mid(uint64 lo, uint64 hi) private pure returns (uint64) {
+        return lo + (hi - lo) / 2;
     }
 
     function _pass(Dispute storage d, Party next) private {
@@ -365,8 +432,8 @@ contract OpmlGame is IOpmlGame {
         d.deadline = uint64(block.timestamp) + moveWindow;
     }
 
-    /// @dev Phase 2 is entered: node k is fixed (multi-phase) and the server must claim the program's
-    ///      exit; `claimExecution` writes the local values (protocol §4.3).
+    /// @dev Phase 2 is entered: node k is fixed (multi-phase) and the server must claim its program's
+    ///      exit (protocol §4.3).
     function _enterExecution(Dispute storage d, uint256 disputeId, Task storage t) private {
         if (t.multiPhase) {
             d.node = uint32(d.lo);
@@ -374,24 +441,6 @@ contract OpmlGame is IOpmlGame {
         }
         d.phase = Phase.ExecutionClaim;
         _pass(d, Party.Server);
-    }
-
-    /// @dev Writes the program's local values under the dispute's context, from what phase 1 settled
-    ///      (multi-phase: `loHash` = S_{k−1}, `hiHash` = the server's S_k) or from the task and result
-    ///      (single-phase). Called once per dispute: `claimExecution` leaves `ExecutionClaim`.
-    function _writeLocalValues(Dispute storage d, uint256 disputeId, Task storage t, Model storage m) private {
-        bytes32 context = localContext(disputeId);
-        oracle.loadLocalData(1, context, m.commitment, 32);
-        if (t.multiPhase) {
-            // k as a u32 little-endian in the first 4 bytes, zero after them.
-            bytes32 kLE = bytes32(uint256(_reverse32(d.node)) << 224);
-            oracle.loadLocalData(2, context, kLE, 4);
-            oracle.loadLocalData(3, context, d.loHash, 32);
-            oracle.loadLocalData(4, context, d.hiHash, 32);
-        } else {
-            oracle.loadLocalData(2, context, t.inputKey, 32);
-            oracle.loadLocalData(3, context, _results[d.taskId].finalState, 32);
-        }
     }
 
     function _reverse32(uint32 v) private pure returns (uint32) {

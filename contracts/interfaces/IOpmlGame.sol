@@ -58,19 +58,25 @@ interface IOpmlGame {
     }
 
     /// @dev Bisection positions: phase 1 `0 … N` (position p is S_{p−1}); phase 2 `0 … steps`.
+    ///      `loHash` is agreed; `hiHash` is `hiParty`'s claim, disputed by the other party; `midHash`,
+    ///      when non-zero, is the claim at ⌊(lo + hi)/2⌋ of the party whose turn it is not.
     struct Dispute {
         address challenger;
         Phase phase;
         Party turn;
         Party winner;
+        Party hiParty; //        whose claim `hiHash` is
         uint64 deadline;
         uint64 taskId;
         uint64 lo;
         uint64 hi;
         uint32 node; //          k, once phase 1 has ended
+        bool localsLoaded; //    the program's local values are in the oracle
         bytes32 loHash; //       agreed
-        bytes32 hiHash; //       claimed by the server, disputed
-        bytes32 midHash; //      the server's claim at ⌊(lo + hi)/2⌋, awaiting the challenger
+        bytes32 hiHash; //       claimed by `hiParty`, disputed by the other
+        bytes32 midHash; //      the pending claim at the midpoint (0: none)
+        bytes32 agreedState; //  phase 2: S_{k−1} (multi-phase)
+        bytes32 claimedState; // phase 2: the server's S_k (multi-phase) or S_{N−1} (single-phase)
     }
 
     /// @notice Thrown when a model, task or dispute id does not exist.
@@ -120,6 +126,16 @@ interface IOpmlGame {
     error NotAValidExit();
     /// @notice Thrown when the step's pre-state does not hash to the agreed state.
     error WrongPreState();
+    /// @notice Thrown when a claim is zero where one is required, or non-zero where the move ends the
+    ///         bisection.
+    error InvalidClaim();
+    /// @notice Thrown when `bisect` is called while a claim is pending, or `respond` while none is.
+    error WrongMove();
+    /// @notice Thrown when the server's `S_k` in `claimExecution` contradicts phase 1: it must equal
+    ///         `hiHash` when that is the server's claim, and differ from it when it is the challenger's.
+    error InconsistentClaim();
+    /// @notice Thrown when a dispute's local values are loaded twice, or before `claimExecution`.
+    error LocalValuesNotLoadable();
     /// @notice Thrown when `closeDispute` is called on a dispute whose result was not rejected.
     error ResultNotRejected();
     /// @notice Thrown when `withdraw` is called with nothing credited.
@@ -133,10 +149,11 @@ interface IOpmlGame {
     event ResultFinalized(uint256 indexed taskId, address indexed server);
     event TaskCancelled(uint256 indexed taskId);
     event DisputeOpened(uint256 indexed disputeId, uint256 indexed taskId, address indexed challenger);
-    event Bisected(uint256 indexed disputeId, uint64 position, bytes32 claim);
-    event Responded(uint256 indexed disputeId, uint64 position, bool agree);
+    event Bisected(uint256 indexed disputeId, Party party, uint64 position, bytes32 claim);
+    event Responded(uint256 indexed disputeId, Party party, uint64 position, bool agree);
     event PhaseOneEnded(uint256 indexed disputeId, uint32 node, bytes32 localContext);
-    event ExecutionClaimed(uint256 indexed disputeId, uint64 steps, bytes32 finalState);
+    event ExecutionClaimed(uint256 indexed disputeId, uint64 steps, bytes32 finalState, bytes32 claimedState);
+    event LocalValuesLoaded(uint256 indexed disputeId, bytes32 localContext);
     event StepPlayed(uint256 indexed disputeId, uint64 position, bytes32 postState);
     event DisputeResolved(uint256 indexed disputeId, Party winner, bool byTimeout);
     event DisputeClosed(uint256 indexed disputeId);

@@ -185,7 +185,8 @@ def test_rounds_follow_the_formula(
     multi_phase, models, image, deployed, chain, deployer, requester, server, challenger, tmp_path
 ):
     """Rounds: ⌈log2 N⌉ + ⌈log2 T_k⌉ (multi-phase) or ⌈log2 T⌉ (single-phase) at most, one fewer per
-    phase at least (protocol §4.1, §6)."""
+    phase at least; one transaction per round, plus the opening claim of each phase (protocol §4.1,
+    §6)."""
     model = models["digits_mlp"]
     x = image.reshape(DIGITS_SHAPES["digits_mlp"])
     lie = Lie.at_node(1)
@@ -199,10 +200,14 @@ def test_rounds_follow_the_formula(
     n = len(model.nodes)
     most = (math.ceil(math.log2(n)) if multi_phase else 0) + math.ceil(math.log2(steps))
     least = (math.floor(math.log2(n)) if multi_phase else 0) + math.floor(math.log2(steps))
+    # every round is one verdict (Responded); every claim but the last round's is a Bisected
     assert rounds[0] == rounds[1] and least <= rounds[0] <= most
     assert resolutions(game) == [(0, Party.CHALLENGER)]
     moves = [m.kind for a in (liar, honest) for m in a.moves if m.dispute_id == 0]
+    phases = 2 if multi_phase else 1
+    assert moves.count("bisect") == phases and moves.count("respond") == rounds[1]
     assert moves.count("claimExecution") == 1 and moves.count("step") == 1
+    assert moves.count("loadLocalValues") == 0  # the disputed step (the exit) reads no local value
     if multi_phase:
         assert liar_phase2_steps(model, x, lie, tmp_path) == steps
     else:
@@ -220,7 +225,7 @@ class PhaseLinkLiar(Agent):
         super().__init__(*args, **kwargs)
         self.make_setup = make_setup
 
-    def _execution(self, view, task, model, x):
+    def _execution(self, view, task, model, x, claim):
         if view.dispute_id not in self._executions:
             context = bytes(self.game.localContext(view.dispute_id))
             store = PreimageStore(self.store_dir / "forged")
@@ -305,6 +310,8 @@ def test_phase_two_cannot_start_from_other_inputs(
     (played,) = step_events(game)
     pre = honest._executions[0].state_at(int(played.position))
     assert pre.memory.read_u32(pre.pc) == 0x0000000C and pre.registers[REG_V0] == SYS_PREIMAGE_READ
+    # the differing value is a local value (the program reads those first): the stepping party loaded them
+    assert [m.kind for m in honest.moves + liar.moves].count("loadLocalValues") == 1
 
 
 def test_agents_survive_a_restart_mid_dispute(

@@ -1,8 +1,9 @@
 """Gas budgets of every kind of move (protocol §6), measured on a real dispute over the digits MLP
-(a server lying at node 1 against an honest challenger) and an honest task that finalizes. Each
-budget is the measured cost plus about 20% (the first bisection of a dispute writes its claim slot
-from zero, hence the bisect budget above the steady state); a bisection move carries one 32-byte
-claim and stays under 50k gas in the steady state."""
+(a server lying at node 1 against an honest challenger, with the local values loaded in phase 2)
+and an honest task that finalizes. Each budget is the measured cost plus about 20%. A round is one
+``respond``: a verdict and a 32-byte claim, about 56k gas (the two moves of a round cost 97k when
+verdict and claim were separate transactions); the 50k aim for a move is missed by the verdict's
+storage writes (protocol §6)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from _toolchain import build_toolchain
 
 from opml.game.agents import Agent
 from opml.game.lies import Lie
-from opml.game.solver import Party
+from opml.game.solver import Party, Phase
 from opml.ml.format import read_model
 
 BUDGETS = {
@@ -26,7 +27,8 @@ BUDGETS = {
     "challenge": 215_000,
     "bisect": 80_000,
     "respond": 65_000,
-    "claimExecution": 520_000,
+    "claimExecution": 150_000,
+    "loadLocalValues": 520_000,
     "step": 210_000,
 }
 """Per kind of move. Revealing an oracle part is budgeted in tests/contracts/test_oracle_gas.py."""
@@ -54,11 +56,15 @@ def moves(project, accounts, chain):
     liar = Agent(deployed.game, server, Party.SERVER, [model], tmp / "s", lie=Lie.at_node(1), **quiet)
     honest = Agent(deployed.game, challenger, Party.CHALLENGER, [model], tmp / "c", **quiet)
     disputed = post_task(deployed.game, model_id, x, requester)
-    settle(chain, deployed.game, [liar, honest], [disputed])
+    game = deployed.game
+    while int(game.disputeCount()) == 0 or int(game.dispute(0).phase) != int(Phase.EXECUTION):
+        assert liar.poll() + honest.poll() > 0
+    loaded = game.loadLocalValues(0, sender=deployer)  # the step at the end reads none: load them here
+    settle(chain, game, [liar, honest], [disputed])
     honest_server_agent = Agent(deployed.game, honest_server, Party.SERVER, [model], tmp / "h", **quiet)
     fine = post_task(deployed.game, model_id, x, requester)
     settle(chain, deployed.game, [honest_server_agent, honest], [fine])
-    by_kind: dict[str, list[int]] = {}
+    by_kind: dict[str, list[int]] = {"loadLocalValues": [int(loaded.gas_used)]}
     for agent in (liar, honest, honest_server_agent):
         for move in agent.moves:
             by_kind.setdefault(move.kind, []).append(move.gas)
@@ -71,7 +77,7 @@ def test_move_gas_within_budget(moves, kind):
     assert max(moves[kind]) <= BUDGETS[kind], (kind, max(moves[kind]))
 
 
-def test_a_bisection_move_costs_under_50k_in_the_steady_state(moves):
-    assert statistics.median(moves["bisect"]) < 50_000
-    assert statistics.median(moves["respond"]) < 50_000
+def test_a_round_costs_one_move_under_60k(moves):
+    """Every round is a ``respond``; a ``bisect`` opens each phase and writes the claim slot from zero."""
+    assert statistics.median(moves["respond"]) < 58_000, sorted(moves["respond"])
     assert max(moves["bisect"] + moves["respond"]) < 100_000

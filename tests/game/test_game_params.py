@@ -103,7 +103,8 @@ def test_challenger_checks_an_input_published_after_the_result(
     assert liar.poll() == 1  # the result
     assert honest.poll() == 0 and honest.poll() == 0  # no input yet: nothing to compare
     honest.store.put_chunk_merkle(x)  # the requester publishes it
-    assert honest.poll() == 1  # the challenge
+    assert honest.poll() == 2  # the challenge, then the opening claim of phase 1
+    assert [m.kind for m in honest.moves] == ["challenge", "bisect"]
     settle(chain, game, [liar, honest], [task_id])
     assert int(game.task(task_id).status) == TASK_REJECTED
 

@@ -32,6 +32,7 @@ from opml.game.solver import (
     Respond,
     Timeout,
     Traces,
+    execution_claimed_state,
     next_move,
 )
 from opml.game.traces import ExecutionTrace, GraphTrace, StepProof, program_state_hash
@@ -48,7 +49,7 @@ from opml.ml.phase import (
 from opml.ml.runner import RunResult, run_model
 from opml.oracle.chunk_tree import ChunkTree
 from opml.oracle.client import OracleClient
-from opml.oracle.keys import localize_ident
+from opml.oracle.keys import KeyType, key_type
 from opml.oracle.store import PreimageStore
 from opml.vm.elf import load_elf
 
@@ -175,7 +176,9 @@ class Agent:
             node=int(d.node),
             lo_hash=bytes(d.loHash),
             hi_hash=bytes(d.hiHash),
+            hi_party=Party(int(d.hiParty)),
             mid_hash=bytes(d.midHash),
+            claimed_state=bytes(d.claimedState),
         )
 
     def _model_for(self, model_id: int) -> Model | None:
@@ -220,31 +223,20 @@ class Agent:
             self.native_seconds += time.perf_counter() - t0
         return self._runs[task.task_id]
 
-    def _node_claim(self, view: DisputeView) -> bytes:
-        """The server's ``S_k`` that phase 1 settled: ``hiHash`` until ``claimExecution``, then the local
-        value 4 that the game wrote from it (protocol §4.3)."""
-        if view.phase is Phase.EXECUTION_CLAIM:
-            return view.hi_hash
-        return self._local_value(view.dispute_id, 4)
-
-    def _local_value(self, dispute_id: int, ident: int) -> bytes:
-        context = bytes(self.game.localContext(dispute_id))
-        key = localize_ident(ident, self.game.address, context)
-        return bytes(self.oracle.preimageParts(key, 0))
-
-    def _execution(self, view: DisputeView, task: _TaskView, model: Model, x: npt.NDArray[Any]) -> Any:
-        """The phase-2 trace of dispute ``view``: its program from the local values the game wrote."""
+    def _execution(
+        self, view: DisputeView, task: _TaskView, model: Model, x: npt.NDArray[Any], claim: bytes
+    ) -> Any:
+        """The phase-2 trace of dispute ``view``: its program on the local values of protocol §4.3, with
+        ``claim`` the state the server's program checks (its ``S_k`` or ``S_{N−1}``)."""
         if view.dispute_id not in self._executions:
             context = bytes(self.game.localContext(view.dispute_id))
             run = self._run(task, model, x)
             caller = self.game.address
             if task.multi_phase:
-                claim = self._node_claim(view)
                 setup = node_program_setup(
                     model, x, view.node, claim, self.store, caller=caller, local_context=context, run=run
                 )
             else:
-                claim = bytes(self.game.result(view.task_id).finalState)
                 setup = model_program_setup(model, x, claim, self.store, caller=caller, local_context=context)
             trace = ExecutionTrace(setup, max_steps=self.max_vm_steps)
             self.vm_steps += trace.size
@@ -405,10 +397,13 @@ class Agent:
         if x is None:
             return 0
         graph = GraphTrace(self._run(task, model, x)) if task.multi_phase else None
-        execution = None
-        if view.phase in (Phase.EXECUTION_CLAIM, Phase.EXECUTION, Phase.STEP):
-            execution = self._execution(view, task, model, x)
         party = Party.SERVER if me == server else Party.CHALLENGER
+        execution = None
+        if view.phase in (Phase.EXECUTION, Phase.STEP):
+            execution = self._execution(view, task, model, x, view.claimed_state)
+        elif view.phase is Phase.EXECUTION_CLAIM and party is Party.SERVER:
+            claim = execution_claimed_state(view, Traces(graph, None))
+            execution = self._execution(view, task, model, x, claim)
         move = next_move(view, party, Traces(graph, execution), self._now())
         if move is None:
             return 0
@@ -420,18 +415,22 @@ class Agent:
         if isinstance(move, Bisect):
             self._send("bisect", i, game.bisect, i, move.claim)
         elif isinstance(move, Respond):
-            self._send("respond", i, game.respond, i, move.agree)
+            self._send("respond", i, game.respond, i, move.agree, move.claim)
         elif isinstance(move, ClaimExecution):
-            self._send("claimExecution", i, game.claimExecution, i, move.steps, move.final_state)
+            args = (i, move.steps, move.final_state, move.claimed_state)
+            self._send("claimExecution", i, game.claimExecution, *args)
         elif isinstance(move, PlayStep):
             proof: StepProof = execution.step_proof(move.position)
-            self._reveal(proof)
+            self._reveal(view, proof)
             self._send("step", i, game.step, i, proof.state_data, proof.proof)
         elif isinstance(move, Timeout):
             self._send("timeout", i, game.timeout, i)
 
-    def _reveal(self, proof: StepProof) -> None:
-        """Put on-chain the oracle answers the step needs (the game wrote the local values itself)."""
+    def _reveal(self, view: DisputeView, proof: StepProof) -> None:
+        """Put on-chain the oracle answers the step needs; the game writes the local values itself."""
+        reads_local = any(key_type(read.key) == KeyType.LOCAL for read in proof.reads)
+        if reads_local and not self.game.dispute(view.dispute_id).localsLoaded:
+            self._send("loadLocalValues", view.dispute_id, self.game.loadLocalValues, view.dispute_id)
         client = OracleClient(self.oracle, self.store, self.account)
         for read in proof.reads:
             receipt = (

@@ -48,27 +48,47 @@ class DisputeView:
     node: int
     lo_hash: bytes
     hi_hash: bytes
+    hi_party: Party
     mid_hash: bytes
+    claimed_state: bytes
 
     @property
     def mid(self) -> int:
         return (self.lo + self.hi) // 2
 
+    @property
+    def pending(self) -> bool:
+        """Whether a claim at ``mid`` awaits the verdict of the party to move."""
+        return self.mid_hash != NO_CLAIM
+
+
+NO_CLAIM = bytes(32)
+
+
+def other(party: Party) -> Party:
+    return Party.CHALLENGER if party is Party.SERVER else Party.SERVER
+
 
 @dataclass(frozen=True)
 class Bisect:
+    """The opening claim of a bisection."""
+
     claim: bytes
 
 
 @dataclass(frozen=True)
 class Respond:
+    """A verdict on the pending claim and the mover's next claim (``NO_CLAIM`` when it ends the phase)."""
+
     agree: bool
+    claim: bytes
 
 
 @dataclass(frozen=True)
 class ClaimExecution:
     steps: int
     final_state: bytes
+    claimed_state: bytes
 
 
 @dataclass(frozen=True)
@@ -111,23 +131,36 @@ def next_move(view: DisputeView, me: Party, traces: Traces, now: int) -> Move | 
         return _step_move(view, me, traces)
     if view.turn is not me:
         return None
-    if me is Party.SERVER:
-        if view.phase is Phase.EXECUTION_CLAIM:
-            execution = traces.execution
-            if execution is None:
-                raise ValueError(f"dispute {view.dispute_id}: the execution trace is needed")
-            return ClaimExecution(execution.size, execution.hash_at(execution.size))
-        return Bisect(_bisection_trace(view, traces).hash_at(view.mid))
-    return Respond(_bisection_trace(view, traces).hash_at(view.mid) == view.mid_hash)
+    if view.phase is Phase.EXECUTION_CLAIM:
+        execution = traces.execution
+        if execution is None:
+            raise ValueError(f"dispute {view.dispute_id}: the execution trace is needed")
+        claimed = execution_claimed_state(view, traces)
+        return ClaimExecution(execution.size, execution.hash_at(execution.size), claimed)
+    trace = _bisection_trace(view, traces)
+    if not view.pending:
+        return Bisect(trace.hash_at(view.mid))
+    agree = trace.hash_at(view.mid) == view.mid_hash
+    lo, hi = (view.mid, view.hi) if agree else (view.lo, view.mid)
+    return Respond(agree, trace.hash_at((lo + hi) // 2) if hi - lo > 1 else NO_CLAIM)
+
+
+def execution_claimed_state(view: DisputeView, traces: Traces) -> bytes:
+    """The state the server's program checks (protocol §4.3): ``hiHash`` when it is the server's claim
+    (always so in the single-phase mode), else the server's own ``S_k`` at ``hi``."""
+    if view.hi_party is Party.SERVER:
+        return view.hi_hash
+    if traces.graph is None:
+        raise ValueError(f"dispute {view.dispute_id}: the graph trace is needed")
+    return traces.graph.hash_at(view.hi)
 
 
 def _step_move(view: DisputeView, me: Party, traces: Traces) -> Move | None:
     """The step is the server's burden, but anyone may execute it: each side executes it when its own
-    trace agrees with the pre-state and the outcome favours it."""
+    trace agrees with the pre-state and the outcome (``hiHash`` reached: ``hiParty`` wins) favours it."""
     execution = traces.execution
     if execution is None or execution.hash_at(view.lo) != view.lo_hash:
         return None
-    server_right = execution.hash_at(view.hi) == view.hi_hash
-    if (me is Party.SERVER) == server_right:
-        return PlayStep(view.lo)
-    return None
+    hi_right = execution.hash_at(view.hi) == view.hi_hash
+    winner = view.hi_party if hi_right else other(view.hi_party)
+    return PlayStep(view.lo) if winner is me else None
