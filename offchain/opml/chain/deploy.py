@@ -1,6 +1,9 @@
 """Deployment of opML's contracts, shared by `ape run deploy`, the demo and the tests."""
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from ape import accounts, networks, project
 from ape.api import AccountAPI
@@ -24,6 +27,19 @@ class GameParameters:
     move_window: int = 3600
     min_challenge_window: int = 7200
 
+    MAX_CHALLENGE_WINDOW = 30 * 24 * 3600
+    """``OpmlGame.MAX_CHALLENGE_WINDOW``."""
+
+    def __post_init__(self) -> None:
+        """The constructor's rules (``InvalidParameters``), checked before anything is sent."""
+        if self.server_bond <= 0 or self.challenger_bond <= 0:
+            raise DeploymentError("bonds must be positive (wei)")
+        if not 0 < self.move_window <= self.min_challenge_window <= self.MAX_CHALLENGE_WINDOW:
+            raise DeploymentError(
+                "windows must satisfy 0 < move window <= min challenge window <= 30 days "
+                f"(got {self.move_window} s and {self.min_challenge_window} s)"
+            )
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -39,6 +55,29 @@ class Deployment:
             "MIPS": self.mips.address,
             "OpmlGame": self.game.address,
         }
+
+    def write(self, path: Path, network: str, params: GameParameters) -> None:
+        """Write the addresses file the agents and the CLI read (see :func:`read_addresses`)."""
+        record = {"network": network, "contracts": self.addresses(), "parameters": asdict(params)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def read_addresses(path: Path) -> dict[str, Any]:
+    """The record :meth:`Deployment.write` wrote: ``network``, ``contracts`` (name → address) and
+    ``parameters``."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DeploymentError(f"no addresses file {path}: run `ape run deploy --network ...` first") from None
+    except json.JSONDecodeError as e:
+        raise DeploymentError(
+            f"addresses file {path} is not JSON ({e}); deploy again to rewrite it"
+        ) from None
+    contracts = record.get("contracts") if isinstance(record, dict) else None
+    if not isinstance(contracts, dict) or not {"PreimageOracle", "MIPS", "OpmlGame"} <= contracts.keys():
+        raise DeploymentError(f"addresses file {path} names no PreimageOracle, MIPS and OpmlGame")
+    return dict(record)
 
 
 def default_account(account: AccountAPI | None) -> AccountAPI:
