@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from ape import accounts, chain, networks, project
+from ape.logging import logger
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--lie-node", type=int, default=4)
     parser.add_argument("--image", type=int, default=0)
     args = parser.parse_args()
+    logger.set_level("ERROR")  # ape logs deployments to stdout, which carries only the JSON object
     lift_code_size_limit()
     model = read_model(ROOT / "models" / "digits_cnn.opml")
     x = _image(args.image)
