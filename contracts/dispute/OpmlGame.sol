@@ -251,6 +251,7 @@ contract OpmlGame is IOpmlGame {
     ///         bisection) (protocol §4.1).
     function respond(uint256 disputeId, bool agree, bytes32 claim) external {
         Dispute storage d = _move(disputeId);
+        if (d.phase != Phase.Graph && d.phase != Phase.Execution) revert WrongPhase(d.phase);
         bytes32 pending = d.midHash;
         if (pending == 0) revert WrongMove();
         (uint64 lo, uint64 hi, Party mover) = (d.lo, d.hi, d.turn);

@@ -134,7 +134,8 @@ interface IOpmlGame {
     /// @notice Thrown when the server's `S_k` in `claimExecution` contradicts phase 1: it must equal
     ///         `hiHash` when that is the server's claim, and differ from it when it is the challenger's.
     error InconsistentClaim();
-    /// @notice Thrown when a dispute's local values are loaded twice, or before `claimExecution`.
+    /// @notice Thrown when a dispute's local values are loaded twice, before `claimExecution`, or after
+    ///         the dispute has ended.
     error LocalValuesNotLoadable();
     /// @notice Thrown when `closeDispute` is called on a dispute whose result was not rejected.
     error ResultNotRejected();

@@ -1,179 +1,331 @@
-"""The narrated demo behind `ape run demo` (and `make demo`).
+"""The opML story behind `ape run demo` (and `make demo`), on whatever network ape is connected to.
 
-It uses only real components: the contracts compiled by ape and deployed on the connected network,
-a real cross-compiled MIPS program, the fast executor to run it, and the reference VM to produce the
-witness of the one step that is disputed.
+Everything is real: the contracts deployed on the connected node, the committed digits model, the
+cross-compiled MIPS programs, and the same agents a user runs (:mod:`opml.game.agents`). Two tasks:
+
+1. an honest server answers, nobody challenges, the window passes and the server is paid;
+2. a server lies at one graph node; an honest challenger disputes; phase 1 narrows the graph to that
+   node, phase 2 narrows its program to one MIPS instruction, which ``MIPS.step`` executes on-chain;
+   the bonds move to the winner.
+
+The chain's clock is moved past windows (local networks only), so the story takes seconds.
 """
 
-import random
+from __future__ import annotations
+
+import math
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import click
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
 
-from opml.chain.deploy import Deployment
-from opml.oracle.checksum import stream_checksum
-from opml.oracle.client import OracleClient
-from opml.oracle.store import PreimageStore
-from opml.vm.elf import load_elf
-from opml.vm.fast import Trace
-from opml.vm.preimage import OracleView
-from opml.vm.state import VMState, encode_state, state_hash
-from opml.vm.step import step
-from opml.vm.witness import step_witness
+from opml.game.agents import TASK_FINALIZED, TASK_REJECTED, Agent, registration_args
+from opml.game.lies import Lie
+from opml.game.report import write_report
+from opml.game.solver import Party, Phase
+from opml.ml.format import Model, read_model
+from opml.ml.runner import run_model
 
-BUILD = Path(__file__).resolve().parents[2] / "mips-toolchain" / "build"
-PROGRAM = BUILD / "recursion"
-STREAMING_PROGRAM = BUILD / "stream_checksum"
-TENSOR_BYTES = 4 << 20
-TENSOR_IDENT = 1  # the local value stream_checksum reads: the key of the tensor to stream
-GAME_CONTEXT = bytes.fromhex("0a" * 32)  # the localContext a dispute game would pass to step
-SYSCALL, SYS_PREIMAGE_READ = 0x0000000C, 9003
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "models"
+MODEL_NAMES = ("digits_cnn", "digits_mlp")
+REWARD = 10**16
+WINDOW = 7200
 
 
 @dataclass(frozen=True)
-class Claim:
-    """What a party asserts about one step: its pre-state and the hash of its post-state."""
+class DemoOptions:
+    """``model``: a committed digits model; ``lie_node``: the node the lying server alters (None: the
+    middle one); ``multi_phase``: the game's mode; ``image``: index into the digits test split."""
 
-    pre: VMState
-    post_hash: bytes
-    oracle: OracleView | None = None
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """One disputed step executed on-chain by ``MIPS.step``, and what each party claimed."""
-
-    state_data: bytes  # the pre-state sent to step
-    proof: bytes
-    local_context: bytes
-    txn_hash: str  # the step transaction, to read its receipt and event back from the chain
-    onchain_post_hash: bytes  # postStateHash of its StepExecuted event
-    claims: dict[str, bytes]  # party -> claimed post-state hash
-    upheld: tuple[str, ...]  # the parties whose claim equals the on-chain post-state hash
+    model: str = "digits_cnn"
+    lie_node: int | None = None
+    multi_phase: bool = True
+    image: int = 0
+    report_dir: Path = Path("reports")
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoResult:
-    """What ``run_demo`` did: both disputes, and the streaming program's output over the tensor."""
+    """What the demo did, read back from the chain and the agents."""
 
-    disputes: tuple[Settlement, ...]
-    stream_stdout: bytes  # stream_checksum's output in the fast executor
-    tensor_checksum: int  # numpy's checksum of the same tensor
-    tensor_bytes: int
+    honest_task: int
+    disputed_task: int
+    dispute_id: int
+    winner: Party
+    node: int | None
+    step_position: int
+    rounds: dict[str, int]
+    gas: dict[str, list[int]]
+    vm_steps: int
+    vm_seconds: float
+    native_seconds: float
+    nets: dict[str, int] = field(default_factory=dict)
+    report: Path | None = None
 
-
-def run_program(path: Path) -> Trace:
-    click.echo(f"Running {path.name} off-chain in the fast MIPS executor ...")
-    initial = load_elf(path)
-    trace = Trace(initial.copy())
-    final = trace.state_at(trace.final_step)
-    assert final.stdout is not None  # a state from a Trace captures its output
-    click.echo(f"  {trace.final_step:,} steps, exit code {final.exit_code}")
-    output = final.stdout.decode(errors="replace").strip().splitlines()
-    for line in output[:4]:
-        click.echo(f"  | {line}")
-    if len(output) > 4:
-        click.echo(f"  | ... ({len(output) - 4} more lines)")
-    return trace
+    @property
+    def total_gas(self) -> int:
+        return sum(sum(v) for v in self.gas.values())
 
 
-def honest_claim(pre: VMState, oracle: OracleView | None = None) -> Claim:
-    post = pre.copy()
-    step(post, oracle)
-    return Claim(pre, state_hash(encode_state(post)), oracle)
+def demo_image(model: Model, index: int) -> np.ndarray:
+    """Image ``index`` of the digits test split (models/train_digits.py), in the model's input shape."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
-
-def dishonest_claim(honest: Claim) -> Claim:
-    """The same step with one register of the post-state changed, as a lying server would claim."""
-    post = honest.pre.copy()
-    step(post, honest.oracle)
-    post.registers[2] ^= 1
-    return Claim(honest.pre, state_hash(encode_state(post)), honest.oracle)
-
-
-def settle_one_step(
-    deployment: Deployment, sender, claims: dict[str, Claim], local_context: bytes = bytes(32)
-) -> Settlement:
-    """Execute the disputed step on-chain and judge every claim against the result."""
-    pre = next(iter(claims.values())).pre
-    witness = step_witness(pre)
-    insn = pre.memory.read_u32(pre.pc)
-    click.echo(f"Disputed step {pre.step:,}: pc=0x{pre.pc:08x} instruction=0x{insn:08x}")
-    receipt = deployment.mips.step(witness.state_data, witness.proof, local_context, sender=sender)
-    (log,) = receipt.decode_logs(deployment.mips.StepExecuted)
-    onchain = bytes(log.postStateHash)
-    click.echo(
-        f"  MIPS.step executed it on-chain: {receipt.gas_used:,} gas, "
-        f"witness {len(witness.state_data) + len(witness.proof):,} bytes"
+    digits = load_digits()
+    _, test = train_test_split(
+        np.arange(len(digits.target)), test_size=0.3, random_state=0, stratify=digits.target
     )
-    click.echo(f"  on-chain post-state hash 0x{onchain.hex()}")
-    for who, claim in claims.items():
-        verdict = "upheld" if claim.post_hash == onchain else "refuted: this party loses its bond"
-        click.echo(f"  {who:<10} claimed 0x{claim.post_hash.hex()} -> {verdict}")
-    return Settlement(
-        state_data=witness.state_data,
-        proof=witness.proof,
-        local_context=local_context,
-        txn_hash=receipt.txn_hash,
-        onchain_post_hash=onchain,
-        claims={who: claim.post_hash for who, claim in claims.items()},
-        upheld=tuple(who for who, claim in claims.items() if claim.post_hash == onchain),
+    return np.asarray(digits.images[test][index], np.int8).reshape(model.input.shape)
+
+
+def _eth(wei: int) -> str:
+    return f"{wei / 10**18:+.4f} ETH"
+
+
+class _Stage:
+    """Drives agents until ``done()``, moving the clock past windows and deadlines when nobody acts."""
+
+    def __init__(self, chain: Any, agents: list[Agent], skip: int):
+        self.chain, self.agents, self.skip = chain, agents, skip
+
+    def until(
+        self, done: Callable[[], bool], on_poll: Callable[[], None] = lambda: None, limit: int = 500
+    ) -> None:
+        for _ in range(limit):
+            if done():
+                return
+            sent = sum(agent.poll() for agent in self.agents)
+            on_poll()
+            if sent == 0 and not done():
+                self.chain.pending_timestamp += self.skip
+                self.chain.mine()
+        raise RuntimeError("the demo did not reach the expected state; see the agents' log above")
+
+
+def run_demo(
+    deployment: Any, deployer: Any, options: DemoOptions = DemoOptions(), console: Console | None = None
+) -> DemoResult:
+    """Tell both stories on ``deployment`` and print the summary table."""
+    from ape import accounts, chain
+
+    out = console or Console()
+    game = deployment.game
+    if options.model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {options.model!r}: choose one of {', '.join(MODEL_NAMES)}")
+    model = read_model(MODELS / f"{options.model}.opml")
+    n = len(model.nodes)
+    lie_node = n // 2 if options.lie_node is None else options.lie_node
+    if not 0 <= lie_node < n:
+        raise ValueError(f"--lie-node must be in 0 … {n - 1} for {options.model}")
+    requester, honest_server, liar_account, challenger_account = accounts.test_accounts[1:5]
+    skip = max(int(game.moveWindow()), WINDOW) + 1
+    log_lines: list[str] = []
+
+    out.rule(
+        f"opML on {chain.provider.network.ecosystem.name}:{chain.provider.network.name}:{chain.provider.name}"
+    )
+    out.print(
+        f"OpmlGame at {game.address}: server bond {_eth(int(game.serverBond()))[1:]}, challenger bond "
+        f"{_eth(int(game.challengerBond()))[1:]}, a move window of {int(game.moveWindow())} s"
+    )
+    receipt = game.registerModel(*registration_args(model, f"file://{MODELS}"), sender=deployer)
+    model_id = int(receipt.events[0].modelId)
+    out.print(
+        f"Registered {options.model} as model {model_id}: {n} graph nodes, "
+        f"commitment 0x{model.commitment.hex()[:16]}…"
+    )
+    x = demo_image(model, options.image)
+    honest_label = int(run_model(model, x).output.reshape(-1)[0])
+
+    with tempfile.TemporaryDirectory(prefix="opml-demo-") as tmp:
+
+        def agent(account: Any, role: Party, name: str, lie: Lie | None = None) -> Agent:
+            return Agent(game, account, role, [model], Path(tmp) / name, lie=lie, log=log_lines.append)
+
+        server = agent(honest_server, Party.SERVER, "server")
+        liar = agent(liar_account, Party.SERVER, "liar", Lie.at_node(lie_node))
+        challenger = agent(challenger_account, Party.CHALLENGER, "challenger")
+
+        # --- story 1 -----------------------------------------------------------------------------------
+        out.rule("Story 1: an honest answer")
+        task1 = _post(game, model_id, x, requester, options.multi_phase)
+        out.print(
+            f"The requester posts task {task1} (an 8×8 digit, reward {_eth(REWARD)[1:]}, window {WINDOW} s)."
+        )
+        stage = _Stage(chain, [server, challenger], skip)
+        stage.until(
+            lambda: int(game.task(task1).status) == TASK_FINALIZED and int(game.credit(server.address)) == 0
+        )
+        out.print(
+            f"The server answers {honest_label}; the challenger recomputes it natively, agrees and "
+            "stays quiet."
+        )
+        out.print("The window passes: the result finalizes and the server withdraws reward and bond.")
+
+        # --- story 2 -----------------------------------------------------------------------------------
+        out.rule(f"Story 2: a server lies at node {lie_node} ({model.nodes[lie_node].op.name.lower()})")
+        task2 = _post(game, model_id, x, requester, options.multi_phase)
+        stage = _Stage(chain, [liar, challenger], skip)
+        stage.until(lambda: int(game.disputeCount()) > 0)
+        dispute_id = int(game.disputeCount()) - 1
+        lied = int(liar._runs[task2].output.reshape(-1)[0])
+        out.print(
+            f"Task {task2}: the lying server alters node {lie_node}'s output and every later one, and "
+            f"bonds the answer {lied} (the model says {honest_label}). The challenger's native run "
+            f"disagrees with its claimed states: it opens dispute {dispute_id} with its own bond."
+        )
+        rounds = _play_dispute(out, game, dispute_id, stage, n, options.multi_phase)
+        stage.until(
+            lambda: (
+                int(game.task(task2).status) == TASK_REJECTED
+                and all(int(game.credit(a.address)) == 0 for a in (liar, challenger))
+            )
+        )
+        game.withdraw(sender=requester)  # the reward back and half the liar's bond
+        paid = {
+            requester.address: 2 * REWARD,
+            honest_server.address: int(game.serverBond()),
+            liar_account.address: int(game.serverBond()),
+            challenger_account.address: int(game.challengerBond()),
+        }
+        names = {
+            requester.address: "requester",
+            honest_server.address: "honest server",
+            liar_account.address: "lying server",
+            challenger_account.address: "challenger",
+        }
+        nets = {names[a]: _withdrawn(game, a) - p for a, p in paid.items()}
+
+    d = game.dispute(dispute_id)
+    winner = Party(int(d.winner))
+    (played,) = [
+        e for e in game.StepPlayed.range(0, chain.blocks.height + 1) if int(e.disputeId) == dispute_id
+    ]
+    node = int(d.node) if options.multi_phase else None
+    where = f"node {node}'s program" if node is not None else "the whole-model program"
+    out.print(
+        f"One step left: {where} at step {int(played.position):,}. The challenger has "
+        f"MIPS.step execute it on-chain; the post-state is not the server's claim."
+    )
+    out.print(
+        f"[bold]{winner.name.lower()} wins[/bold]: the server's S_{lie_node} was not the output of node "
+        f"{lie_node} on the agreed S_{lie_node - 1}, so its program could not reach a valid exit."
+    )
+    gas: dict[str, list[int]] = {}
+    for a in (liar, challenger):
+        for move in a.moves:
+            if move.dispute_id == dispute_id or move.kind in ("challenge", "oracle"):
+                gas.setdefault(move.kind, []).append(move.gas)
+    result = DemoResult(
+        task1,
+        task2,
+        dispute_id,
+        winner,
+        node,
+        int(played.position),
+        rounds,
+        gas,
+        challenger.vm_steps,
+        challenger.vm_seconds,
+        challenger.native_seconds,
+        nets,
+    )
+    result.report = write_report(game, dispute_id, options.report_dir)
+    _summary(out, result, options)
+    return result
+
+
+def _post(game: Any, model_id: int, x: np.ndarray, requester: Any, multi_phase: bool) -> int:
+    receipt = game.createTask(model_id, x.tobytes(), WINDOW, multi_phase, sender=requester, value=REWARD)
+    return int(receipt.events[0].taskId)
+
+
+def _play_dispute(
+    out: Console, game: Any, dispute_id: int, stage: _Stage, n: int, multi_phase: bool
+) -> dict[str, int]:
+    """Plays the dispute to its end, with one progress bar per phase (rounds done of at most ⌈log2 n⌉)."""
+    rounds = {"graph": 0, "vm": 0}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} rounds  {task.fields[interval]}"),
+    )
+    with Progress(*columns, console=out, transient=False) as progress:
+        bars: dict[str, Any] = {}
+        if multi_phase and n > 1:
+            bars["graph"] = progress.add_task(
+                "phase 1: graph nodes ", total=math.ceil(math.log2(n)), interval=""
+            )
+
+        def update() -> None:
+            d = game.dispute(dispute_id)
+            phase = Phase(int(d.phase))
+            if phase is Phase.GRAPH:
+                rounds["graph"] = _verdicts(game, dispute_id)
+                progress.update(
+                    bars["graph"], completed=rounds["graph"], interval=f"[{int(d.lo)}, {int(d.hi)}]"
+                )
+            elif "graph" in bars and rounds["vm"] == 0:
+                progress.update(bars["graph"], interval=f"node {int(d.node)}")
+            if phase in (Phase.EXECUTION, Phase.STEP):
+                if "vm" not in bars:
+                    steps = int(d.hi) if rounds["vm"] == 0 and int(d.lo) == 0 else None
+                    total = math.ceil(math.log2(max(steps or 2, 2)))
+                    if "graph" in bars:
+                        rounds["graph"] = _verdicts(game, dispute_id)
+                        progress.update(bars["graph"], completed=rounds["graph"], total=rounds["graph"])
+                    bars["vm"] = progress.add_task("phase 2: MIPS steps  ", total=total, interval="")
+                rounds["vm"] = _verdicts(game, dispute_id) - rounds["graph"]
+                progress.update(
+                    bars["vm"], completed=rounds["vm"], interval=f"[{int(d.lo):,}, {int(d.hi):,}]"
+                )
+
+        stage.until(lambda: Phase(int(game.dispute(dispute_id).phase)) is Phase.RESOLVED, update)
+        update()
+        if "vm" in bars:
+            progress.update(bars["vm"], total=rounds["vm"])
+    return rounds
+
+
+def _withdrawn(game: Any, address: str) -> int:
+    from ape import chain
+
+    return sum(
+        int(e.amount) for e in game.Withdrawn.range(0, chain.blocks.height + 1) if e.account == address
     )
 
 
-def is_preimage_read(state: VMState) -> bool:
-    return state.memory.read_u32(state.pc) == SYSCALL and state.registers[2] == SYS_PREIMAGE_READ
+def _verdicts(game: Any, dispute_id: int) -> int:
+    from ape import chain
+
+    return sum(1 for e in game.Responded.range(0, chain.blocks.height + 1) if int(e.disputeId) == dispute_id)
 
 
-def lazy_loading_dispute(deployment: Deployment, sender, store_dir: Path) -> tuple[Settlement, bytes, int]:
-    """A program streams a tensor it never holds in memory; a step that reads it is disputed, and
-    only the one 32-byte part that step reads is revealed on-chain. Returns the settlement, the
-    program's output and numpy's checksum of the tensor."""
-    tensor = np.random.default_rng(7).integers(0, 256, TENSOR_BYTES, dtype=np.uint8)
-    store = PreimageStore(store_dir)
-    tensor_key = store.put_chunk_merkle(tensor.tobytes())
-    click.echo(
-        f"Stored a {TENSOR_BYTES >> 20} MiB tensor off-chain under chunk-Merkle key 0x{tensor_key.hex()}"
+def _summary(out: Console, r: DemoResult, options: DemoOptions) -> None:
+    table = Table(title="Summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    mode = "multi-phase" if options.multi_phase else "single-phase"
+    table.add_row("model, mode", f"{options.model}, {mode}")
+    table.add_row("winner", r.winner.name.lower())
+    table.add_row("disputed node", "-" if r.node is None else str(r.node))
+    table.add_row("rounds (phase 1 + phase 2)", f"{r.rounds['graph']} + {r.rounds['vm']}")
+    for kind, gas in sorted(r.gas.items()):
+        table.add_row(f"gas: {kind} ×{len(gas)}", f"{sum(gas):,}" if len(gas) > 1 else f"{gas[0]:,}")
+    table.add_row("gas in total", f"{r.total_gas:,}")
+    table.add_row("VM steps run by the challenger", f"{r.vm_steps:,}")
+    table.add_row(
+        "native inference / VM trace time", f"{r.native_seconds * 1e3:.1f} ms / {r.vm_seconds * 1e3:.0f} ms"
     )
-    client = OracleClient(deployment.oracle, store, sender)
-    client.load_local(TENSOR_IDENT, GAME_CONTEXT, tensor_key)
-    click.echo(f"  the game hands the VM that key as local value {TENSOR_IDENT} (one 32-byte on-chain write)")
-
-    oracle = OracleView(store, sender.address, GAME_CONTEXT)
-    trace = Trace(load_elf(STREAMING_PROGRAM), oracle=oracle)
-    final = trace.state_at(trace.final_step)
-    assert final.stdout is not None  # a state from a Trace captures its output
-    click.echo(
-        f"Running {STREAMING_PROGRAM.name} in the fast executor: {trace.final_step:,} steps, "
-        f"output: {final.stdout.decode().strip()}"
-    )
-    checksum = stream_checksum(tensor)
-    click.echo(f"  numpy computes checksum 0x{checksum:08x} over the same tensor")
-
-    pre = trace.state_at(random.Random("opml-demo-read").randrange(trace.final_step))
-    while not is_preimage_read(pre):
-        step(pre, oracle)
-    effective_key = oracle.effective_key(pre.preimage_key)
-    receipt = client.ensure_read(effective_key, pre.registers[4])
-    gas = f"{receipt.gas_used:,} gas" if receipt else "already on-chain"
-    click.echo(f"  revealed the part at byte {pre.registers[4] & ~31:,} of the tensor on-chain: {gas}")
-    honest = honest_claim(pre, oracle)
-    settlement = settle_one_step(
-        deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)}, GAME_CONTEXT
-    )
-    return settlement, bytes(final.stdout), checksum
-
-
-def run_demo(deployment: Deployment, sender) -> DemoResult:
-    """Run both disputes (printing the narration) and return what happened, for checking."""
-    trace = run_program(PROGRAM)
-    n = random.Random("opml-demo").randrange(trace.final_step)
-    honest = honest_claim(trace.state_at(n))
-    first = settle_one_step(deployment, sender, {"honest": honest, "dishonest": dishonest_claim(honest)})
-    click.echo("")
-    with tempfile.TemporaryDirectory(prefix="opml-preimages-") as store_dir:
-        second, stdout, checksum = lazy_loading_dispute(deployment, sender, Path(store_dir))
-    return DemoResult((first, second), stdout, checksum, TENSOR_BYTES)
+    for who, net in r.nets.items():
+        table.add_row(f"net of the game: {who}", _eth(net))
+    table.add_row("dispute report", str(r.report))
+    out.print(table)

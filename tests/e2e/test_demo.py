@@ -1,76 +1,85 @@
-"""`ape run demo` end to end on the embedded network: both disputes end with the honest claim upheld.
+"""`ape run demo` end to end on the embedded network: both stories, the summary, and the dispute report.
 
-Who won is read back from the chain: each step transaction's calldata and its ``StepExecuted`` event
-(vm-spec §8), with the state hashes recomputed by hand (§2.2).
+What the demo claims is checked against the chain: the dispute's winner and node, where the step was,
+and the money each party got out of the game (protocol §5), which must add up to zero.
 """
 
-import eth_abi
-import sha3
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _toolchain import build_toolchain
+from rich.console import Console
 
 from opml.chain.deploy import deploy_contracts
-from opml.demo import run_demo
+from opml.demo import REWARD, DemoOptions, run_demo
+from opml.game.solver import Party
 
-V0, A3 = 2, 7
-SYS_PREIMAGE_READ = 9003
-
-
-def _keccak(data: bytes) -> bytes:
-    return sha3.keccak_256(data).digest()
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _running_hash(state_data: bytes) -> bytes:
-    """§2.2 for a state with exited = 0: status 3 (UNFINISHED) in the top byte."""
-    assert state_data[89] == 0
-    return b"\x03" + _keccak(state_data)[1:]
-
-
-def _register(state_data: bytes, reg: int) -> int:
-    return int.from_bytes(state_data[98 + 4 * reg : 102 + 4 * reg], "big")
-
-
-def test_demo_settles_both_disputes(deployer, chain, capsys):
+def _run(deployer, options: DemoOptions) -> tuple[object, str, object]:
+    build_toolchain()
     deployment = deploy_contracts(deployer)
-    result = run_demo(deployment, deployer)
-    out = capsys.readouterr().out
-    mips = deployment.mips
-    selector = _keccak(b"step(bytes,bytes,bytes32)")[:4]
+    buffer = io.StringIO()
+    result = run_demo(deployment, deployer, options, Console(file=buffer, width=120))
+    return result, buffer.getvalue(), deployment.game
 
-    assert len(result.disputes) == 2
-    for dispute, local_context in zip(result.disputes, (bytes(32), bytes.fromhex("0a" * 32)), strict=True):
-        # The transaction as the chain holds it: MIPS.step with this dispute's witness.
-        receipt = chain.provider.get_receipt(dispute.txn_hash)
-        assert not receipt.failed and receipt.receiver == mips.address
-        data = bytes(receipt.transaction.data)
-        assert data[:4] == selector
-        sent = eth_abi.decode(["bytes", "bytes", "bytes32"], data[4:])
-        assert sent == (dispute.state_data, dispute.proof, local_context)
 
-        [log] = receipt.decode_logs(mips.StepExecuted)
-        pre, post = dispute.state_data, bytes(log.postState)
-        assert bytes(log.preStateHash) == _running_hash(pre)
-        assert bytes(log.postStateHash) == _running_hash(post)  # the program is still running
-        assert int.from_bytes(post[90:98], "big") == int.from_bytes(pre[90:98], "big") + 1
-        assert post[64:68] == pre[68:72]  # pc = the old nextPC: an ordinary step, no panic
+@pytest.mark.parametrize(
+    "options",
+    [DemoOptions(), DemoOptions("digits_mlp", lie_node=1, multi_phase=False)],
+    ids=["cnn-multi-phase", "mlp-single-phase"],
+)
+def test_demo_tells_both_stories(deployer, chain, tmp_path, options):
+    options = DemoOptions(options.model, options.lie_node, options.multi_phase, report_dir=tmp_path)
+    result, out, game = _run(deployer, options)
 
-        # The honest party claimed exactly the on-chain post-state; the liar claimed it with $v0 ^ 1.
-        honest, dishonest = dispute.claims["honest"], dispute.claims["dishonest"]
-        assert honest == bytes(log.postStateHash)
-        lie = bytearray(post)
-        lie[98 + 4 * V0 + 3] ^= 1
-        assert dishonest == _running_hash(bytes(lie)) != honest
-        assert dispute.upheld == ("honest",)
+    d = game.dispute(result.dispute_id)
+    assert result.winner == Party.CHALLENGER == Party(int(d.winner))
+    if options.multi_phase:
+        assert result.node == int(d.node) == 4  # the middle of the CNN's 9 nodes
+        assert result.rounds["graph"] == 3
+    else:
+        assert result.node is None and result.rounds["graph"] == 0
+    [claimed] = [
+        e for e in game.ExecutionClaimed.range(0, chain.blocks.height + 1) if e.disputeId == result.dispute_id
+    ]
+    assert result.step_position == int(claimed.steps) - 1  # the liar's run leaves the truth at its exit
+    assert 2 ** (result.rounds["vm"] - 1) < int(claimed.steps) <= 2 ** (result.rounds["vm"] + 1)
 
-    # The second dispute is a preimage_read of the tensor that succeeded on-chain (a3 = 0, bytes read).
-    second = result.disputes[1]
-    assert _register(second.state_data, V0) == SYS_PREIMAGE_READ
-    post = bytes(chain.provider.get_receipt(second.txn_hash).decode_logs(mips.StepExecuted)[0].postState)
-    assert _register(post, A3) == 0 and 1 <= _register(post, V0) <= 32
+    bond = int(game.serverBond())
+    assert result.nets == {
+        "requester": -2 * REWARD + REWARD + bond - bond // 2,
+        "honest server": REWARD,
+        "lying server": -bond,
+        "challenger": bond // 2,
+    }
+    assert sum(result.nets.values()) == 0 and int(game.balance) == 0  # nothing left in the game
 
-    # The guest's checksum over the streamed tensor equals numpy's.
-    want = f"checksum 0x{result.tensor_checksum:08x} bytes {result.tensor_bytes}\n"
-    assert result.stream_stdout == want.encode()
+    for text in ("Story 1: an honest answer", "Story 2: a server lies", "challenger wins", "Summary"):
+        assert text in out
+    assert f"{result.total_gas:,}" in out and str(result.report) in out
 
-    # The narration says the same.
-    assert out.count("honest     claimed") == 2 and out.count("-> upheld") == 2
-    assert out.count("dishonest  claimed") == 2 and out.count("-> refuted") == 2
-    assert f"numpy computes checksum 0x{result.tensor_checksum:08x} " in out
+    page = result.report.read_text()
+    assert result.report == tmp_path / f"dispute-{result.dispute_id}.html"
+    assert (tmp_path / f"dispute-{result.dispute_id}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<script" not in page and "id=disassembly" in page and "data:image/png;base64," in page
+    assert page.count("<td>respond</td>") == result.rounds["graph"] + result.rounds["vm"]
+
+
+def test_demo_refuses_a_lie_outside_the_graph():
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("ape")), "run", "demo", "--lie-node", "99"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stdout + done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "--lie-node must be in 0 … 8" in error

@@ -9,7 +9,7 @@ The world of a task (docs/protocol.md):
   ``S_{p−1} = chunkMerkleKey(keys[0] ‖ … ‖ keys[p])``; position 0 is computed on-chain
   (``initialGraphState``), position ``N`` is the result's ``finalState``. A server that lies from node
   ``i`` on uses other values ``v_{i+1} … v_N`` (and another output): its positions ``0 … i`` are the
-  truth, ``i+1 … N`` are not. A "garbage" liar bisects with random hashes past its lie.
+  truth, ``i+1 … N`` are not. A "garbage" liar claims random hashes past its lie.
 - **Phase 2.** ``AlphabetVM(haltAt = T, haltStatus)`` stands in for the node (or whole-model)
   program; it ignores the local values, so the test picks the VM whose exit status is the program's
   verdict on the disputed node: valid (0) when the server's ``S_k`` is the true successor of the agreed
@@ -18,10 +18,20 @@ The world of a task (docs/protocol.md):
   from the truth from step ``L`` on: real VM states ("vm": ``(t + OFFSET, running)``, whose preimages it
   holds, so it can step from them) or hashes nobody can open ("garbage").
 
-Parties are plans (:class:`ServerPlan`, :class:`ChallengerPlan`); :func:`predict` plays them in Python
-by the protocol's rules, :meth:`Table.play` plays them on-chain and records what happened, and
-:meth:`Table.settle` ends everything (finalize or close, withdraw) and checks that the game holds no
-wei.
+**Rounds and moves** (protocol §4.1). A bisection over ``n ≥ 2`` positions is played in rounds, one per
+halving. In a phase's round ``j`` one party (the *claimant*: the challenger for even ``j``, the server
+for odd ``j``) claims the state at the midpoint and the other (the *judge*) gives its verdict on it.
+Transactions: the challenger's ``bisect`` carries its claim of round 0; the judge of round ``j`` then
+sends ``respond``, which carries its verdict of round ``j`` and its claim of round ``j + 1`` (none in
+the phase's last round). Rounds are numbered over the whole dispute from 0 (phase 1's first): this
+``rnd`` is what ``flip`` names. A party's *moves* are its own ``bisect``/``respond`` transactions,
+numbered from 0 within each phase: this is what ``quit_at = (phase, i)`` names.
+
+Parties are plans (:class:`ServerPlan`, :class:`ChallengerPlan`) and :func:`next_move` is their
+strategy. :class:`Rules` is the Python reference of the contract's rules; :func:`predict` plays the
+plans on it, :meth:`Table.play` plays them on-chain (checking the contract against a :class:`Rules`
+replica after every move) and records what happened, and :meth:`Table.settle` ends everything (finalize
+or close, withdraw) and checks that the game holds no wei.
 """
 
 from __future__ import annotations
@@ -48,10 +58,13 @@ MOVE_WINDOW = 600
 MIN_WINDOW = 3600
 WINDOW = 2 * 3600
 COMMITMENT = bytes([3]) + keccak256(b"mock model manifest")[1:]
+ZERO = bytes(32)
 
 RUNNING, VALID, INVALID = 3, 0, 1
 OFFSET = 1000
 """A "vm" liar's states past its lie are at ``t + OFFSET``, far from ``haltAt``."""
+
+BISECTION = (Phase.GRAPH, Phase.EXECUTION)
 
 
 class TaskStatus(IntEnum):
@@ -62,9 +75,18 @@ class TaskStatus(IntEnum):
     REJECTED = 4
 
 
+def other(party: Party) -> Party:
+    return Party.CHALLENGER if party == Party.SERVER else Party.SERVER
+
+
 def max_rounds(n: int) -> int:
-    """``⌈log2 n⌉`` (protocol §4.1): the most rounds a bisection over ``n`` positions takes."""
+    """``⌈log2 n⌉`` (protocol §4.1): the most rounds (halvings) a bisection over ``n`` positions takes."""
     return (n - 1).bit_length() if n > 1 else 0
+
+
+def min_rounds(n: int) -> int:
+    """``⌊log2 n⌋``: the fewest rounds a bisection over ``n`` positions takes."""
+    return n.bit_length() - 1
 
 
 def path_rounds(n: int, k: int) -> int:
@@ -101,6 +123,10 @@ def vm_step(state: bytes, halt_at: int, halt_status: int) -> bytes:
         return state
     position += 1
     return vm_state(position, halt_status if position == halt_at else RUNNING)
+
+
+PROGRAM = vm_hash(vm_state(0, RUNNING))
+"""``AlphabetVM.stateHash(initialState())``: both registered programs of every mock model."""
 
 
 @dataclass(frozen=True)
@@ -209,174 +235,485 @@ def lying_graph(truth: Graph, from_node: int, seed: int) -> Graph:
     return graph
 
 
+def node_verdict(truth: Graph, k: int, agreed: bytes, claimed: bytes) -> int:
+    """The node program's exit status on node ``k``: valid iff the server's ``S_k`` (``claimed``) is the
+    true successor of the agreed ``S_{k−1}`` (``agreed``). A state commits to every value before it and
+    a liar's values past its first wrong one are random, so that is: both are the truth (positions
+    ``k`` and ``k + 1``)."""
+    ok = bytes(agreed) == truth.positions[k] and bytes(claimed) == truth.positions[k + 1]
+    return VALID if ok else INVALID
+
+
 # --- parties --------------------------------------------------------------------------------------
+
+
+def _lie(role: str, seed: int, phase: Phase, rnd: int) -> bytes:
+    """A claim nobody can open: what a party posts in a round it lies in (``flip``)."""
+    return rand_hash(random.Random(f"flip-{role}-{seed}-{int(phase)}-{rnd}"), 3)
 
 
 @dataclass
 class ServerPlan:
-    """What a server claims and when it stops moving.
+    """A server: it claims its own states (``graph_claim`` in phase 1, ``trace`` in phase 2) and agrees
+    with a challenger's claim iff it equals its own claim there, except in the rounds of ``flip``
+    (numbered over the dispute from 0), where its part of the round is a lie: as claimant it posts a
+    random hash, as judge it gives the opposite verdict.
 
-    ``quit_at``: ``"graph"`` / ``"execution"`` (its first bisection in that phase), ``"claim"``
-    (``claimExecution``), ``"step"`` (it does not step) or None."""
+    ``claimExecution``: ``steps`` and ``finalState`` from ``trace``; ``claimedState`` is ``hiHash``
+    where that is the server's claim (it must be), else the server's own position at ``hi``, or a random
+    hash where that equals the challenger's ``hiHash`` (it must differ; only after a flipped verdict).
+
+    ``quit_at``: ``(phase, i)`` (it does not make its ``i``-th move of that phase), ``"claim"`` (no
+    ``claimExecution``), ``"step"`` (it does not step) or None."""
 
     account: object
     graph: Graph
     trace: Trace
-    garbage_from: int | None = None  # phase-1 bisection claims at positions ≥ this are random
-    quit_at: str | None = None
+    garbage_from: int | None = None  # phase-1 claims at positions ≥ this (below N) are random
+    quit_at: object = None
     seed: int = 0
+    flip: frozenset = frozenset()
 
     def graph_claim(self, p: int) -> bytes:
         if self.garbage_from is not None and self.garbage_from <= p < self.graph.n:
             return rand_hash(random.Random(f"g1-{self.seed}-{p}"), 3)
         return self.graph.positions[p]
 
+    def own(self, phase: Phase, p: int) -> bytes:
+        return self.graph_claim(p) if phase == Phase.GRAPH else self.trace.hash(p)
+
+    def claim(self, phase: Phase, p: int, rnd: int) -> bytes:
+        return _lie("server", self.seed, phase, rnd) if rnd in self.flip else self.own(phase, p)
+
+    def verdict(self, phase: Phase, p: int, claim: bytes, rnd: int) -> bool:
+        return (bytes(claim) == self.own(phase, p)) != (rnd in self.flip)
+
+    def claimed_state(self, view: View) -> bytes:
+        if view.hi_party == Party.SERVER:
+            return view.hi_hash
+        own = self.graph_claim(view.hi)
+        return own if own != view.hi_hash else rand_hash(random.Random(f"claimed-{self.seed}"), 3)
+
+    @property
+    def honest_play(self) -> bool:
+        return not self.flip and self.garbage_from is None
+
 
 @dataclass
 class ChallengerPlan:
-    """A challenger who knows the truth and answers by it, except: ``flip`` (round numbers, counted
-    over both phases from 0) where it answers the opposite, ``always`` (it answers that every round),
-    ``quit_round`` (it does not respond in that round), ``steps=False`` (it never steps)."""
+    """A challenger who knows the truth (``graph``, ``trace``): it claims true states and judges the
+    server's claims by the truth, except: ``flip`` (rounds, numbered over the dispute from 0) where its
+    part of the round is a lie (as claimant a random hash, as judge the opposite verdict), ``always``
+    (every verdict is that), ``quit_at = (phase, i)`` (it does not make its ``i``-th move of that
+    phase: ``(phase, 0)`` is its ``bisect``), ``steps=False`` (it never steps)."""
 
     account: object
     graph: Graph  # the true graph
     trace: Trace  # the true VM run
     flip: frozenset = frozenset()
     always: bool | None = None
-    quit_round: int | None = None
+    quit_at: object = None
     steps: bool = True
+    seed: int = 0
 
     @property
     def honest(self) -> bool:
         return not self.flip and self.always is None
 
-    def answer(self, rnd: int, phase: Phase, mid: int, claim: bytes) -> bool:
+    def own(self, phase: Phase, p: int) -> bytes:
+        return self.graph.positions[p] if phase == Phase.GRAPH else self.trace.hash(p)
+
+    def claim(self, phase: Phase, p: int, rnd: int) -> bytes:
+        return _lie("challenger", self.seed, phase, rnd) if rnd in self.flip else self.own(phase, p)
+
+    def verdict(self, phase: Phase, p: int, claim: bytes, rnd: int) -> bool:
         if self.always is not None:
             return self.always
-        truth = self.graph.positions[mid] if phase == Phase.GRAPH else self.trace.hash(mid)
-        return (bytes(claim) == truth) != (rnd in self.flip)
+        return (bytes(claim) == self.own(phase, p)) != (rnd in self.flip)
 
 
-def node_verdict(truth: Graph, hi_hash: bytes) -> int:
-    """The node program's exit status on the disputed node k: valid iff the server's ``S_k`` is the
-    true successor of the agreed ``S_{k−1}``. Past a liar's first wrong value every node is wrong (its
-    values are random), so that is: ``S_k`` is the truth (``S_{k−1}``, before it, then is too)."""
-    return VALID if bytes(hi_hash) in truth.positions else INVALID
+# --- the rules in Python --------------------------------------------------------------------------
 
 
-# --- the Python reference -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class View:
+    """The fields of ``IOpmlGame.Dispute`` the game's rules change (all but the fixed ones, the deadline
+    and ``localsLoaded``)."""
+
+    phase: Phase
+    turn: Party
+    winner: Party
+    hi_party: Party
+    lo: int
+    hi: int
+    node: int
+    lo_hash: bytes
+    hi_hash: bytes
+    mid_hash: bytes
+    agreed: bytes
+    claimed: bytes
+
+    @classmethod
+    def of(cls, d) -> View:
+        """The view of a dispute read from the chain (``game.dispute(id)``)."""
+        return cls(
+            Phase(d.phase),
+            Party(d.turn),
+            Party(d.winner),
+            Party(d.hiParty),
+            d.lo,
+            d.hi,
+            d.node,
+            bytes(d.loHash),
+            bytes(d.hiHash),
+            bytes(d.midHash),
+            bytes(d.agreedState),
+            bytes(d.claimedState),
+        )
+
+    @property
+    def mid(self) -> int:
+        return self.lo + (self.hi - self.lo) // 2
+
+
+class RuleError(Exception):
+    """A move the rules refuse (the contract's error name)."""
 
 
 @dataclass
-class Prediction:
-    winner: Party
-    by_timeout: bool
-    node: int | None
-    rounds: dict  # Phase.GRAPH / Phase.EXECUTION → bisection rounds played
-    lo_hash: bytes | None = None  # phase 1's end (multi-phase)
-    hi_hash: bytes | None = None
+class Rules:
+    """The Python reference of one dispute under protocol §4 (what ``OpmlGame`` does from
+    ``challenge`` on). ``events`` are the game's events about the dispute, as tuples:
+    ``("Bisected", phase, party, position, claim)``, ``("Responded", phase, party, position, agree)``,
+    ``("PhaseOneEnded", node)``, ``("ExecutionClaimed", steps, finalState, claimedState)``,
+    ``("StepPlayed", position, postState)``, ``("DisputeResolved", winner, byTimeout)``."""
 
+    multi: bool
+    vm: Trace  # the VM the step runs on (haltAt, haltStatus)
+    input_key: bytes
+    program: bytes = PROGRAM
+    commitment: bytes = COMMITMENT
+    phase: Phase = Phase.NONE
+    turn: Party = Party.NONE
+    winner: Party = Party.NONE
+    hi_party: Party = Party.NONE
+    lo: int = 0
+    hi: int = 0
+    node: int = 0
+    lo_hash: bytes = ZERO
+    hi_hash: bytes = ZERO
+    mid_hash: bytes = ZERO
+    agreed: bytes = ZERO
+    claimed: bytes = ZERO
+    events: list = field(default_factory=list)
 
-def _bisect_py(n, lo_hash, hi_hash, claim, answer, phase, rnd0, quit_server, quit_round):
-    """One bisection in Python; returns (lo, lo_hash, hi_hash, rounds, timed-out party or None)."""
-    lo, hi, rnd = 0, n, rnd0
-    while hi - lo > 1:
-        if quit_server:
-            return lo, lo_hash, hi_hash, rnd - rnd0, Party.SERVER
-        mid = (lo + hi) // 2
-        c = claim(mid)
-        if rnd == quit_round:  # the server has bisected; the challenger does not respond
-            return lo, lo_hash, hi_hash, rnd - rnd0 + 1, Party.CHALLENGER
-        if answer(rnd, phase, mid, c):
-            lo, lo_hash = mid, c
+    @classmethod
+    def open(cls, multi: bool, n: int, input_key: bytes, final_state: bytes, vm: Trace) -> Rules:
+        """The dispute as ``challenge`` leaves it."""
+        r = cls(multi, vm, bytes(input_key))
+        r.hi_party, r.hi_hash = Party.SERVER, bytes(final_state)
+        if multi:
+            r.phase, r.hi = Phase.GRAPH, n
+            r.lo_hash = ChunkTree.from_bytes(bytes(input_key)).key  # S_{−1}
+            if n == 1:
+                r._enter_execution()
+            else:
+                r.turn = Party.CHALLENGER
         else:
-            hi, hi_hash = mid, c
-        rnd += 1
-    return lo, lo_hash, hi_hash, rnd - rnd0, None
+            r._enter_execution()
+        return r
 
-
-def predict(server: ServerPlan, challenger: ChallengerPlan, multi_phase: bool, vm_status: int) -> Prediction:
-    """The dispute played by the protocol's rules, with the VM exiting with ``vm_status``."""
-    rounds = {Phase.GRAPH: 0, Phase.EXECUTION: 0}
-    node = lo1 = hi1 = None
-    rnd = 0
-    if multi_phase:
-        g = server.graph
-        k, lo1, hi1, rounds[Phase.GRAPH], quitter = _bisect_py(
-            g.n,
-            challenger.graph.positions[0],
-            g.final_state,
-            server.graph_claim,
-            challenger.answer,
-            Phase.GRAPH,
-            0,
-            server.quit_at == "graph",
-            challenger.quit_round,
+    def view(self) -> View:
+        return View(
+            self.phase,
+            self.turn,
+            self.winner,
+            self.hi_party,
+            self.lo,
+            self.hi,
+            self.node,
+            self.lo_hash,
+            self.hi_hash,
+            self.mid_hash,
+            self.agreed,
+            self.claimed,
         )
-        rnd = rounds[Phase.GRAPH]
-        if quitter is not None:
-            return Prediction(
-                Party.CHALLENGER if quitter == Party.SERVER else Party.SERVER, True, None, rounds
-            )
-        node = k
-    if server.quit_at == "claim":
-        return Prediction(Party.CHALLENGER, True, node, rounds, lo1, hi1)
-    tr = server.trace
-    truth = Trace(tr.halt_at, vm_status)
-    _lo, lo_hash, hi_hash, rounds[Phase.EXECUTION], quitter = _bisect_py(
-        tr.claimed_steps,
-        truth.hash(0),
-        tr.hash(tr.claimed_steps),
-        tr.hash,
-        challenger.answer,
-        Phase.EXECUTION,
-        rnd,
-        server.quit_at == "execution",
-        challenger.quit_round,
-    )
-    if quitter is not None:
-        winner = Party.CHALLENGER if quitter == Party.SERVER else Party.SERVER
-        return Prediction(winner, True, node, rounds, lo1, hi1)
-    winner, by_timeout, _, _ = step_choice(server, challenger, lo_hash, hi_hash, truth)
-    return Prediction(winner, by_timeout, node, rounds, lo1, hi1)
+
+    @property
+    def mid(self) -> int:
+        return self.lo + (self.hi - self.lo) // 2
+
+    def _mover(self, party: Party):
+        if self.phase == Phase.RESOLVED:
+            raise RuleError("WrongPhase")
+        if party != self.turn:
+            raise RuleError("NotYourTurn")
+
+    def _claim(self, claim: bytes):
+        if bytes(claim) == ZERO:
+            raise RuleError("InvalidClaim")
+        self.mid_hash = bytes(claim)
+        self.events.append(("Bisected", self.phase, self.turn, self.mid, self.mid_hash))
+        self.turn = other(self.turn)
+
+    def bisect(self, party: Party, claim: bytes):
+        self._mover(party)
+        if self.phase not in BISECTION:
+            raise RuleError("WrongPhase")
+        if self.mid_hash != ZERO:
+            raise RuleError("WrongMove")
+        self._claim(claim)
+
+    def respond(self, party: Party, agree: bool, claim: bytes):
+        self._mover(party)
+        if self.phase not in BISECTION:
+            raise RuleError("WrongPhase")
+        if self.mid_hash == ZERO:
+            raise RuleError("WrongMove")
+        mid, phase = self.mid, self.phase
+        if agree:
+            self.lo, self.lo_hash = mid, self.mid_hash
+        else:
+            self.hi, self.hi_hash, self.hi_party = mid, self.mid_hash, other(party)
+        self.mid_hash = ZERO
+        self.events.append(("Responded", phase, party, mid, agree))
+        if self.hi - self.lo > 1:
+            self._claim(claim)
+            return
+        if bytes(claim) != ZERO:
+            raise RuleError("InvalidClaim")
+        if phase == Phase.GRAPH:
+            self._enter_execution()
+        else:
+            self.phase, self.turn = Phase.STEP, Party.SERVER
+
+    def _enter_execution(self):
+        if self.multi:
+            self.node = self.lo
+            self.events.append(("PhaseOneEnded", self.node))
+        self.phase, self.turn = Phase.EXECUTION_CLAIM, Party.SERVER
+
+    def claim_execution(self, party: Party, steps: int, final_state: bytes, claimed: bytes):
+        self._mover(party)
+        if self.phase != Phase.EXECUTION_CLAIM:
+            raise RuleError("WrongPhase")
+        if steps == 0 or bytes(final_state)[0] != VALID:
+            raise RuleError("NotAValidExit")
+        if (bytes(claimed) == self.hi_hash) != (self.hi_party == Party.SERVER) or bytes(claimed) == ZERO:
+            raise RuleError("InconsistentClaim")
+        if self.multi:
+            self.agreed = self.lo_hash
+        self.claimed = bytes(claimed)
+        self.lo, self.hi, self.lo_hash, self.hi_hash = 0, steps, self.program, bytes(final_state)
+        self.hi_party = Party.SERVER
+        self.events.append(("ExecutionClaimed", steps, bytes(final_state), self.claimed))
+        if steps == 1:
+            self.phase, self.turn = Phase.STEP, Party.SERVER
+        else:
+            self.phase, self.turn = Phase.EXECUTION, Party.CHALLENGER
+
+    def step(self, state: bytes):
+        if self.phase != Phase.STEP:
+            raise RuleError("WrongPhase")
+        if vm_hash(state) != self.lo_hash:
+            raise RuleError("WrongPreState")
+        post = vm_hash(vm_step(state, self.vm.halt_at, self.vm.halt_status))
+        self.events.append(("StepPlayed", self.lo, post))
+        self._resolve(self.hi_party if post == self.hi_hash else other(self.hi_party), False)
+
+    def timeout(self):
+        if self.phase == Phase.RESOLVED:
+            raise RuleError("WrongPhase")
+        self._resolve(other(self.turn), True)
+
+    def _resolve(self, winner: Party, by_timeout: bool):
+        self.phase, self.winner = Phase.RESOLVED, winner
+        self.events.append(("DisputeResolved", winner, by_timeout))
+
+    def local_values(self) -> dict:
+        """``ident → (value, size)`` that ``loadLocalValues`` writes (protocol §4.3); None: not written."""
+        if self.multi:
+            k = self.node.to_bytes(4, "little") + bytes(28)
+            return {
+                1: (self.commitment, 32),
+                2: (k, 4),
+                3: (self.agreed, 32),
+                4: (self.claimed, 32),
+            }
+        return {1: (self.commitment, 32), 2: (self.input_key, 32), 3: (self.claimed, 32), 4: None}
 
 
-def step_choice(server: ServerPlan, challenger: ChallengerPlan, lo_hash, hi_hash, truth: Trace):
-    """Who steps and who wins. A party steps when it holds the state data of ``lo_hash`` and the step
-    (run by the VM ``truth``) favours it; if neither does, the step times out against the server.
-    Returns ``(winner, by_timeout, stepping account or None, state data or None)``."""
-    for party, plan, trace in (
-        (Party.SERVER, server, server.trace),
-        (Party.CHALLENGER, challenger, challenger.trace),
-    ):
+# --- the parties' strategy ------------------------------------------------------------------------
+
+
+@dataclass
+class Transcript:
+    """A dispute as played (:meth:`Table.play`) or predicted (:func:`predict`).
+
+    ``txs``: ``(kind, phase, party)`` per transaction that moved the dispute, ``kind`` one of ``bisect``,
+    ``respond``, ``claim``, ``step`` (party: who stepped), ``timeout`` (party: whose turn it was);
+    ``events``: the game's events about it, as in :class:`Rules`."""
+
+    txs: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    winner: Party = Party.NONE
+    by_timeout: bool | None = None
+    node: int | None = None  # k, once phase 1 has ended (multi-phase)
+    agreed: bytes | None = None  # agreedState, once claimed (multi-phase)
+    claimed: bytes | None = None  # claimedState, once claimed
+    step_lo: int | None = None  # the phase-2 position of the one step, once reached
+    dispute_id: int | None = None
+    gates: set = field(default_factory=set)  # phases where loadLocalValues was checked to revert
+    loaded: Phase | None = None  # the phase where loadLocalValues was called
+
+    def count(self, name: str, phase: Phase) -> int:
+        return sum(1 for e in self.events if e[0] == name and e[1] == phase)
+
+    @property
+    def rounds(self) -> dict:
+        """Halvings (``Responded`` events) per bisection phase."""
+        return {p: self.count("Responded", p) for p in BISECTION}
+
+    @property
+    def claims(self) -> dict:
+        """Claims (``Bisected`` events) per bisection phase."""
+        return {p: self.count("Bisected", p) for p in BISECTION}
+
+    @property
+    def rnd(self) -> int:
+        """Rounds played so far, over the dispute."""
+        return sum(1 for kind, _, _ in self.txs if kind == "respond")
+
+    def moves(self, phase: Phase, party: Party | None = None) -> int:
+        """``bisect``/``respond`` transactions in ``phase`` (by ``party``)."""
+        return sum(
+            1
+            for kind, ph, p in self.txs
+            if kind in ("bisect", "respond") and ph == phase and (party is None or p == party)
+        )
+
+    def kinds(self) -> list:
+        return [kind for kind, _, _ in self.txs]
+
+    @property
+    def outcome(self) -> tuple:
+        return (self.winner, self.by_timeout, self.node, self.agreed, self.claimed, self.step_lo)
+
+    def finish(self, view: View, multi: bool):
+        """Fills the outcome from the resolved dispute's ``view``."""
+        [resolved] = [e for e in self.events if e[0] == "DisputeResolved"]
+        assert view.phase == Phase.RESOLVED and view.winner == resolved[1] != Party.NONE
+        self.winner, self.by_timeout = resolved[1], resolved[2]
+        names = {e[0] for e in self.events}
+        self.node = view.node if "PhaseOneEnded" in names else None
+        if "ExecutionClaimed" in names:
+            self.claimed = view.claimed
+            self.agreed = view.agreed if multi else None
+
+
+def next_move(view: View, server: ServerPlan, challenger: ChallengerPlan, tr: Transcript, vm: Trace):
+    """What the party whose turn it is does: ``("timeout",)`` (it does not move), ``("bisect", claim)``,
+    ``("respond", agree, claim)``, ``("claim", steps, finalState, claimedState)`` or
+    ``("step", party, stateData)``."""
+    if view.phase in BISECTION:
+        party = view.turn
+        plan = server if party == Party.SERVER else challenger
+        if plan.quit_at == (view.phase, tr.moves(view.phase, party)):
+            return ("timeout",)
+        rnd = tr.rnd
+        if view.mid_hash == ZERO:
+            return ("bisect", plan.claim(view.phase, view.mid, rnd))
+        agree = plan.verdict(view.phase, view.mid, view.mid_hash, rnd)
+        lo, hi = (view.mid, view.hi) if agree else (view.lo, view.mid)
+        claim = plan.claim(view.phase, lo + (hi - lo) // 2, rnd + 1) if hi - lo > 1 else ZERO
+        return ("respond", agree, claim)
+    if view.phase == Phase.EXECUTION_CLAIM:
+        if server.quit_at == "claim":
+            return ("timeout",)
+        steps = server.trace.claimed_steps
+        return ("claim", steps, server.trace.hash(steps), server.claimed_state(view))
+    if view.phase == Phase.STEP:
+        party, state = step_choice(server, challenger, view, vm)
+        return ("timeout",) if party is None else ("step", party, state)
+    raise AssertionError(f"no move in phase {view.phase!r}")
+
+
+def step_choice(server: ServerPlan, challenger: ChallengerPlan, view: View, vm: Trace):
+    """Who steps: a party that holds the state data of ``loHash`` and for which the step (run by the VM
+    ``vm``: post-state ``hiHash`` → ``hiParty`` wins, else the other) is a win; ``(party, stateData)``,
+    or ``(None, None)`` if nobody will (the step then times out against the server)."""
+    for party, plan in ((Party.SERVER, server), (Party.CHALLENGER, challenger)):
         if party == Party.SERVER and server.quit_at == "step":
             continue
         if party == Party.CHALLENGER and not challenger.steps:
             continue
-        state = trace.opens(lo_hash)
+        state = plan.trace.opens(view.lo_hash)
         if state is None:
             continue
-        post = vm_hash(vm_step(state, truth.halt_at, truth.halt_status))
-        if (post == bytes(hi_hash)) == (party == Party.SERVER):
-            return party, False, plan.account, state
-    return Party.CHALLENGER, True, None, None
+        post = vm_hash(vm_step(state, vm.halt_at, vm.halt_status))
+        winner = view.hi_party if post == view.hi_hash else other(view.hi_party)
+        if winner == party:
+            return party, state
+    return None, None
+
+
+def tx_of(move: tuple, view: View) -> tuple:
+    kind = move[0]
+    return (kind, view.phase, move[1] if kind == "step" else view.turn)
+
+
+def apply_move(rules: Rules, party: Party, move: tuple):
+    kind = move[0]
+    if kind == "timeout":
+        rules.timeout()
+    elif kind == "bisect":
+        rules.bisect(party, move[1])
+    elif kind == "respond":
+        rules.respond(party, move[1], move[2])
+    elif kind == "claim":
+        rules.claim_execution(party, *move[1:])
+    else:
+        assert kind == "step"
+        rules.step(move[2])
+
+
+def predict(server: ServerPlan, challenger: ChallengerPlan, multi_phase: bool, vm_status: int) -> Transcript:
+    """The dispute played by the rules in Python (:class:`Rules`), with the VM exiting with
+    ``vm_status``."""
+    vm = Trace(server.trace.halt_at, vm_status)
+    g = server.graph
+    rules = Rules.open(multi_phase, g.n, g.keys[0], g.final_state, vm)
+    tr = Transcript()
+    for _ in range(1000):
+        view = rules.view()
+        if view.phase == Phase.RESOLVED:
+            break
+        if view.phase == Phase.STEP:
+            tr.step_lo = view.lo
+        move = next_move(view, server, challenger, tr, vm)
+        tr.txs.append(tx_of(move, view))
+        apply_move(rules, view.turn, move)
+    else:
+        raise AssertionError("the predicted dispute did not end")
+    tr.events = list(rules.events)
+    tr.finish(rules.view(), multi_phase)
+    return tr
+
+
+def phase_one(server: ServerPlan, challenger: ChallengerPlan) -> Rules | None:
+    """Phase 1 in Python up to ``claimExecution`` included (it does not depend on the VM); None if the
+    dispute ends before."""
+    rules = Rules.open(True, server.graph.n, server.graph.keys[0], server.graph.final_state, server.trace)
+    tr = Transcript()
+    while rules.phase in (Phase.GRAPH, Phase.EXECUTION_CLAIM):
+        view = rules.view()
+        move = next_move(view, server, challenger, tr, server.trace)
+        tr.txs.append(tx_of(move, view))
+        apply_move(rules, view.turn, move)
+    return None if rules.phase == Phase.RESOLVED else rules
 
 
 # --- on-chain -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Played:
-    """What :meth:`Table.play` saw."""
-
-    dispute_id: int
-    winner: Party
-    by_timeout: bool
-    node: int | None
-    rounds: dict  # Phase.GRAPH / Phase.EXECUTION → Bisected events
-    responded: dict  # the same for Responded events
-    step_lo: int | None  # the phase-2 position of the one step, once reached
-    moves: list = field(default_factory=list)  # (kind, phase) in order
 
 
 class Ledger:
@@ -394,7 +731,7 @@ class Ledger:
 @dataclass
 class Table:
     """A deployed ``OpmlGame`` with its ``AlphabetVM``, a keeper (a third party that calls
-    ``timeout``/``finalize``/``closeDispute``) and a ledger."""
+    ``timeout``/``finalize``/``closeDispute``/``loadLocalValues``) and a ledger."""
 
     game: object
     vm: object
@@ -404,6 +741,8 @@ class Table:
     ledger: Ledger = field(default_factory=Ledger)
 
     disputes: dict = field(default_factory=dict)  # task id → dispute ids opened through `challenge`
+    transcripts: dict = field(default_factory=dict)  # dispute id → Transcript
+    replicas: dict = field(default_factory=dict)  # dispute id → Rules, kept in step with the chain
     _modes: dict = field(default_factory=dict)  # task id → multiPhase
 
     @cached_property
@@ -438,10 +777,26 @@ class Table:
         return rc
 
     def challenge(self, task_id, challenger) -> int:
-        rc = self.game.challenge(task_id, sender=challenger, value=CHALLENGER_BOND)
+        """Opens a dispute, and its :class:`Rules` replica and transcript (the challenge's own events:
+        ``PhaseOneEnded`` when phase 1 has no move)."""
+        game = self.game
+        rc = game.challenge(task_id, sender=challenger, value=CHALLENGER_BOND)
         self.ledger.paid[challenger.address] += CHALLENGER_BOND
-        dispute_id = next(e for e in rc.events if e.event_name == "DisputeOpened").disputeId
+        [opened] = [e for e in rc.events if e.event_name == "DisputeOpened"]
+        dispute_id = opened.disputeId
+        assert (opened.taskId, opened.challenger) == (task_id, challenger.address)
         self.disputes.setdefault(task_id, []).append(dispute_id)
+        t, r = game.task(task_id), game.result(task_id)
+        n = game.model(t.modelId).nodeCount
+        replica = Rules.open(t.multiPhase, n, bytes(t.inputKey), bytes(r.finalState), self.truth_trace())
+        self.replicas[dispute_id] = replica
+        tr = Transcript(dispute_id=dispute_id)
+        tr.events = self._events(rc, dispute_id, None)
+        assert tr.events == replica.events
+        self.transcripts[dispute_id] = tr
+        d = game.dispute(dispute_id)
+        assert View.of(d) == replica.view() and d.challenger == challenger.address
+        assert d.deadline == rc.timestamp + MOVE_WINDOW and not d.localsLoaded
         return dispute_id
 
     # --- time -----------------------------------------------------------------------------------
@@ -462,80 +817,97 @@ class Table:
     # --- the dispute ----------------------------------------------------------------------------
 
     def play(
-        self, dispute_id: int, server: ServerPlan, challenger: ChallengerPlan, *, until=None, max_moves=400
-    ) -> Played | None:
-        """Plays the dispute to its end (or returns None on reaching phase ``until``)."""
+        self,
+        dispute_id: int,
+        server: ServerPlan,
+        challenger: ChallengerPlan,
+        *,
+        until=None,
+        load_locals: bool = False,
+        max_moves: int = 400,
+    ) -> Transcript | None:
+        """Plays the dispute to its end (or returns None on reaching phase ``until``), checking after
+        every move that the contract's dispute is the :class:`Rules` replica's, that it emitted the
+        replica's events and that the deadline moved to the move's time + ``moveWindow``.
+
+        ``load_locals``: the keeper checks that ``loadLocalValues`` reverts in phases ``Graph`` and
+        ``ExecutionClaim``, calls it once phase ``Execution`` or ``Step`` is reached (checking the values
+        of protocol §4.3, the event, and that a second call reverts), and that it reverts once the
+        dispute is resolved."""
         game = self.game
-        rounds = {Phase.GRAPH: 0, Phase.EXECUTION: 0}
-        responded = {Phase.GRAPH: 0, Phase.EXECUTION: 0}
-        moves: list = []
-        rnd = 0
-        winner = by_timeout = step_lo = None
-        entered = False  # phase 2 reached (node k fixed)
+        tr, replica = self.transcripts[dispute_id], self.replicas[dispute_id]
+        vm = self.truth_trace()
+        deadline = None
         for _ in range(max_moves):
             d = game.dispute(dispute_id)
-            phase, turn = Phase(d.phase), Party(d.turn)
-            if phase == Phase.RESOLVED:
+            view = View.of(d)
+            assert view == replica.view(), f"contract {view} != rules {replica.view()}"
+            if view.phase == Phase.RESOLVED:
                 break
-            if phase == until:
+            if deadline is not None:
+                assert d.deadline == deadline
+            if view.phase == until:
                 return None
-            entered = entered or phase in (Phase.EXECUTION_CLAIM, Phase.EXECUTION, Phase.STEP)
-            rc = None
-            if phase in (Phase.GRAPH, Phase.EXECUTION) and turn == Party.SERVER:
-                kind = "graph" if phase == Phase.GRAPH else "execution"
-                if server.quit_at == kind and rounds[phase] == 0:
-                    rc = self._timeout(dispute_id)
-                else:
-                    mid = (d.lo + d.hi) // 2
-                    claim = server.graph_claim(mid) if phase == Phase.GRAPH else server.trace.hash(mid)
-                    rc = game.bisect(dispute_id, claim, sender=server.account)
-                    ev = [e for e in rc.events if e.event_name == "Bisected"]
-                    assert len(ev) == 1 and ev[0].position == mid and bytes(ev[0].claim) == claim
-                    rounds[phase] += 1
-                    moves.append(("bisect", phase))
-            elif turn == Party.CHALLENGER:
-                if rnd == challenger.quit_round:
-                    rc = self._timeout(dispute_id)
-                else:
-                    mid = (d.lo + d.hi) // 2
-                    agree = challenger.answer(rnd, phase, mid, d.midHash)
-                    rc = game.respond(dispute_id, agree, sender=challenger.account)
-                    ev = [e for e in rc.events if e.event_name == "Responded"]
-                    assert len(ev) == 1 and ev[0].position == mid and ev[0].agree == agree
-                    responded[phase] += 1
-                    moves.append(("respond", phase))
-                    rnd += 1
-            elif phase == Phase.EXECUTION_CLAIM:
-                if server.quit_at == "claim":
-                    rc = self._timeout(dispute_id)
-                else:
-                    steps = server.trace.claimed_steps
-                    rc = game.claimExecution(
-                        dispute_id, steps, server.trace.hash(steps), sender=server.account
-                    )
-                    moves.append(("claim", phase))
-            elif phase == Phase.STEP:
-                truth = self.truth_trace()
-                step_lo = d.lo
-                _, _, account, state = step_choice(server, challenger, d.loHash, d.hiHash, truth)
-                if account is None:
-                    rc = self._timeout(dispute_id)
-                else:
-                    rc = game.step(dispute_id, state, b"", sender=account)
-                    [ev] = [e for e in rc.events if e.event_name == "StepPlayed"]
-                    assert bytes(ev.postState) == vm_hash(vm_step(state, truth.halt_at, truth.halt_status))
-                    moves.append(("step", phase))
-            else:
-                raise AssertionError(f"unexpected phase {phase!r}, turn {turn!r}")
-            for ev in rc.events:
-                if ev.event_name == "DisputeResolved" and ev.disputeId == dispute_id:
-                    winner, by_timeout = Party(ev.winner), ev.byTimeout
+            if view.phase == Phase.STEP:
+                tr.step_lo = view.lo
+            if load_locals:
+                self._locals_gate(dispute_id, view.phase, tr)
+            move = next_move(view, server, challenger, tr, vm)
+            rc = self._send(dispute_id, view, move, server, challenger)
+            apply_move(replica, view.turn, move)
+            tr.txs.append(tx_of(move, view))
+            new = self._events(rc, dispute_id, view.phase)
+            assert new == replica.events[len(tr.events) :], (new, replica.events[len(tr.events) :])
+            tr.events += new
+            deadline = rc.timestamp + MOVE_WINDOW
         else:
             raise AssertionError("the dispute did not end")
-        d = game.dispute(dispute_id)
-        assert Phase(d.phase) == Phase.RESOLVED and Party(d.winner) == winner and winner != Party.NONE
-        node = d.node if entered and self._multi(d.taskId) else None
-        return Played(dispute_id, winner, by_timeout, node, rounds, responded, step_lo, moves)
+        tr.finish(View.of(game.dispute(dispute_id)), self._multi(game.dispute(dispute_id).taskId))
+        if load_locals:
+            with ape.reverts(game.LocalValuesNotLoadable):
+                game.loadLocalValues(dispute_id, sender=self.keeper)
+        return tr
+
+    def _send(self, dispute_id, view: View, move: tuple, server: ServerPlan, challenger: ChallengerPlan):
+        game, kind = self.game, move[0]
+        account = server.account if view.turn == Party.SERVER else challenger.account
+        if kind == "timeout":
+            return self._timeout(dispute_id)
+        if kind == "bisect":
+            return game.bisect(dispute_id, move[1], sender=account)
+        if kind == "respond":
+            return game.respond(dispute_id, move[1], move[2], sender=account)
+        if kind == "claim":
+            return game.claimExecution(dispute_id, *move[1:], sender=server.account)
+        assert kind == "step"
+        stepper = server.account if move[1] == Party.SERVER else challenger.account
+        return game.step(dispute_id, move[2], b"", sender=stepper)
+
+    def _events(self, rc, dispute_id: int, phase) -> list:
+        """The game's events of ``rc`` about the dispute, as :class:`Rules` tuples (``phase``: the phase
+        the move was made in)."""
+        out = []
+        for e in rc.events:
+            if e.contract_address != self.game.address or e.event_name in ("DisputeOpened", "Withdrawn"):
+                continue
+            assert e.disputeId == dispute_id, e
+            name = e.event_name
+            if name == "Bisected":
+                out.append((name, phase, Party(e.party), e.position, bytes(e.claim)))
+            elif name == "Responded":
+                out.append((name, phase, Party(e.party), e.position, e.agree))
+            elif name == "PhaseOneEnded":
+                assert bytes(e.localContext) == self.local_context(dispute_id)
+                out.append((name, e.node))
+            elif name == "ExecutionClaimed":
+                out.append((name, e.steps, bytes(e.finalState), bytes(e.claimedState)))
+            elif name == "StepPlayed":
+                out.append((name, e.position, bytes(e.postState)))
+            elif name == "DisputeResolved":
+                out.append((name, Party(e.winner), e.byTimeout))
+            else:
+                raise AssertionError(f"unexpected event {e}")
+        return out
 
     def _timeout(self, dispute_id):
         self.past_deadline(dispute_id)
@@ -547,6 +919,34 @@ class Table:
         return self._modes[task_id]
 
     # --- local values ---------------------------------------------------------------------------
+
+    def _locals_gate(self, dispute_id: int, phase: Phase, tr: Transcript):
+        if phase in (Phase.GRAPH, Phase.EXECUTION_CLAIM) and phase not in tr.gates:
+            with ape.reverts(self.game.LocalValuesNotLoadable):
+                self.game.loadLocalValues(dispute_id, sender=self.keeper)
+            tr.gates.add(phase)
+        elif phase in (Phase.EXECUTION, Phase.STEP) and tr.loaded is None:
+            self.load_local_values(dispute_id)
+            tr.loaded = phase
+
+    def load_local_values(self, dispute_id: int, sender=None) -> dict:
+        """``loadLocalValues`` (by the keeper): nothing written before, the replica's values after (the
+        table of protocol §4.3), its event, and a second call reverts. Returns the values."""
+        game, sender = self.game, sender or self.keeper
+        assert self.local_values(dispute_id) == {i: None for i in range(1, 5)}
+        assert not game.dispute(dispute_id).localsLoaded
+        rc = game.loadLocalValues(dispute_id, sender=sender)
+        [ev] = [e for e in rc.events if e.contract_address == game.address]
+        assert ev.event_name == "LocalValuesLoaded" and ev.disputeId == dispute_id
+        assert bytes(ev.localContext) == self.local_context(dispute_id)
+        assert game.dispute(dispute_id).localsLoaded
+        want = self.replicas[dispute_id].local_values()
+        written = [i for i, v in want.items() if v is not None]
+        got = self.local_values(dispute_id, written=written)
+        assert got == want, (got, want)
+        with ape.reverts(game.LocalValuesNotLoadable):
+            game.loadLocalValues(dispute_id, sender=sender)
+        return got
 
     def local_context(self, dispute_id: int) -> bytes:
         """``keccak256(abi.encode(game, disputeId))`` (``OpmlGame.localContext``), computed here."""

@@ -1,18 +1,28 @@
 """The verification game against ``AlphabetVM``: an adversarial matrix of honest and lying servers and
 challengers (docs/protocol.md §3–§5), played move by move by ``_mock_driver``.
 
-Every played case checks who wins (against the Python reference ``predict`` and, where one side is
-honest, against the protocol's promise that the honest side wins), the bisection rounds per phase,
-the local values that ``claimExecution`` writes (and that nothing writes them before), each account's
-net wei against protocol §5, that an honest party never loses wei, that the task ends Finalized or
-Rejected with every dispute Resolved, and that the game holds no wei once everybody has withdrawn.
-Randomness (graph values, lie positions) is seeded.
+A bisection round is one halving and one transaction (protocol §4.1): the challenger opens each phase
+with ``bisect`` (its claim at the midpoint); every later move is a ``respond`` by whoever's turn it is,
+the verdict on the other side's pending claim and its own claim at the next midpoint. Rounds are
+numbered over the dispute from 0; in a phase's round ``j`` the challenger claims for even ``j`` and the
+server for odd ``j``, and the other side judges. A party's part in a round (its claim or its verdict) is
+what ``flip`` makes a lie; ``quit_at = (phase, i)`` is a party's ``i``-th transaction of that phase.
+
+Every played case checks, after every move, that the contract's dispute is the Python reference's
+(``_mock_driver.Rules``) and that its events are the reference's; that the whole transcript (moves and
+events: every claim with its author and position, every verdict) is the one ``predict`` gives; who
+wins (and, where one side is honest, that it is the honest side); the rounds and transactions per phase
+(protocol §4.1, §6); ``loadLocalValues`` (it reverts before phase 2's bisection and after the end,
+writes the values of protocol §4.3 once); each account's net wei against protocol §5; that the task
+ends Finalized or Rejected with every dispute Resolved, and that the game holds no wei once everybody
+has withdrawn. Randomness (graph values, lies) is seeded.
 
 ``AlphabetVM`` ignores local values, so each case runs on the game whose VM exits with the node
 program's verdict on the node the dispute reaches (``plans``, ``node_verdict``).
 """
 
 import random
+from collections import Counter
 
 import ape
 import pytest
@@ -26,6 +36,7 @@ from _mock_driver import (
     SERVER_BOND,
     VALID,
     WINDOW,
+    ZERO,
     ChallengerPlan,
     Party,
     Phase,
@@ -37,8 +48,11 @@ from _mock_driver import (
     honest_graph,
     lying_graph,
     max_rounds,
+    min_rounds,
     node_verdict,
+    other,
     path_rounds,
+    phase_one,
     predict,
     vm_hash,
     vm_state,
@@ -49,10 +63,18 @@ from opml.oracle import ChunkTree, localize_ident
 INPUT = b"an input of more than one chunk: " + bytes(range(40))
 NODE_COUNTS = (1, 4, 5)
 HALTS = (1, 4, 6)
+GRAPH, CLAIM, EXECUTION, STEP, RESOLVED = (
+    Phase.GRAPH,
+    Phase.EXECUTION_CLAIM,
+    Phase.EXECUTION,
+    Phase.STEP,
+    Phase.RESOLVED,
+)
+SERVER, CHALLENGER = Party.SERVER, Party.CHALLENGER
 
 
 @pytest.fixture(scope="module")
-def decks(project, deployer, requester, server, challenger, accounts, oracle):
+def decks(project, deployer, oracle):
     """One ``OpmlGame`` per ``AlphabetVM(haltAt, haltStatus)``, each with a model per node count."""
     out = {}
     for halt_at in HALTS:
@@ -107,36 +129,47 @@ def plans(
     steps=None,
     garbage=False,
     flip=(),
+    server_flip=(),
     always=None,
     quit_server=None,
-    quit_round=None,
+    quit_challenger=None,
     challenger_steps=True,
     seed=0,
 ):
     """The truth, a server plan, a challenger plan and the VM verdict for one case.
 
-    The server lies in phase 1 from ``lie_node`` (None: honest result). Its phase-2 trace is the truth
-    where the program's verdict on the disputed node is valid, and otherwise a lie from ``lie_step``
-    (default: only the final state, step ``t``)."""
+    The server lies in phase 1 from ``lie_node`` (None: honest result) and in the rounds of
+    ``server_flip``; the challenger in the rounds of ``flip`` or with ``always``. The VM verdict is the
+    node program's on what phase 1 ends with (single-phase: on the result). The server's phase-2 trace
+    is the truth where that verdict is valid, and otherwise a lie from ``lie_step`` (default: only the
+    final state, step ``t``)."""
     truth = honest_graph(INPUT, n, seed)
     graph = truth if lie_node is None else lying_graph(truth, lie_node, seed)
     garbage_from = lie_node + 1 if garbage else None
-    sp = ServerPlan(server, graph, Trace(t, VALID), garbage_from=garbage_from, quit_at=quit_server, seed=seed)
+    sp = ServerPlan(
+        server, graph, Trace(t, VALID), garbage_from, quit_server, seed=seed, flip=frozenset(server_flip)
+    )
     cp = ChallengerPlan(
-        challenger, truth, Trace(t, VALID), frozenset(flip), always, quit_round, challenger_steps
+        challenger,
+        truth,
+        Trace(t, VALID),
+        frozenset(flip),
+        always,
+        quit_challenger,
+        challenger_steps,
+        seed=seed,
     )
     if multi:
-        first = predict(sp, cp, True, VALID)  # phase 1 does not depend on the VM
-        verdict = VALID if first.hi_hash is None else node_verdict(truth, first.hi_hash)
+        first = phase_one(sp, cp)  # phase 1 and the execution claim do not depend on the VM
+        verdict = VALID if first is None else node_verdict(truth, first.node, first.agreed, first.claimed)
     else:
         verdict = VALID if lie_node is None else INVALID
     cp.trace = Trace(t, verdict)
     if verdict == VALID:
         sp.trace = Trace(t, VALID, steps=steps)
     else:
-        sp.trace = Trace(
-            t, INVALID, steps=steps, lie_from=t if lie_step is None else lie_step, style=style, seed=seed
-        )
+        lie_from = t if lie_step is None else lie_step
+        sp.trace = Trace(t, INVALID, steps=steps, lie_from=lie_from, style=style, seed=seed)
     return truth, sp, cp, verdict
 
 
@@ -153,32 +186,24 @@ def run(table, requester, sp, cp, truth, verdict, *, n, multi=True, honest_onlin
     dispute_id = tb.challenge(task_id, cp.account)
 
     want = predict(sp, cp, multi, verdict)
-    got = tb.play(dispute_id, sp, cp)
-    assert (got.winner, got.by_timeout, got.node) == (want.winner, want.by_timeout, want.node)
-    assert got.rounds == got.responded or want.by_timeout
-    assert got.rounds == {
-        Phase.GRAPH: want.rounds[Phase.GRAPH],
-        Phase.EXECUTION: want.rounds[Phase.EXECUTION],
-    }
+    got = tb.play(dispute_id, sp, cp, load_locals=True)
+    assert got.events == want.events
+    assert got.txs == want.txs
+    assert got.outcome == want.outcome
+    check_rounds(got, n if multi else None, sp.trace.claimed_steps)
+    check_claims(got, sp, cp, truth, multi)
 
-    # Rounds (protocol §4.1): the path's length, never more than ⌈log2 n⌉.
-    assert got.rounds[Phase.GRAPH] <= max_rounds(n) and got.rounds[Phase.EXECUTION] <= max_rounds(
-        sp.trace.claimed_steps
-    )
-    if got.node is not None:
-        assert got.rounds[Phase.GRAPH] == path_rounds(n, got.node)
-    if got.step_lo is not None:
-        assert got.rounds[Phase.EXECUTION] == path_rounds(sp.trace.claimed_steps, got.step_lo)
-
-    # Local values (protocol §4.3): written by claimExecution, and only then.
-    if ("claim", Phase.EXECUTION_CLAIM) in got.moves:
-        check_local_values(tb, dispute_id, sp, multi, input_key)
+    # Local values (protocol §4.3): loadable once phase 2's bisection (or the step) is reached.
+    if got.claimed is not None:
+        assert got.loaded in (EXECUTION, STEP)
+        check_local_values(tb, dispute_id, got, multi, input_key)
     else:
-        assert tb.local_values(dispute_id, idents=(1,)) == {1: None}
+        assert got.loaded is None
+        assert tb.local_values(dispute_id) == {i: None for i in range(1, 5)}
 
     everyone = [requester, sp.account, cp.account, tb.keeper]
     status = tb.settle(task_id, everyone, check_window=True)
-    outcome = "won" if got.winner == Party.CHALLENGER else "lost"
+    outcome = "won" if got.winner == CHALLENGER else "lost"
     assert status == (TaskStatus.REJECTED if outcome == "won" else TaskStatus.FINALIZED)
     nets = expected_nets(sp.account, requester, {cp.account.address: outcome}, status == TaskStatus.FINALIZED)
     for account in everyone:
@@ -190,31 +215,72 @@ def run(table, requester, sp, cp, truth, verdict, *, n, multi=True, honest_onlin
     return tb, got
 
 
-def check_local_values(tb, dispute_id, sp, multi, input_key):
-    """The local values of protocol §4.3 as the server's claims give them."""
-    got = tb.local_values(dispute_id, written=(1, 2, 3, 4) if multi else (1, 2, 3))
+def check_rounds(got, n, steps):
+    """Per bisection phase (protocol §4.1, §6): the challenger opens with ``bisect``, then the parties
+    alternate ``respond``s; a finished phase over ``m ≥ 2`` positions took ``h`` rounds with
+    ``⌊log2 m⌋ ≤ h ≤ ⌈log2 m⌉`` (the path to its end), ``h`` claims and ``1 + h`` transactions (none for
+    ``m = 1``); an unfinished one, as many claims as transactions."""
+    sizes = {GRAPH: (n, got.node), EXECUTION: (steps if got.claimed is not None else None, got.step_lo)}
+    for phase, (size, end) in sizes.items():
+        h, claims, moves = got.rounds[phase], got.claims[phase], got.moves(phase)
+        if size is None:
+            assert h == claims == moves == 0
+            continue
+        assert h <= max_rounds(size)
+        if end is not None:
+            assert min_rounds(size) <= h == path_rounds(size, end)
+            assert claims == h and moves == (1 + h if size >= 2 else 0)
+        else:
+            assert claims == moves == (h + 1 if moves else 0)
+        bisection = [(kind, p) for kind, ph, p in got.txs if ph == phase and kind in ("bisect", "respond")]
+        for i, (kind, party) in enumerate(bisection):
+            assert kind == ("bisect" if i == 0 else "respond")
+            assert party == (CHALLENGER if i % 2 == 0 else SERVER)
+        authors = [e[2] for e in got.events if e[0] == "Bisected" and e[1] == phase]
+        judges = [e[2] for e in got.events if e[0] == "Responded" and e[1] == phase]
+        assert authors == [CHALLENGER if i % 2 == 0 else SERVER for i in range(claims)]
+        assert judges == [SERVER if i % 2 == 0 else CHALLENGER for i in range(h)]
+
+
+def check_claims(got, sp, cp, truth, multi):
+    """What phase 1 ends with, against the truth (protocol §4.1 soundness, §4.3)."""
+    if got.claimed is None:
+        return
+    if not multi:
+        assert got.claimed == sp.graph.final_state and got.agreed is None and got.node is None
+        return
+    k = got.node
+    server_honest = sp.graph == truth and sp.honest_play
+    if cp.honest or server_honest:  # an honest party agrees only with true states
+        assert got.agreed == truth.positions[k]
+    if server_honest:
+        assert got.claimed == truth.positions[k + 1]
+    elif cp.honest:
+        assert got.claimed != truth.positions[k + 1]
+
+
+def check_local_values(tb, dispute_id, got, multi, input_key):
+    """The local values of protocol §4.3 under the game's localized keys for the dispute's context."""
+    values = tb.local_values(dispute_id, written=(1, 2, 3, 4) if multi else (1, 2, 3))
     if multi:
-        k = tb.game.dispute(dispute_id).node
-        assert got == {
+        assert values == {
             1: (COMMITMENT, 32),
-            2: (k.to_bytes(4, "little") + bytes(28), 4),
-            # S_{k−1}: position k (position 0 computed on-chain; any other, the server's agreed claim)
-            3: (sp.graph_claim(k), 32),
-            # the server's S_k: position k + 1 (position N: the result's finalState)
-            4: (sp.graph.final_state if k + 1 == sp.graph.n else sp.graph_claim(k + 1), 32),
+            2: (got.node.to_bytes(4, "little") + bytes(28), 4),
+            3: (got.agreed, 32),  # S_{k−1}
+            4: (got.claimed, 32),  # the server's S_k
         }
     else:
-        assert got == {1: (COMMITMENT, 32), 2: (bytes(input_key), 32), 3: (sp.graph.final_state, 32), 4: None}
+        assert values == {1: (COMMITMENT, 32), 2: (bytes(input_key), 32), 3: (got.claimed, 32), 4: None}
 
 
 def honest_wins(got, sp, cp, tb, truth):
     """The protocol's promise: the honest side wins and loses no wei."""
-    server_honest = sp.graph == truth and sp.trace.lie_from is None
-    if server_honest:  # a challenger of an honest result lies, however it answers
-        assert got.winner == Party.SERVER
+    server_honest = sp.graph == truth and sp.trace.lie_from is None and sp.honest_play
+    if server_honest:  # a challenger of an honest result lies, however it plays
+        assert got.winner == SERVER
         assert tb.ledger.net(sp.account) >= 0
     elif cp.honest:
-        assert got.winner == Party.CHALLENGER
+        assert got.winner == CHALLENGER
         assert tb.ledger.net(cp.account) >= 0
 
 
@@ -228,13 +294,13 @@ def test_server_lies_from_each_node(table, requester, server, challenger, lie_no
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=lie_node, seed=11)
     assert verdict == INVALID
     tb, got = run(table, requester, sp, cp, truth, verdict, n=5)
-    assert got.node == lie_node and got.winner == Party.CHALLENGER and not got.by_timeout
-    assert got.moves[-1] == ("step", Phase.STEP)
+    assert got.node == lie_node and got.winner == CHALLENGER and not got.by_timeout
+    assert got.kinds()[-1] == "step"
+    assert got.claimed == sp.graph.positions[lie_node + 1]
     assert tb.ledger.net(server) == -SERVER_BOND
-    # Rounds: ⌈log2 5⌉ = 3 is the most; the paths to nodes 0, 1 and 2 take 2 (protocol §4.1 says
-    # "takes ⌈log2 n⌉ rounds", which holds for powers of two only).
-    assert got.rounds[Phase.GRAPH] == (2 if lie_node < 3 else 3) == path_rounds(5, lie_node)
-    assert got.rounds[Phase.EXECUTION] == 3 == path_rounds(6, 5)
+    # Rounds: ⌈log2 5⌉ = 3 is the most; the paths to nodes 0, 1 and 2 take ⌊log2 5⌋ = 2.
+    assert got.rounds[GRAPH] == (2 if lie_node < 3 else 3) == path_rounds(5, lie_node)
+    assert got.rounds[EXECUTION] == 3 == path_rounds(6, 5)
 
 
 @pytest.mark.parametrize("lie_step", [1, 2, 4, 6])
@@ -246,7 +312,7 @@ def test_server_lies_from_each_step(table, requester, server, challenger, lie_st
     )
     _tb, got = run(table, requester, sp, cp, truth, verdict, n=5)
     # The disputed step is the first one the server lies about.
-    assert got.step_lo == lie_step - 1 and got.winner == Party.CHALLENGER and not got.by_timeout
+    assert got.step_lo == lie_step - 1 and got.winner == CHALLENGER and not got.by_timeout
 
 
 @pytest.mark.parametrize(
@@ -271,8 +337,30 @@ def test_server_other_lies(table, requester, server, challenger, lie_node, lie_s
         seed=13,
     )
     _tb, got = run(table, requester, sp, cp, truth, verdict, n=5)
-    assert got.node == lie_node and got.winner == Party.CHALLENGER
+    assert got.node == lie_node and got.winner == CHALLENGER
     assert got.step_lo == lie_step - 1
+
+
+# N = T = 4: every path takes exactly 2 rounds per phase, rounds 0–1 in phase 1 and 2–3 in phase 2.
+# In rounds 0 and 2 the challenger claims and the server judges; in rounds 1 and 3 the reverse.
+ROUNDS = [(r,) for r in range(4)] + [tuple(range(4))]
+ROUND_IDS = ["round-0-verdict", "round-1-claim", "round-2-verdict", "round-3-claim", "every-round"]
+
+
+@pytest.mark.parametrize("lie_node", [0, 2])
+@pytest.mark.parametrize("server_flip", ROUNDS, ids=ROUND_IDS)
+def test_server_lies_at_each_round(table, requester, server, challenger, server_flip, lie_node):
+    """A lying result whose server also lies in its part of each round (a random claim, or the verdict
+    its own claims do not give): the honest challenger still wins."""
+    truth, sp, cp, verdict = plans(
+        server, challenger, n=4, t=4, lie_node=lie_node, server_flip=server_flip, seed=14
+    )
+    assert verdict == INVALID
+    tb, got = run(table, requester, sp, cp, truth, verdict, n=4)
+    assert got.winner == CHALLENGER
+    assert got.rounds == {GRAPH: 2, EXECUTION: 2}
+    assert tb.ledger.net(server) == -SERVER_BOND
+    assert tb.ledger.net(challenger) == SERVER_BOND // 2
 
 
 # --- an honest server against a lying challenger --------------------------------------------------
@@ -280,30 +368,62 @@ def test_server_other_lies(table, requester, server, challenger, lie_node, lie_s
 
 @pytest.mark.parametrize(
     "flip, always",
-    [((r,), None) for r in range(4)] + [((), False), ((), True)],
-    ids=[f"flip-round-{r}" for r in range(4)] + ["always-disagree", "always-agree"],
+    [(r, None) for r in ROUNDS] + [((), False), ((), True), ((0, 2), True)],
+    ids=[*ROUND_IDS[:4], "every-round", "always-disagree", "always-agree", "agree-and-lying-claims"],
 )
 def test_challenger_lies_at_each_round(table, requester, server, challenger, flip, always):
-    """N = T = 4: two rounds in each phase, rounds 0–1 in phase 1 and 2–3 in phase 2."""
+    """N = T = 4: the challenger lies in its part of a round (rounds 0 and 2: its claim is a random
+    hash; 1 and 3: its verdict is the opposite of the truth), in every round, or judges every claim the
+    same way."""
     truth, sp, cp, verdict = plans(server, challenger, n=4, t=4, flip=flip, always=always, seed=21)
     assert verdict == VALID
     tb, got = run(table, requester, sp, cp, truth, verdict, n=4)
-    assert got.winner == Party.SERVER and not got.by_timeout
-    assert got.rounds == {Phase.GRAPH: 2, Phase.EXECUTION: 2}  # 4 positions: exactly ⌈log2 4⌉
+    assert got.winner == SERVER and not got.by_timeout
+    assert got.rounds == {GRAPH: 2, EXECUTION: 2}  # 4 positions: exactly ⌈log2 4⌉
     assert tb.ledger.net(server) == REWARD + CHALLENGER_BOND
     assert tb.ledger.net(challenger) == -CHALLENGER_BOND
+
+
+def test_challenger_claim_defended_by_the_server():
+    """When the last claim disputed in phase 1 is the challenger's (``hiParty`` = challenger), the server
+    defends its own, different S_k; with a false challenger claim there, that is the truth."""
+    truth, sp, cp, _ = plans("S", "C", n=4, t=4, flip=(0,), seed=21)
+    first = phase_one(sp, cp)
+    lie = cp.claim(GRAPH, 2, 0)
+    assert lie != truth.positions[2]
+    assert first.events[:3] == [
+        ("Bisected", GRAPH, CHALLENGER, 2, lie),
+        ("Responded", GRAPH, SERVER, 2, False),
+        ("Bisected", GRAPH, SERVER, 1, truth.positions[1]),
+    ]
+    assert first.node == 1 and first.claimed == truth.positions[2]
 
 
 # --- single-phase mode ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "lie, lie_step, flip, always",
-    [(False, None, (), False), (False, None, (1,), None), (True, 1, (), None), (True, 6, (), None)],
-    ids=["honest-vs-disagree", "honest-vs-flip-1", "liar-step-1", "liar-step-T"],
+    "lie, lie_step, flip, server_flip, always",
+    [
+        (False, None, (), (), False),
+        (False, None, (1,), (), None),
+        (False, None, (0,), (), None),
+        (True, 1, (), (), None),
+        (True, 6, (), (), None),
+        (True, 6, (), (0, 1, 2), None),
+    ],
+    ids=[
+        "honest-vs-disagree",
+        "honest-vs-flip-1",
+        "honest-vs-lying-claim",
+        "liar-step-1",
+        "liar-step-T",
+        "liar-flips",
+    ],
 )
-def test_single_phase(table, requester, server, challenger, lie, lie_step, flip, always):
-    """``multiPhase = false``: phase 2 over the whole-model program, from ``challenge`` on."""
+def test_single_phase(table, requester, server, challenger, lie, lie_step, flip, server_flip, always):
+    """``multiPhase = false``: phase 2 over the whole-model program, from ``challenge`` on; the server's
+    ``claimedState`` is the result's ``S_{N−1}``."""
     lie_node = 2 if lie else None
     truth, sp, cp, verdict = plans(
         server,
@@ -314,14 +434,15 @@ def test_single_phase(table, requester, server, challenger, lie, lie_step, flip,
         lie_node=lie_node,
         lie_step=lie_step,
         flip=flip,
+        server_flip=server_flip,
         always=always,
         seed=31,
     )
     _tb, got = run(table, requester, sp, cp, truth, verdict, n=5, multi=False)
-    assert got.rounds[Phase.GRAPH] == 0 and got.node is None
-    assert not any(p == Phase.GRAPH for _, p in got.moves)
-    assert got.winner == (Party.CHALLENGER if lie else Party.SERVER)
-    if lie:
+    assert got.rounds[GRAPH] == 0 and got.node is None
+    assert not any(p == GRAPH for _, p, _ in got.txs)
+    assert got.winner == (CHALLENGER if lie else SERVER)
+    if lie and not server_flip:
         assert got.step_lo == lie_step - 1
 
 
@@ -330,12 +451,13 @@ def test_single_phase(table, requester, server, challenger, lie, lie_step, flip,
 
 @pytest.mark.parametrize(
     "n, t, lie",
-    [(1, 1, True), (4, 1, True), (1, 1, False)],
+    [(1, 1, True), (4, 1, True), (1, 1, False), (1, 4, True), (4, 4, False), (5, 6, True)],
 )
 def test_round_counts(table, requester, server, challenger, n, t, lie):
-    """Rounds per phase (Bisected and Responded events) against ⌈log2 n⌉ (protocol §4.1, §6). With
-    n = 1 a phase has no round; with n a power of two every path takes exactly ⌈log2 n⌉ rounds (for
-    other n see ``test_server_lies_from_each_node``)."""
+    """Rounds per phase (``Responded`` events; as many ``Bisected``) against ⌈log2 n⌉ (protocol §4.1, §6).
+    With n = 1 a phase has no transaction; with n a power of two every path takes exactly ⌈log2 n⌉
+    rounds (for other n see ``test_server_lies_from_each_node``); a phase of h rounds is 1 + h
+    transactions."""
     lie_node = 0 if lie else None
     truth, sp, cp, verdict = plans(
         server,
@@ -350,14 +472,16 @@ def test_round_counts(table, requester, server, challenger, n, t, lie):
     _tb, got = run(table, requester, sp, cp, truth, verdict, n=n)
     want_graph = path_rounds(n, got.node)
     want_exec = path_rounds(t, got.step_lo)
-    assert got.rounds == got.responded == {Phase.GRAPH: want_graph, Phase.EXECUTION: want_exec}
+    assert got.rounds == got.claims == {GRAPH: want_graph, EXECUTION: want_exec}
     if n & (n - 1) == 0:
         assert want_graph == max_rounds(n)
     if t & (t - 1) == 0:
         assert want_exec == max_rounds(t)
-    # Transactions (protocol §6): challenge, 2 per round, claimExecution, step.
-    kinds = [k for k, _ in got.moves]
-    assert len(kinds) + 1 <= 1 + 2 * max_rounds(n) + 1 + 2 * max_rounds(t) + 1
+    # Transactions (protocol §6): challenge, phase 1, claimExecution, phase 2, step.
+    for phase, size, h in ((GRAPH, n, want_graph), (EXECUTION, t, want_exec)):
+        assert got.moves(phase) == (1 + h if size > 1 else 0) <= 1 + max_rounds(size)
+    kinds = got.kinds()
+    assert len(kinds) + 1 == 1 + got.moves(GRAPH) + 1 + got.moves(EXECUTION) + 1
     assert kinds.count("claim") == 1 and kinds.count("step") == 1
 
 
@@ -366,7 +490,54 @@ def test_worst_paths_reach_ceil_log2():
     for n in range(1, 70):
         lengths = [path_rounds(n, k) for k in range(n)]
         assert max(lengths) == max_rounds(n)
-        assert min(lengths) == (n.bit_length() - 1)
+        assert min(lengths) == min_rounds(n)
+
+
+# --- the reference, exhaustively ------------------------------------------------------------------
+
+
+def test_reference_is_sound():
+    """The Python reference over many random cases (N, T ≤ 9, both modes): an honest challenger beats a
+    lying server however it lies (phase 1, phase 2, garbage, its part of any rounds), and an honest
+    server beats a challenger however it lies, without a timeout; every finished phase takes the
+    rounds of its path. (The on-chain cases check the contract against this reference move by move.)"""
+    rng = random.Random(7)
+    seen = Counter()
+    for i in range(400):
+        n, t, multi = rng.randint(1, 9), rng.randint(1, 9), rng.random() < 0.75
+        if i % 2 == 0:
+            steps = rng.choice([None, None, rng.randint(1, 12)])
+            lie_step = rng.randint(1, t if steps is None else min(steps, t))
+            truth, sp, cp, verdict = plans(
+                "S",
+                "C",
+                n=n,
+                t=t,
+                multi=multi,
+                lie_node=rng.randrange(n),
+                lie_step=lie_step,
+                style=rng.choice(["vm", "garbage"]),
+                steps=steps,
+                garbage=rng.random() < 0.3,
+                server_flip=rng.sample(range(12), rng.randint(0, 4)),
+                seed=1000 + i,
+            )
+            want = CHALLENGER
+        else:
+            flip = rng.sample(range(12), rng.randint(0, 5))
+            always = rng.choice([None, True, False])
+            truth, sp, cp, verdict = plans(
+                "S", "C", n=n, t=t, multi=multi, flip=flip, always=always if flip else bool(always), seed=i
+            )
+            assert verdict == VALID
+            want = SERVER
+        got = predict(sp, cp, multi, verdict)
+        assert got.winner == want and not got.by_timeout, (i, sp, cp, got)
+        check_rounds(got, n if multi else None, sp.trace.claimed_steps)
+        check_claims(got, sp, cp, truth, multi)
+        seen[want, got.txs[-1][2]] += 1
+    # Either side's step wins: the honest side holds every state it needs.
+    assert set(seen) == {(CHALLENGER, CHALLENGER), (SERVER, SERVER)}
 
 
 # --- honest result, no challenge ------------------------------------------------------------------
@@ -419,7 +590,7 @@ def test_finalize_with_open_dispute(table, requester, server, challenger, keeper
     with ape.reverts(game.WindowClosed):
         game.challenge(task_id, sender=keeper, value=CHALLENGER_BOND)
     got = tb.play(dispute_id, sp, cp)
-    assert got.winner == Party.SERVER
+    assert got.winner == SERVER
     assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.FINALIZED
     assert tb.ledger.net(server) == REWARD + CHALLENGER_BOND
 
@@ -427,51 +598,61 @@ def test_finalize_with_open_dispute(table, requester, server, challenger, keeper
 # --- deadlines ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "quit_server, quit_round, multi, lie",
-    [
-        ("graph", None, True, True),
-        ("execution", None, True, True),
-        ("claim", None, True, True),
-        ("claim", None, False, True),
-        ("step", None, True, True),
-        (None, 0, True, False),
-        (None, 3, True, False),  # agreeing throughout, N = 5 ends at node 4 after 3 rounds
-        (None, 0, False, False),
-    ],
-    ids=[
-        "server-bisect-1",
-        "server-bisect-2",
-        "server-claim",
-        "server-claim-single",
-        "server-step",
-        "challenger-respond-1",
-        "challenger-respond-2",
-        "challenger-respond-single",
-    ],
-)
-def test_timeouts(table, requester, server, challenger, quit_server, quit_round, multi, lie):
-    """The side whose turn it is loses after the deadline; ``timeout`` at the deadline itself reverts
-    ``DeadlineNotPassed`` (checked by the driver before every timeout). A lying server quits; an honest
-    server's challenger (who only challenged, agreeing with everything) quits."""
+TIMEOUTS = [
+    # (who misses its move, which, multi-phase)
+    ("server", (GRAPH, 0), True),  # its first respond of phase 1
+    ("server", (GRAPH, 1), True),  # its second (the one that ends phase 1)
+    ("server", "claim", True),
+    ("server", "claim", False),
+    ("server", (EXECUTION, 0), True),
+    ("server", (EXECUTION, 1), True),
+    ("server", (EXECUTION, 0), False),
+    ("server", "step", True),
+    ("challenger", (GRAPH, 0), True),  # its bisect
+    ("challenger", (GRAPH, 1), True),  # its respond
+    ("challenger", (EXECUTION, 0), True),
+    ("challenger", (EXECUTION, 1), True),
+    ("challenger", (EXECUTION, 0), False),
+    ("challenger", (EXECUTION, 1), False),
+]
+
+
+def _timeout_id(case):
+    who, at, multi = case
+    what = at if isinstance(at, str) else f"{'graph' if at[0] == GRAPH else 'exec'}-{at[1]}"
+    return f"{who}-{what}" + ("" if multi else "-single")
+
+
+@pytest.mark.parametrize("honest_quits", [False, True], ids=["liar-quits", "honest-quits"])
+@pytest.mark.parametrize("case", TIMEOUTS, ids=[_timeout_id(c) for c in TIMEOUTS])
+def test_timeouts(table, requester, server, challenger, case, honest_quits):
+    """The side whose turn it is loses after the deadline, at every kind of move; ``timeout`` at the
+    deadline itself reverts ``DeadlineNotPassed`` (checked by the driver before every timeout). The side
+    that quits is the liar (a lying server; an honest server's challenger, which agrees with
+    everything), or the honest side, which then loses too (protocol §1: parties are online)."""
+    who, at, multi = case
+    server_quits = who == "server"
+    lying_server = server_quits != honest_quits
     truth, sp, cp, verdict = plans(
         server,
         challenger,
         n=5,
         t=6,
         multi=multi,
-        lie_node=3 if lie else None,
-        quit_server=quit_server,
-        quit_round=quit_round,
-        challenger_steps=quit_server != "step",
-        always=None if lie else True,
+        lie_node=3 if lying_server else None,
+        quit_server=at if server_quits else None,
+        quit_challenger=None if server_quits else at,
+        challenger_steps=at != "step",
+        always=None if lying_server else True,
         seed=61,
     )
-    _tb, got = run(table, requester, sp, cp, truth, verdict, n=5, multi=multi)
-    assert got.by_timeout
-    assert got.winner == (Party.CHALLENGER if quit_server else Party.SERVER)
-    if quit_round == 3:
-        assert got.rounds == {Phase.GRAPH: 3, Phase.EXECUTION: 1}
+    _tb, got = run(table, requester, sp, cp, truth, verdict, n=5, multi=multi, honest_online=not honest_quits)
+    quitter = SERVER if server_quits else CHALLENGER
+    phase = {"claim": CLAIM, "step": STEP}[at] if isinstance(at, str) else at[0]
+    assert got.txs[-1] == ("timeout", phase, quitter)
+    assert got.winner == other(quitter) and got.by_timeout
+    if isinstance(at, tuple):
+        assert got.moves(phase, quitter) == at[1]
 
 
 def test_honest_server_offline_at_step_loses(table, requester, server, challenger):
@@ -481,24 +662,35 @@ def test_honest_server_offline_at_step_loses(table, requester, server, challenge
         server, challenger, n=5, t=6, always=False, quit_server="step", challenger_steps=False, seed=62
     )
     tb, got = run(table, requester, sp, cp, truth, verdict, n=5, honest_online=False)
-    assert got.winner == Party.CHALLENGER and got.by_timeout
+    assert got.winner == CHALLENGER and got.by_timeout
+    assert got.txs[-1] == ("timeout", STEP, SERVER)
     assert tb.ledger.net(server) == -SERVER_BOND
 
 
 # --- both sides lying -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "seed", [0, 1, 4]
-)  # the challenger wins by timeout; the server wins; ditto, at a true node
+# seed → (winner, by timeout): the challenger by the step, the server by the step, the challenger by
+# timeout (nobody can step in the server's favour), and two where phase 1 ends on a true node.
+BOTH_LIE = {
+    0: (CHALLENGER, False),
+    1: (SERVER, False),
+    3: (CHALLENGER, True),
+    8: (SERVER, False),
+    9: (CHALLENGER, False),
+}
+
+
+@pytest.mark.parametrize("seed", list(BOTH_LIE), ids=[f"seed-{s}" for s in BOTH_LIE])
 def test_both_lie(table, requester, server, challenger, seed):
-    """A lying server against a challenger who also lies: one of them wins (as the reference predicts)
-    and all wei is accounted for."""
+    """A lying server (a wrong result, and lies in some rounds) against a challenger who also lies: one
+    of them wins (as the reference predicts) and all wei is accounted for."""
     rng = random.Random(f"both-{seed}")
     lie_node = rng.randrange(5)
     choice = rng.choice(["flip", "agree", "disagree"])
-    flip = tuple(sorted(rng.sample(range(5), rng.randint(1, 3)))) if choice == "flip" else ()
+    flip = tuple(sorted(rng.sample(range(6), rng.randint(1, 3)))) if choice == "flip" else ()
     always = {"agree": True, "disagree": False}.get(choice)
+    server_flip = tuple(sorted(rng.sample(range(6), rng.randint(0, 2))))
     truth, sp, cp, verdict = plans(
         server,
         challenger,
@@ -507,11 +699,14 @@ def test_both_lie(table, requester, server, challenger, seed):
         lie_node=lie_node,
         lie_step=rng.randint(1, 6),
         flip=flip,
+        server_flip=server_flip,
         always=always,
         seed=70 + seed,
     )
     assert not cp.honest
-    run(table, requester, sp, cp, truth, verdict, n=5)
+    _tb, got = run(table, requester, sp, cp, truth, verdict, n=5)
+    assert (got.winner, got.by_timeout) == BOTH_LIE[seed]
+    assert (verdict == VALID) == (seed >= 8)
 
 
 # --- several challengers --------------------------------------------------------------------------
@@ -520,34 +715,37 @@ def test_both_lie(table, requester, server, challenger, seed):
 def test_two_challengers_honest_wins(table, requester, server, challenger, challenger2, keeper):
     """A lying result, an honest challenger and a lying one (who agrees with everything): the honest one
     wins, the result is rejected, and the other dispute can only be closed (its bond refunded)."""
-    _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=81)
+    truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=81)
     tb, models = table(6, verdict)
     game = tb.game
     task_id = tb.create_task(requester, models[5], INPUT)
     tb.submit(task_id, server, sp.graph)
     d_liar = tb.challenge(task_id, challenger2)
-    d_honest = tb.challenge(task_id, challenger)
+    d_honest = tb.challenge(task_id, cp.account)
     assert game.result(task_id).openDisputes == 2
     assert game.localContext(d_liar) != game.localContext(d_honest)
-    # The liar's dispute gets one round in, then waits on the server.
-    game.bisect(d_liar, sp.graph_claim(2), sender=server)
-    game.respond(d_liar, True, sender=challenger2)
+    # The liar's dispute gets one round in (its claim at 2, the server's agreement and claim at 3),
+    # then waits on the liar.
+    game.bisect(d_liar, truth.positions[2], sender=challenger2)
+    game.respond(d_liar, True, sp.graph_claim(3), sender=server)
     with ape.reverts(game.ResultNotRejected):
         game.closeDispute(d_liar, sender=keeper)
 
     got = tb.play(d_honest, sp, cp)
-    assert got.winner == Party.CHALLENGER
+    assert got.winner == CHALLENGER
     assert game.task(task_id).status == TaskStatus.REJECTED
 
     # Moves, steps and timeouts on the other dispute revert; only closing is left.
     d = game.dispute(d_liar)
-    assert Phase(d.phase) == Phase.GRAPH and Party(d.turn) == Party.SERVER
+    assert Phase(d.phase) == GRAPH and Party(d.turn) == CHALLENGER and (d.lo, d.hi) == (2, 5)
     with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.bisect(d_liar, sp.graph_claim(3), sender=server)
+        game.respond(d_liar, True, truth.positions[4], sender=challenger2)
     with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.respond(d_liar, False, sender=challenger2)
+        game.bisect(d_liar, truth.positions[3], sender=challenger2)
     with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
         game.step(d_liar, vm_state(0, 3), b"", sender=keeper)
+    with ape.reverts(game.LocalValuesNotLoadable):
+        game.loadLocalValues(d_liar, sender=keeper)
     tb.at(d.deadline + 1)
     with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
         game.timeout(d_liar, sender=keeper)
@@ -556,10 +754,10 @@ def test_two_challengers_honest_wins(table, requester, server, challenger, chall
     rc = game.closeDispute(d_liar, sender=keeper)
     assert [e.event_name for e in rc.events] == ["DisputeClosed"]
     assert game.credit(challenger2) == CHALLENGER_BOND
-    with ape.reverts(game.WrongPhase, phase=Phase.RESOLVED):
+    with ape.reverts(game.WrongPhase, phase=RESOLVED):
         game.closeDispute(d_liar, sender=keeper)
-    with ape.reverts(game.WrongPhase, phase=Phase.RESOLVED):
-        game.bisect(d_liar, sp.graph_claim(3), sender=server)
+    with ape.reverts(game.WrongPhase, phase=RESOLVED):
+        game.respond(d_liar, True, truth.positions[4], sender=challenger2)
 
     everyone = [requester, server, challenger, challenger2, keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
@@ -572,20 +770,22 @@ def test_two_challengers_liar_resolves_first(table, requester, server, challenge
     """The lying challenger loses first (the server is paid its bond at once); the honest one still
     rejects the result afterwards."""
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=4, seed=82)
-    # The liar finds node 4 as the honest one does, then disagrees with the server's true steps: the
-    # step it is left with is one the server computed right. (With one toy VM per game, a liar that
-    # ended phase 1 at another node would meet the same verdict.)
-    liar = ChallengerPlan(challenger2, truth, cp.trace, flip=frozenset(range(3, 6)))
-    assert predict(sp, liar, True, verdict).winner == Party.SERVER
+    # The liar finds node 4 as the honest one does (rounds 0–2), then lies in its part of every
+    # phase-2 round: the step it is left with is one the server computed right. (With one toy VM per
+    # game, a liar that ended phase 1 at another node would meet the same verdict.)
+    liar = ChallengerPlan(challenger2, truth, cp.trace, flip=frozenset(range(3, 7)), seed=82)
+    assert predict(sp, liar, True, verdict).winner == SERVER
     tb, models = table(6, verdict)
     task_id = tb.create_task(requester, models[5], INPUT)
     tb.submit(task_id, server, sp.graph)
     d_honest = tb.challenge(task_id, challenger)
     d_liar = tb.challenge(task_id, challenger2)
-    assert tb.play(d_liar, sp, liar).winner == Party.SERVER
+    got_liar = tb.play(d_liar, sp, liar, load_locals=True)
+    assert got_liar.winner == SERVER and got_liar.node == 4
     assert tb.game.credit(server) == CHALLENGER_BOND
     assert tb.game.task(task_id).status == TaskStatus.ANSWERED
-    assert tb.play(d_honest, sp, cp).winner == Party.CHALLENGER
+    got = tb.play(d_honest, sp, cp, load_locals=True)
+    assert got.winner == CHALLENGER and got.events == predict(sp, cp, True, verdict).events
     everyone = [requester, server, challenger, challenger2, tb.keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
     nets = expected_nets(server, requester, {challenger.address: "won", challenger2.address: "lost"}, False)
@@ -594,13 +794,13 @@ def test_two_challengers_liar_resolves_first(table, requester, server, challenge
 
 def test_two_lying_challengers_against_honest_server(table, requester, server, challenger, challenger2):
     truth, sp, cp, verdict = plans(server, challenger, n=4, t=4, always=False, seed=83)
-    other = ChallengerPlan(challenger2, truth, cp.trace, flip=frozenset({3}))
+    other_liar = ChallengerPlan(challenger2, truth, cp.trace, flip=frozenset({0, 3}), seed=83)
     tb, models = table(4, verdict)
     task_id = tb.create_task(requester, models[4], INPUT)
     tb.submit(task_id, server, sp.graph)
     d1, d2 = tb.challenge(task_id, challenger), tb.challenge(task_id, challenger2)
-    assert tb.play(d2, sp, other).winner == Party.SERVER
-    assert tb.play(d1, sp, cp).winner == Party.SERVER
+    assert tb.play(d2, sp, other_liar).winner == SERVER
+    assert tb.play(d1, sp, cp).winner == SERVER
     everyone = [requester, server, challenger, challenger2, tb.keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.FINALIZED
     nets = expected_nets(server, requester, {challenger.address: "lost", challenger2.address: "lost"}, True)
@@ -616,7 +816,7 @@ def reach_step(table, requester, sp, cp, verdict, n=5):
     task_id = tb.create_task(requester, models[n], INPUT)
     tb.submit(task_id, sp.account, sp.graph)
     dispute_id = tb.challenge(task_id, cp.account)
-    assert tb.play(dispute_id, sp, cp, until=Phase.STEP) is None
+    assert tb.play(dispute_id, sp, cp, until=STEP) is None
     return tb, task_id, dispute_id
 
 
@@ -625,7 +825,8 @@ def test_forged_witness_and_wrong_pre_state(table, requester, server, challenger
     tb, task_id, dispute_id = reach_step(table, requester, sp, cp, verdict)
     game, vm = tb.game, tb.vm
     before = game.dispute(dispute_id)
-    assert Phase(before.phase) == Phase.STEP and before.lo == 3 and before.hi == 4
+    assert Phase(before.phase) == STEP and before.lo == 3 and before.hi == 4
+    assert Party(before.turn) == SERVER and Party(before.hiParty) == SERVER
     pre = cp.trace.state(3)
     assert vm_hash(pre) == bytes(before.loHash)
     credits = [game.credit(a) for a in (server, challenger, requester)]
@@ -641,12 +842,14 @@ def test_forged_witness_and_wrong_pre_state(table, requester, server, challenger
     with ape.reverts(vm.BadWitness):
         game.step(dispute_id, pre + b"\x00", b"", sender=keeper)
     # No move but the step is left.
-    with ape.reverts(game.WrongPhase, phase=Phase.STEP):
-        game.bisect(dispute_id, bytes(32), sender=server)
+    with ape.reverts(game.WrongPhase, phase=STEP):
+        game.bisect(dispute_id, sp.trace.hash(3), sender=server)
+    with ape.reverts(game.WrongPhase, phase=STEP):
+        game.respond(dispute_id, True, ZERO, sender=server)
     with ape.reverts(game.NotYourTurn):
-        game.respond(dispute_id, True, sender=challenger)
-    with ape.reverts(game.WrongPhase, phase=Phase.STEP):
-        game.claimExecution(dispute_id, 6, bytes(32), sender=server)
+        game.respond(dispute_id, True, ZERO, sender=challenger)
+    with ape.reverts(game.WrongPhase, phase=STEP):
+        game.claimExecution(dispute_id, 6, sp.trace.hash(6), sp.graph_claim(2), sender=server)
     assert game.dispute(dispute_id) == before
     assert [game.credit(a) for a in (server, challenger, requester)] == credits
 
@@ -654,9 +857,32 @@ def test_forged_witness_and_wrong_pre_state(table, requester, server, challenger
     rc = game.step(dispute_id, pre, b"", sender=keeper)
     [played] = [e for e in rc.events if e.event_name == "StepPlayed"]
     assert played.position == 3 and bytes(played.postState) == vm_hash(cp.trace.state(4))
-    assert Party(game.dispute(dispute_id).winner) == Party.CHALLENGER
-    with ape.reverts(game.WrongPhase, phase=Phase.RESOLVED):
+    assert Party(game.dispute(dispute_id).winner) == CHALLENGER
+    with ape.reverts(game.WrongPhase, phase=RESOLVED):
         game.step(dispute_id, pre, b"", sender=keeper)
+    assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.REJECTED
+
+
+@pytest.mark.parametrize("hi_party", [SERVER, CHALLENGER])
+def test_step_winner_is_hi_party_iff_post_state_matches(
+    table, requester, server, challenger, keeper, hi_party
+):
+    """The step compares its post-state with ``hiHash``: equal, ``hiParty`` wins; different, the other
+    party. Here the step is the challenger's true claim (``hiParty`` = challenger, after the server,
+    lying in its verdict, disputed a true state) or the server's false one."""
+    flip = (2,) if hi_party == CHALLENGER else ()  # round 2: the server's verdict on a true state
+    _truth, sp, cp, verdict = plans(
+        server, challenger, n=4, t=4, lie_node=1, lie_step=3, server_flip=flip, seed=92
+    )
+    tb, task_id, dispute_id = reach_step(table, requester, sp, cp, verdict, n=4)
+    d = tb.game.dispute(dispute_id)
+    assert Party(d.hiParty) == hi_party
+    pre = cp.trace.opens(d.loHash)
+    post = vm_hash(cp.trace.state(d.lo + 1))
+    assert (post == bytes(d.hiHash)) == (hi_party == CHALLENGER)
+    rc = tb.game.step(dispute_id, pre, b"", sender=keeper)  # a third party
+    [resolved] = [e for e in rc.events if e.event_name == "DisputeResolved"]
+    assert Party(resolved.winner) == CHALLENGER and not resolved.byTimeout
     assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.REJECTED
 
 
@@ -664,10 +890,14 @@ def test_forged_witness_and_wrong_pre_state(table, requester, server, challenger
 
 
 def test_refused_moves(table, requester, server, challenger, challenger2, keeper, accounts):
-    """Moves with an unknown or another dispute's id, two moves in one turn, moves after the deadline
-    and by third parties, self-challenges, double challenges, wrong bonds, challenges after the window."""
+    """Moves with an unknown or another dispute's id, by third parties or out of turn, a second move in
+    one round, bisect with a claim pending and respond with none (``WrongMove``), zero claims and a claim
+    on the move that ends the bisection (``InvalidClaim``), execution claims that contradict phase 1
+    (``InconsistentClaim``) or are no valid exit, moves after the deadline; self-challenges, double
+    challenges, wrong bonds, challenges after the window."""
     server2 = accounts[6]
-    _truth, sp, _cp, verdict = plans(server, challenger, n=5, t=6, lie_node=1, seed=101)
+    truth, sp, _cp, verdict = plans(server, challenger, n=5, t=6, lie_node=1, seed=101)
+    true = truth.positions
     tb, models = table(6, verdict)
     game = tb.game
     task_a = tb.create_task(requester, models[5], INPUT)
@@ -684,8 +914,8 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
         game.challenge(task_b + 1, sender=challenger, value=CHALLENGER_BOND)
     with ape.reverts(game.WrongTaskStatus, status=TaskStatus.OPEN):
         game.challenge(task_a, sender=challenger, value=CHALLENGER_BOND)
-    end_a = tb.submit(task_a, server, sp.graph).timestamp + WINDOW
-    tb.submit(task_b, server2, sp.graph)
+    tb.submit(task_a, server, sp.graph)
+    end_b = tb.submit(task_b, server2, sp.graph).timestamp + WINDOW
 
     with ape.reverts(game.ChallengeNotAllowed):
         game.challenge(task_a, sender=server, value=CHALLENGER_BOND)
@@ -699,11 +929,12 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
     d_b = tb.challenge(task_b, challenger2)
     assert game.challenged(task_a, challenger) and not game.challenged(task_a, challenger2)
 
-    # An unknown id, another dispute's id, a move by someone who is not a party.
+    # An unknown id.
     for fn, args, who in [
-        (game.bisect, (bytes(32),), server),
-        (game.respond, (True,), challenger),
-        (game.claimExecution, (1, bytes(32)), server),
+        (game.bisect, (true[2],), challenger),
+        (game.respond, (True, true[1]), server),
+        (game.claimExecution, (6, sp.trace.hash(6), sp.graph_claim(2)), server),
+        (game.loadLocalValues, (), keeper),
         (game.step, (vm_state(0, 3), b""), keeper),
         (game.timeout, (), keeper),
         (game.closeDispute, (), keeper),
@@ -712,63 +943,128 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
             fn(d_b + 1, *args, sender=who)
     with ape.reverts(game.UnknownId):
         game.dispute(d_b + 1)
-    with ape.reverts(game.NotParty):
-        game.bisect(d_b, sp.graph_claim(2), sender=server)  # A's server on B's dispute
-    with ape.reverts(game.NotParty):
-        game.bisect(d_a, sp.graph_claim(2), sender=keeper)
-    with ape.reverts(game.NotParty):
-        game.bisect(d_a, sp.graph_claim(2), sender=challenger)
-    with ape.reverts(game.WrongPhase, phase=Phase.GRAPH):
-        game.claimExecution(d_a, 6, sp.trace.hash(6), sender=server)
-    with ape.reverts(game.WrongPhase, phase=Phase.GRAPH):
-        game.step(d_a, vm_state(0, 3), b"", sender=keeper)
-    with ape.reverts(game.NotYourTurn):
-        game.respond(d_a, True, sender=challenger)
-    with ape.reverts(game.ResultNotRejected):
-        game.closeDispute(d_a, sender=keeper)
 
-    # Two moves in one turn; the other dispute's parties.
-    game.bisect(d_a, sp.graph_claim(2), sender=server)
+    # Phase 1 opens with the challenger to move and no claim pending.
+    d = game.dispute(d_a)
+    assert (Phase(d.phase), Party(d.turn), Party(d.hiParty)) == (GRAPH, CHALLENGER, SERVER)
+    assert (d.lo, d.hi, bytes(d.midHash), bytes(d.hiHash)) == (0, 5, ZERO, sp.graph.final_state)
+    for who in (keeper, challenger2, server2):  # a third party; B's challenger and server on A's dispute
+        with ape.reverts(game.NotParty):
+            game.bisect(d_a, true[2], sender=who)
+    with ape.reverts(game.NotParty):
+        game.bisect(d_b, true[2], sender=challenger)  # A's challenger on B's dispute
     with ape.reverts(game.NotYourTurn):
         game.bisect(d_a, sp.graph_claim(2), sender=server)
-    with ape.reverts(game.NotParty):
-        game.respond(d_a, False, sender=challenger2)  # B's challenger on A's dispute
-    with ape.reverts(game.NotParty):
-        game.respond(d_a, False, sender=server)
-    game.respond(d_a, False, sender=challenger)
     with ape.reverts(game.NotYourTurn):
-        game.respond(d_a, False, sender=challenger)
+        game.respond(d_a, True, sp.graph_claim(2), sender=server)
+    with ape.reverts(game.NotYourTurn):
+        game.claimExecution(d_a, 6, sp.trace.hash(6), sp.graph_claim(2), sender=server)
+    with ape.reverts(game.WrongMove):  # no claim to answer
+        game.respond(d_a, True, true[2], sender=challenger)
+    with ape.reverts(game.InvalidClaim):
+        game.bisect(d_a, ZERO, sender=challenger)
+    with ape.reverts(game.WrongPhase, phase=GRAPH):
+        game.claimExecution(d_a, 6, sp.trace.hash(6), true[2], sender=challenger)
+    with ape.reverts(game.WrongPhase, phase=GRAPH):
+        game.step(d_a, vm_state(0, 3), b"", sender=keeper)
+    with ape.reverts(game.LocalValuesNotLoadable):
+        game.loadLocalValues(d_a, sender=keeper)
+    with ape.reverts(game.ResultNotRejected):
+        game.closeDispute(d_a, sender=keeper)
+    assert game.dispute(d_a) == d
 
-    # A move at the deadline is in time; one second later it is not.
+    # Round 0: the challenger's claim at 2 (true); a second move in the same round is refused.
+    rc = game.bisect(d_a, true[2], sender=challenger)
+    [ev] = [e for e in rc.events if e.event_name == "Bisected"]
+    assert (ev.disputeId, Party(ev.party), ev.position, bytes(ev.claim)) == (d_a, CHALLENGER, 2, true[2])
+    with ape.reverts(game.NotYourTurn):
+        game.bisect(d_a, true[2], sender=challenger)  # the same transaction again
+    with ape.reverts(game.NotYourTurn):
+        game.respond(d_a, False, true[1], sender=challenger)
+    with ape.reverts(game.WrongMove):  # a claim is pending: the server must answer it
+        game.bisect(d_a, sp.graph_claim(2), sender=server)
+    with ape.reverts(game.InvalidClaim):  # [0, 2] is left: the server must claim at 1
+        game.respond(d_a, False, ZERO, sender=server)
+    for who in (keeper, challenger2):
+        with ape.reverts(game.NotParty):
+            game.respond(d_a, False, sp.graph_claim(1), sender=who)
+    # The server (its S_1 differs from the truth from here on) disputes it and claims at 1.
+    rc = game.respond(d_a, False, sp.graph_claim(1), sender=server)
+    names = [(e.event_name, Party(e.party), e.position) for e in rc.events]
+    assert names == [("Responded", SERVER, 2), ("Bisected", SERVER, 1)]
     d = game.dispute(d_a)
+    assert (d.lo, d.hi, Party(d.hiParty), bytes(d.hiHash)) == (0, 2, CHALLENGER, true[2])
+    assert (Party(d.turn), bytes(d.midHash)) == (CHALLENGER, sp.graph_claim(1))
+    assert d.deadline == rc.timestamp + MOVE_WINDOW
+    with ape.reverts(game.NotYourTurn):  # replayed
+        game.respond(d_a, False, sp.graph_claim(1), sender=server)
+    # The verdict that ends phase 1 carries no claim.
+    with ape.reverts(game.InvalidClaim):
+        game.respond(d_a, True, true[1], sender=challenger)
+    # A move at the deadline is in time.
     tb.at(d.deadline)
-    game.bisect(d_a, sp.graph_claim(1), sender=server)
+    rc = game.respond(d_a, True, ZERO, sender=challenger)
+    assert [e.event_name for e in rc.events] == ["Responded", "PhaseOneEnded"]
     d = game.dispute(d_a)
+    assert (Phase(d.phase), Party(d.turn), d.node, d.lo, d.hi) == (CLAIM, SERVER, 1, 1, 2)
+    assert (bytes(d.loHash), bytes(d.hiHash), Party(d.hiParty)) == (true[1], true[2], CHALLENGER)
+
+    # The execution claim: the server's, a valid exit, and its S_1 must differ from the challenger's.
+    with ape.reverts(game.NotYourTurn):
+        game.claimExecution(d_a, 6, sp.trace.hash(6), sp.graph_claim(2), sender=challenger)
+    with ape.reverts(game.WrongPhase, phase=CLAIM):
+        game.respond(d_a, True, ZERO, sender=server)
+    with ape.reverts(game.WrongPhase, phase=CLAIM):
+        game.bisect(d_a, sp.graph_claim(2), sender=server)
+    with ape.reverts(game.NotAValidExit):
+        game.claimExecution(d_a, 0, sp.trace.hash(6), sp.graph_claim(2), sender=server)
+    with ape.reverts(game.NotAValidExit):
+        game.claimExecution(d_a, 6, bytes([INVALID]) + bytes(31), sp.graph_claim(2), sender=server)
+    for claimed in (true[2], ZERO):
+        with ape.reverts(game.InconsistentClaim):
+            game.claimExecution(d_a, 6, sp.trace.hash(6), claimed, sender=server)
+    with ape.reverts(game.LocalValuesNotLoadable):
+        game.loadLocalValues(d_a, sender=keeper)
+    assert game.dispute(d_a) == d
+
+    # One second past the deadline, no move is taken; the side to move loses.
     tb.at(d.deadline + 1)
     with ape.reverts(game.DeadlinePassed):
-        game.respond(d_a, False, sender=challenger)
+        game.claimExecution(d_a, 6, sp.trace.hash(6), sp.graph_claim(2), sender=server)
     with ape.reverts(game.DeadlinePassed):
-        game.bisect(d_b, sp.graph_claim(2), sender=server2)
-    # The challenger of A and the server of B lose by timeout.
+        game.bisect(d_b, true[2], sender=challenger2)
+    with ape.reverts(game.DeadlinePassed):
+        game.respond(d_b, True, true[2], sender=challenger2)
     game.timeout(d_a, sender=keeper)
     game.timeout(d_b, sender=keeper)
-    assert Party(game.dispute(d_a).winner) == Party.SERVER
-    assert Party(game.dispute(d_b).winner) == Party.CHALLENGER
-    with ape.reverts(game.WrongPhase, phase=Phase.RESOLVED):
-        game.timeout(d_a, sender=keeper)
-    with ape.reverts(game.ChallengeNotAllowed):
-        game.challenge(task_a, sender=challenger, value=CHALLENGER_BOND)  # one dispute per challenger
-    tb.at(end_a + 1)
-    with ape.reverts(game.WindowClosed):
+    assert Party(game.dispute(d_a).winner) == CHALLENGER
+    assert Party(game.dispute(d_b).winner) == SERVER
+    for fn, args, who in [
+        (game.timeout, (), keeper),
+        (game.claimExecution, (6, sp.trace.hash(6), sp.graph_claim(2)), server),
+        (game.respond, (True, ZERO), server),
+    ]:
+        with ape.reverts(game.WrongPhase, phase=RESOLVED):
+            fn(d_a, *args, sender=who)
+    with ape.reverts(game.WrongPhase, phase=RESOLVED):
+        game.bisect(d_b, true[2], sender=challenger2)
+    with ape.reverts(game.LocalValuesNotLoadable):
+        game.loadLocalValues(d_a, sender=keeper)
+    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
         game.challenge(task_a, sender=challenger2, value=CHALLENGER_BOND)
+    with ape.reverts(game.ChallengeNotAllowed):
+        game.challenge(task_b, sender=challenger2, value=CHALLENGER_BOND)  # one dispute per challenger
+    tb.at(end_b + 1)
+    with ape.reverts(game.WindowClosed):
+        game.challenge(task_b, sender=challenger, value=CHALLENGER_BOND)
 
     everyone = [requester, server, server2, challenger, challenger2, keeper]
-    assert tb.settle(task_b, [], empty=False) == TaskStatus.REJECTED
-    assert tb.settle(task_a, everyone) == TaskStatus.FINALIZED
-    assert tb.ledger.net(server) == REWARD + CHALLENGER_BOND  # a lie nobody proved: it stands
-    assert tb.ledger.net(challenger) == -CHALLENGER_BOND
-    assert tb.ledger.net(server2) == -SERVER_BOND
-    assert tb.ledger.net(challenger2) == SERVER_BOND // 2
+    assert tb.settle(task_a, [], empty=False) == TaskStatus.REJECTED
+    assert tb.settle(task_b, everyone) == TaskStatus.FINALIZED
+    nets = expected_nets(server, requester, {challenger.address: "won"}, False)
+    nets.update(expected_nets(server2, requester, {challenger2.address: "lost"}, True))
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+    assert tb.ledger.net(server2) == REWARD + CHALLENGER_BOND  # a lie nobody proved: it stands
 
 
 def test_step_pre_state_from_another_dispute(table, requester, server, challenger, challenger2, accounts):
@@ -784,8 +1080,8 @@ def test_step_pre_state_from_another_dispute(table, requester, server, challenge
     tb.submit(task_a, server, sp.graph)
     tb.submit(task_b, server2, sp.graph)
     d_a, d_b = tb.challenge(task_a, challenger), tb.challenge(task_b, challenger2)
-    assert tb.play(d_a, sp, cp, until=Phase.STEP) is None
-    assert tb.play(d_b, sp_b, cp_b, until=Phase.STEP) is None
+    assert tb.play(d_a, sp, cp, until=STEP) is None
+    assert tb.play(d_b, sp_b, cp_b, until=STEP) is None
     a, b = game.dispute(d_a), game.dispute(d_b)
     assert (a.lo, b.lo) == (1, 4)
     with ape.reverts(game.WrongPreState):
@@ -797,7 +1093,7 @@ def test_step_pre_state_from_another_dispute(table, requester, server, challenge
         game.step(d_a, sp_b.trace.state(4), b"", sender=server)
     game.step(d_a, cp.trace.state(a.lo), b"", sender=challenger)
     game.step(d_b, cp.trace.state(b.lo), b"", sender=challenger2)
-    assert Party(game.dispute(d_a).winner) == Party(game.dispute(d_b).winner) == Party.CHALLENGER
+    assert Party(game.dispute(d_a).winner) == Party(game.dispute(d_b).winner) == CHALLENGER
     everyone = [requester, server, server2, challenger, challenger2]
     assert tb.settle(task_a, [], empty=False) == TaskStatus.REJECTED
     assert tb.settle(task_b, everyone) == TaskStatus.REJECTED
@@ -807,11 +1103,14 @@ def test_step_pre_state_from_another_dispute(table, requester, server, challenge
 # --- the phase-2 local values ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lie_node", [0, 3])
-def test_local_values(table, requester, server, challenger, keeper, lie_node):
-    """After phase 1 ends at node k and the server claims its execution, the oracle holds, under the
-    game's localized keys: the commitment, k (u32 little-endian), the agreed S_{k−1} and the server's
-    S_k; nobody else can write those keys."""
+@pytest.mark.parametrize("lie_node, hi_party", [(0, SERVER), (1, CHALLENGER), (3, SERVER)])
+def test_local_values(table, requester, server, challenger, keeper, lie_node, hi_party):
+    """Phase 1 ends at node k with ``hiHash`` the server's S_k or the challenger's (true) one, which the
+    server then contradicts. ``claimExecution`` writes nothing; ``loadLocalValues`` (anyone, once, from
+    phase ``Execution`` on) writes, under the game's localized keys for the dispute's own context: the
+    commitment, k (u32 little-endian, 4 bytes), the agreed S_{k−1} and the server's S_k. Nobody else
+    can write those keys, and another dispute's values (here one that ended phase 1 elsewhere) are
+    under another context."""
     truth, sp, cp, verdict = plans(server, challenger, n=4, t=4, lie_node=lie_node, seed=111)
     tb, models = table(4, verdict)
     game, oracle = tb.game, tb.oracle
@@ -819,12 +1118,32 @@ def test_local_values(table, requester, server, challenger, keeper, lie_node):
     tb.submit(task_id, server, sp.graph)
     dispute_id = tb.challenge(task_id, challenger)
     other_id = tb.challenge(task_id, keeper)
+    agreeing = ChallengerPlan(keeper, truth, cp.trace, always=True, seed=111)
+    other_end = phase_one(sp, agreeing)
     nothing = {i: None for i in range(1, 5)}
-    assert tb.play(dispute_id, sp, cp, until=Phase.EXECUTION_CLAIM) is None
     k = lie_node
-    assert game.dispute(dispute_id).node == k
-    assert tb.local_values(dispute_id) == nothing  # written by claimExecution, not by phase 1's end
-    assert tb.play(dispute_id, sp, cp, until=Phase.EXECUTION) is None
+
+    assert tb.play(dispute_id, sp, cp, until=CLAIM) is None
+    d = game.dispute(dispute_id)
+    assert d.node == k and Party(d.hiParty) == hi_party
+    assert bytes(d.loHash) == truth.positions[k]
+    if hi_party == SERVER:
+        assert bytes(d.hiHash) == sp.graph.positions[k + 1]
+    else:
+        assert bytes(d.hiHash) == truth.positions[k + 1] != sp.graph.positions[k + 1]
+    # The true S_k: where hiHash is the server's, it cannot switch to another claim; where it is the
+    # challenger's, it cannot agree with the claim it disputed. Zero is no claim.
+    for claimed in (truth.positions[k + 1], ZERO):
+        with ape.reverts(game.InconsistentClaim):
+            game.claimExecution(dispute_id, 4, sp.trace.hash(4), claimed, sender=server)
+    with ape.reverts(game.LocalValuesNotLoadable):  # not before claimExecution
+        game.loadLocalValues(dispute_id, sender=keeper)
+
+    assert tb.play(dispute_id, sp, cp, until=EXECUTION) is None
+    assert tb.local_values(dispute_id) == nothing  # claimExecution writes nothing
+    d = game.dispute(dispute_id)
+    assert (bytes(d.agreedState), bytes(d.claimedState)) == (truth.positions[k], sp.graph.positions[k + 1])
+    assert not d.localsLoaded
     ctx = bytes(game.localContext(dispute_id))
     assert (
         ctx
@@ -839,8 +1158,10 @@ def test_local_values(table, requester, server, challenger, keeper, lie_node):
         4: (sp.graph.positions[k + 1], 32),  # the server's S_k
     }
     assert want[3][0] != want[4][0] and want[4][0] != truth.positions[k + 1]
+    assert tb.load_local_values(dispute_id, sender=keeper) == want  # a third party; only once
     assert tb.local_values(dispute_id) == want
     assert tb.local_values(other_id) == nothing
+
     # Another account writes under its own localized key, never the game's.
     for ident in want:
         key = localize_ident(ident, game, ctx)
@@ -849,9 +1170,24 @@ def test_local_values(table, requester, server, challenger, keeper, lie_node):
         assert bytes(rc.return_value) == localize_ident(ident, keeper, ctx) != key
     assert tb.local_values(dispute_id) == want
     assert tb.local_values(dispute_id, caller=keeper) == {i: (bytes([0xAB]) * 32, 32) for i in want}
-    check_local_values(tb, dispute_id, sp, True, game.task(task_id).inputKey)
-    assert tb.play(dispute_id, sp, cp).winner == Party.CHALLENGER
+
+    # The other dispute (a challenger agreeing with everything) ends phase 1 where the reference says.
+    assert tb.play(other_id, sp, agreeing, until=EXECUTION) is None
+    other_want = tb.load_local_values(other_id)
+    assert other_want == {
+        1: (COMMITMENT, 32),
+        2: (other_end.node.to_bytes(4, "little") + bytes(28), 4),
+        3: (other_end.agreed, 32),
+        4: (other_end.claimed, 32),
+    }
+    assert (other_want != want) == (other_end.node != k)
+    assert tb.local_values(dispute_id) == want
+
+    got = tb.play(dispute_id, sp, cp)
+    assert got.winner == CHALLENGER
     assert tb.local_values(dispute_id) == want  # written once
+    with ape.reverts(game.LocalValuesNotLoadable):  # not after the end
+        game.loadLocalValues(dispute_id, sender=keeper)
     everyone = [requester, server, challenger, keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
     assert tb.ledger.net(keeper) == 0  # its dispute was closed and refunded
@@ -860,38 +1196,88 @@ def test_local_values(table, requester, server, challenger, keeper, lie_node):
 @pytest.mark.parametrize("multi", [True, False])
 def test_local_values_without_phase_one(table, requester, server, challenger, multi):
     """With N = 1 (multi-phase: k = 0, S_{−1} computed on-chain) or in single-phase mode, phase 2 starts
-    at ``challenge``; the values are written by the server's ``claimExecution``."""
+    at ``challenge`` with ``hiHash`` the result's S_{N−1}, the server's: its ``claimedState`` must be
+    that. The values are loadable once the execution is claimed."""
     n = 1 if multi else 4
-    _truth, sp, cp, verdict = plans(server, challenger, n=n, t=4, multi=multi, lie_node=0, seed=121)
+    truth, sp, cp, verdict = plans(server, challenger, n=n, t=4, multi=multi, lie_node=0, seed=121)
     tb, models = table(4, verdict)
+    game = tb.game
     task_id = tb.create_task(requester, models[n], INPUT, multi)
     tb.submit(task_id, server, sp.graph)
-    rc = tb.game.challenge(task_id, sender=challenger, value=CHALLENGER_BOND)
-    tb.ledger.paid[challenger.address] += CHALLENGER_BOND
-    dispute_id = rc.events[0].disputeId
-    tb.disputes[task_id] = [dispute_id]
-    names = [e.event_name for e in rc.events]
-    assert names == (["DisputeOpened", "PhaseOneEnded"] if multi else ["DisputeOpened"])
-    d = tb.game.dispute(dispute_id)
-    assert Phase(d.phase) == Phase.EXECUTION_CLAIM and Party(d.turn) == Party.SERVER
-    assert tb.local_values(dispute_id, idents=(1,)) == {1: None}
-    # Execution claims that are not a valid exit, or not the server's.
-    game, steps = tb.game, sp.trace.claimed_steps
+    dispute_id = tb.challenge(task_id, challenger)
+    tr = tb.transcripts[dispute_id]
+    assert tr.events == ([("PhaseOneEnded", 0)] if multi else [])
+    d = game.dispute(dispute_id)
+    assert Phase(d.phase) == CLAIM and Party(d.turn) == SERVER
+    assert (Party(d.hiParty), bytes(d.hiHash)) == (SERVER, sp.graph.final_state)
+    assert tb.local_values(dispute_id) == {i: None for i in range(1, 5)}
+    with ape.reverts(game.LocalValuesNotLoadable):
+        game.loadLocalValues(dispute_id, sender=challenger)
+    # Execution claims that are not a valid exit, not the server's, or not its S_{N−1}.
+    steps, final = sp.trace.claimed_steps, sp.trace.hash(sp.trace.claimed_steps)
     with ape.reverts(game.NotAValidExit):
-        game.claimExecution(dispute_id, 0, sp.trace.hash(steps), sender=server)
+        game.claimExecution(dispute_id, 0, final, sp.graph.final_state, sender=server)
     for status in (3, 1, 2):  # running, invalid, panic
         with ape.reverts(game.NotAValidExit):
-            game.claimExecution(dispute_id, steps, bytes([status]) + bytes(31), sender=server)
+            game.claimExecution(
+                dispute_id, steps, bytes([status]) + bytes(31), sp.graph.final_state, sender=server
+            )
+    for claimed in (truth.final_state, sp.graph.positions[0], ZERO):
+        with ape.reverts(game.InconsistentClaim):
+            game.claimExecution(dispute_id, steps, final, claimed, sender=server)
     with ape.reverts(game.NotParty):
-        game.claimExecution(dispute_id, steps, sp.trace.hash(steps), sender=challenger)
-    with ape.reverts(game.WrongPhase, phase=Phase.EXECUTION_CLAIM):
+        game.claimExecution(dispute_id, steps, final, sp.graph.final_state, sender=tb.keeper)
+    with ape.reverts(game.NotYourTurn):
+        game.claimExecution(dispute_id, steps, final, sp.graph.final_state, sender=challenger)
+    with ape.reverts(game.WrongPhase, phase=CLAIM):
         game.step(dispute_id, vm_state(0, 3), b"", sender=challenger)
     assert tb.local_values(dispute_id, idents=(1,)) == {1: None}
-    assert tb.play(dispute_id, sp, cp, until=Phase.EXECUTION) is None
-    input_key = tb.game.task(task_id).inputKey
+
+    assert tb.play(dispute_id, sp, cp, until=EXECUTION) is None
+    input_key = game.task(task_id).inputKey
     assert bytes(input_key) == ChunkTree.from_bytes(INPUT).key
-    check_local_values(tb, dispute_id, sp, multi, input_key)
+    values = tb.load_local_values(dispute_id, sender=challenger)
     if multi:
-        assert tb.local_values(dispute_id)[3] == (bytes(tb.game.initialGraphState(input_key)), 32)
-    assert tb.play(dispute_id, sp, cp).winner == Party.CHALLENGER
+        assert values == {
+            1: (COMMITMENT, 32),
+            2: (bytes(32), 4),
+            3: (bytes(game.initialGraphState(input_key)), 32),
+            4: (sp.graph.final_state, 32),
+        }
+    else:
+        assert values == {
+            1: (COMMITMENT, 32),
+            2: (bytes(input_key), 32),
+            3: (sp.graph.final_state, 32),
+            4: None,
+        }
+    assert tb.play(dispute_id, sp, cp).winner == CHALLENGER
     assert tb.settle(task_id, [requester, server, challenger]) == TaskStatus.REJECTED
+
+
+def test_local_values_in_the_step_and_on_a_rejected_result(table, requester, server, challenger, challenger2):
+    """``loadLocalValues`` works in phase ``Step`` too (a dispute whose execution is one step), and on a
+    dispute that is still open after another dispute rejected the result (it writes values nobody will
+    read; the dispute can then only be closed)."""
+    truth, sp, cp, verdict = plans(server, challenger, n=4, t=1, lie_node=2, seed=131)
+    tb, models = table(1, verdict)
+    game = tb.game
+    task_id = tb.create_task(requester, models[4], INPUT)
+    tb.submit(task_id, server, sp.graph)
+    d_1 = tb.challenge(task_id, challenger)
+    d_2 = tb.challenge(task_id, challenger2)
+    cp2 = ChallengerPlan(challenger2, truth, cp.trace, seed=131)
+    assert tb.play(d_2, sp, cp2, until=STEP) is None
+    got = tb.play(d_1, sp, cp, load_locals=True)
+    assert got.loaded == STEP and got.moves(EXECUTION) == 0 and got.winner == CHALLENGER
+    assert game.task(task_id).status == TaskStatus.REJECTED
+    d = game.dispute(d_2)
+    assert Phase(d.phase) == STEP
+    values = tb.load_local_values(d_2)
+    assert values[2][0][:4] == (2).to_bytes(4, "little") and values[4] == (sp.graph.positions[3], 32)
+    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
+        game.step(d_2, cp.trace.state(0), b"", sender=challenger2)
+    everyone = [requester, server, challenger, challenger2, tb.keeper]
+    assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
+    nets = expected_nets(server, requester, {challenger.address: "won", challenger2.address: "closed"}, False)
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)

@@ -122,6 +122,7 @@ class Agent:
     log: Callable[[str], None] = print
     moves: list[MoveRecord] = field(default_factory=list)
     vm_steps: int = 0
+    vm_seconds: float = 0.0
     native_seconds: float = 0.0
     _runs: dict[int, RunResult] = field(default_factory=dict)
     _inputs: dict[int, npt.NDArray[Any]] = field(default_factory=dict)
@@ -238,7 +239,9 @@ class Agent:
                 )
             else:
                 setup = model_program_setup(model, x, claim, self.store, caller=caller, local_context=context)
+            t0 = time.perf_counter()
             trace = ExecutionTrace(setup, max_steps=self.max_vm_steps)
+            self.vm_seconds += time.perf_counter() - t0
             self.vm_steps += trace.size
             claims = trace if self.lie is None else LyingExecutionTrace(trace, self.lie.step)
             self._executions[view.dispute_id] = claims
