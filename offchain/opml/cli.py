@@ -11,6 +11,8 @@
         .json): the prediction, every value's key and the final state S_{N-1} (docs/ml-spec.md §5)
     opml model inspect MODEL   the graph as a table (op, inputs, output, params, parameter count, keys)
     opml model commit MODEL    the model commitment (chunk-Merkle key of the manifest)
+    opml model register, opml task submit|status, opml server, opml challenger, opml report:
+        on a deployed game (see opml.chain.commands and `opml COMMAND --help`)
 
 ORACLE OPTIONS (vm-spec §5.5, oracle-spec §1.1) give the preimage system calls their data:
 
@@ -472,6 +474,17 @@ def model_run(model: str, input_file: str, as_json: bool) -> None:
         node = str(v - 1) if v else "-"
         click.echo(f"{v:<5}  {node:<4}  {op:<{width}}  {tensor:<{twidth}}  {key}")
 
+
+def _add_chain_commands() -> None:
+    """The commands on a deployed game (opml.chain.commands): model register, task, agents, report."""
+    from opml.chain import commands
+
+    model_group.add_command(commands.model_register)
+    for command in (commands.task_group, commands.server, commands.challenger, commands.report):
+        main.add_command(command)
+
+
+_add_chain_commands()
 
 if __name__ == "__main__":
     main()
