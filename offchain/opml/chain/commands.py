@@ -18,6 +18,7 @@ malformed model or input) prints one line and exits non-zero.
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,13 @@ def _load_account(alias: str) -> Any:
         index = alias.removeprefix("TEST::")
         if not index.isdigit():
             raise click.ClickException(f"account {alias!r}: TEST::N needs a number N")
-        return accounts.test_accounts[int(index)]
+        try:
+            return accounts.test_accounts[int(index)]
+        except IndexError:
+            count = len(accounts.test_accounts)
+            raise click.ClickException(
+                f"no test account {alias} (there are {count}: TEST::0 … TEST::{count - 1})"
+            ) from None
     try:
         return accounts.load(alias)
     except Exception:  # ape raises AccountsError (or IndexError) for an unknown alias
@@ -85,9 +92,11 @@ def connect(network: str, alias: str | None, addresses: Path | None) -> Iterator
     """Connect to ``network``, load the account and the game named in the addresses file."""
     from ape import chain, networks, project
     from ape.exceptions import ApeException
+    from ape.logging import logger
 
     from opml.chain.deploy import read_addresses
 
+    logger.set_level("WARNING")  # ape's line per connection and transaction would bury the output
     try:
         context = networks.parse_network_choice(network)
         context.__enter__()
@@ -304,12 +313,14 @@ def _run_agent(
         click.echo(
             f"{role_name} {c.account.address} on {network}: game {c.game.address}, {len(held)} model(s)"
         )
+        stopping: list[int] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):  # finish the poll in progress, then stop
+            signal.signal(signum, lambda received, _frame: stopping.append(received))
         try:
-            agent.run(interval)
-        except KeyboardInterrupt:
-            click.echo(f"{role_name} stopped")
+            agent.run(interval, stop=lambda: bool(stopping))
         except OpmlError as exc:
             raise click.ClickException(str(exc)) from None
+        click.echo(f"{role_name} stopped")
 
 
 server = _agent_command("server")

@@ -136,9 +136,9 @@ class Agent:
     _refused: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        from ape import Contract
+        from ape import project
 
-        self.oracle = Contract(self.game.oracle())
+        self.oracle = project.PreimageOracle.at(self.game.oracle())
         self.store = PreimageStore(self.store_dir)
         self.address = str(self.account.address)
         self._programs = canonical_program_states()
@@ -250,7 +250,18 @@ class Agent:
     # --- acting ----------------------------------------------------------------------------------------
 
     def _send(self, kind: str, dispute_id: int | None, method: Any, *args: Any, **kw: Any) -> Any:
-        receipt = method(*args, sender=self.account, **kw)
+        """Send one move. A revert is logged, not raised: another party's transaction can land first
+        (e.g. both sides execute the final step), and the next poll acts on what the chain shows then."""
+        from ape.exceptions import ContractLogicError
+
+        try:
+            receipt = method(*args, sender=self.account, **kw)
+        except ContractLogicError as exc:
+            where = f" dispute {dispute_id}" if dispute_id is not None else ""
+            self.log(
+                f"{self.role.name.lower()} {self.address[:10]}: {kind}{where} reverted ({exc}); looking again"
+            )
+            return None
         self.moves.append(MoveRecord(kind, dispute_id, int(receipt.gas_used), str(receipt.txn_hash)))
         where = f"dispute {dispute_id}" if dispute_id is not None else ""
         self.log(f"{self.role.name.lower()} {self.address[:10]}: {kind} {where} (gas {receipt.gas_used})")

@@ -104,7 +104,7 @@ class DisputeReport:
 
 def collect(game: Any, dispute_id: int) -> DisputeReport:
     """Read dispute ``dispute_id`` of ``game`` (an ape contract instance) from the chain."""
-    from ape import Contract, chain
+    from ape import chain, project
 
     if not 0 <= dispute_id < int(game.disputeCount()):
         raise ReportError(f"dispute {dispute_id} does not exist (the game has {int(game.disputeCount())})")
@@ -152,7 +152,7 @@ def collect(game: Any, dispute_id: int) -> DisputeReport:
     report.path = _path(logs, int(model.nodeCount) if task.multiPhase else None)
     played = [log for name, log in logs if name == "StepPlayed"]
     if played:
-        report.step = _step_detail(played[0], Contract(game.vm()))
+        report.step = _step_detail(played[0], project.MIPS.at(game.vm()))
     return report
 
 

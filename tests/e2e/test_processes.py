@@ -1,0 +1,205 @@
+"""The product as users run it, each command its own process, on an anvil node of its own:
+`ape run deploy`, `opml model register`, `opml task submit`, the long-running `opml server` (told to
+lie) and `opml challenger`, `opml task status` and `opml report`; and every CLI error as one line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _digits import digits_test_split
+from _toolchain import build_toolchain
+from click.testing import CliRunner
+
+from opml.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CNN = str(ROOT / "models" / "digits_cnn.opml")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rpc(url: str, method: str, params: list) -> object:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())["result"]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """An anvil of this module's own (chain id 1337, what ape's local network signs for)."""
+    build_toolchain()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    anvil = subprocess.Popen(
+        [str(BIN / "anvil"), "--port", str(port), "--chain-id", "1337", "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                _rpc(url, "eth_chainId", [])
+                break
+            except OSError:
+                time.sleep(0.1)
+        folder = tmp_path_factory.mktemp("processes")
+        addresses = folder / "addresses.json"
+        network = f"ethereum:local:{url}"
+        deploy = [str(BIN / "ape"), "run", "deploy", "--network", network, "--account", "TEST::0"]
+        deploy += ["--move-window", "600", "--min-window", "600", "--out", str(addresses)]
+        done = subprocess.run(deploy, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield {"url": url, "network": network, "addresses": addresses, "folder": folder}
+    finally:
+        anvil.terminate()
+        anvil.wait(timeout=30)
+
+
+def opml_args(node, *args: str, account: str | None = None) -> list[str]:
+    command = [str(BIN / "opml"), *args, "--network", node["network"], "--addresses", str(node["addresses"])]
+    return command + (["--account", account] if account else [])
+
+
+def opml(node, *args: str, account: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = opml_args(node, *args, account=account)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The single ``Error:`` line of a failed command (and no traceback)."""
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
+    folder = node["folder"]
+    image = folder / "image.npy"
+    np.save(image, np.asarray(digits_test_split()[0][0], np.int8).reshape(8, 8, 1))
+    registered = opml(node, "model", "register", CNN, "--uri", "file://models", account="TEST::0")
+    assert registered.returncode == 0 and registered.stdout.startswith("model 0:"), registered.stderr
+
+    agents = {}
+    logs = {}
+    for role, account, extra in (("server", "TEST::2", ["--lie-node", "4"]), ("challenger", "TEST::3", [])):
+        logs[role] = open(folder / f"{role}.log", "w")  # noqa: SIM115  # closed below
+        command = opml_args(node, role, "--model", CNN, "--interval", "0.2", *extra, account=account)
+        command += ["--store", str(folder / role)]
+        agents[role] = subprocess.Popen(command, cwd=ROOT, stdout=logs[role], stderr=subprocess.STDOUT)
+    try:
+        submitted = opml(node, "task", "submit", "0", str(image), "--model", CNN, account="TEST::1")
+        assert submitted.returncode == 0 and submitted.stdout.startswith("task 0:"), submitted.stderr
+        status = ""
+        deadline = time.monotonic() + 400
+        while "challenger won" not in status:
+            assert time.monotonic() < deadline, status
+            for role, process in agents.items():
+                assert process.poll() is None, (folder / f"{role}.log").read_text()
+            time.sleep(3)
+            status = opml(node, "task", "status", "0").stdout
+        assert status.startswith("task 0: rejected (model 0, multi-phase)")
+        assert "dispute 0 by" in status and ": resolved" in status
+    finally:
+        for process in agents.values():
+            process.send_signal(signal.SIGINT)
+        for role, process in agents.items():
+            process.wait(timeout=60)
+            logs[role].close()
+    server_log = (folder / "server.log").read_text()
+    challenger_log = (folder / "challenger.log").read_text()
+    assert "submitResult" in server_log and "claimExecution dispute 0" in server_log
+    assert "challenge" in challenger_log and "step dispute 0" in challenger_log
+    assert "server stopped" in server_log and "challenger stopped" in challenger_log
+
+    reported = opml(node, "report", "0", "--out", str(folder / "report"))
+    assert reported.returncode == 0, reported.stderr
+    page = (folder / "report" / "dispute-0.html").read_text()
+    assert "challenger wins" in page and "id=disassembly" in page
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    commands = [
+        ["model", "register"],
+        ["task"],
+        ["task", "submit"],
+        ["task", "status"],
+        ["server"],
+        ["challenger"],
+        ["report"],
+    ]
+    for command in commands:
+        result = runner.invoke(main, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage: " in result.output, (command, result.output)
+        assert "--network" in result.output or command == ["task"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing-account",
+        "missing-test-account",
+        "wrong-network",
+        "unreachable-network",
+        "missing-addresses",
+        "unfunded-bond",
+        "malformed-model",
+        "malformed-input",
+    ],
+)
+def test_bad_input_gives_one_line(node, case, tmp_path):
+    garbage = tmp_path / "garbage.opml"
+    garbage.write_bytes(b"not a model at all")
+    short = tmp_path / "short.bin"
+    short.write_bytes(b"\x01\x02\x03")
+    status = ("task", "status", "0")
+    if case == "missing-account":
+        done = opml(node, "model", "register", CNN, account="no-such-alias")
+        expect = "no account 'no-such-alias'"
+    elif case == "missing-test-account":
+        done = opml(node, "model", "register", CNN, account="TEST::99")
+        expect = "no test account TEST::99"
+    elif case == "wrong-network":
+        command = opml_args(node, *status)
+        command[command.index("--network") + 1] = "ethereum:no-such-network:node"
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        expect = "cannot connect to network 'ethereum:no-such-network:node'"
+    elif case == "unreachable-network":
+        command = opml_args(node, *status)
+        command[command.index("--network") + 1] = f"ethereum:local:http://127.0.0.1:{_free_port()}"
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        expect = "network 'ethereum:local:http://127.0.0.1:"
+    elif case == "missing-addresses":
+        command = opml_args(node, *status)
+        command[command.index("--addresses") + 1] = str(tmp_path / "none.json")
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        expect = "run `ape run deploy"
+    elif case == "unfunded-bond":
+        last = _rpc(node["url"], "eth_accounts", [])[9]  # TEST::9: ape's test accounts are anvil's
+        _rpc(node["url"], "anvil_setBalance", [last, "0x0"])
+        done = opml(node, "challenger", "--model", CNN, account="TEST::9")
+        expect = "less than the challenger bond"
+    elif case == "malformed-model":
+        done = opml(node, "model", "register", str(garbage), account="TEST::0")
+        expect = "garbage.opml"
+    else:
+        done = opml(node, "task", "submit", "0", str(short), "--model", CNN, account="TEST::1")
+        expect = "short.bin"
+    assert expect in one_line_error(done)
