@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
 
-.PHONY: all env demo test lint fuzz mutants test-foundry toolchain lock clean distclean
+.PHONY: all env demo test lint fuzz mutants test-foundry toolchain browser lock clean distclean
 
 all: env toolchain
 
@@ -54,7 +54,18 @@ toolchain:
 demo: env toolchain
 	$(BIN)/ape run demo
 
-test: env toolchain
+# Headless Chromium renders the dispute report in tests/e2e/test_demo.py (Debian's package).
+HAVE_CHROMIUM := $(shell command -v chromium >/dev/null 2>&1 && echo yes)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
+ifneq ($(HAVE_CHROMIUM),yes)
+BROWSER_DEP := browser
+endif
+
+browser:
+	@echo "==> chromium (headless, for the dispute report's test)"
+	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+test: env toolchain $(BROWSER_DEP)
 	$(BIN)/ape test
 
 # ruff (lint and format check) over the Python tree, mypy over offchain/opml (strict for opml.ml and

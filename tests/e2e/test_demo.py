@@ -7,6 +7,7 @@ and the money each party got out of the game (protocol §5), which must add up t
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,41 @@ def test_demo_tells_both_stories(deployer, chain, tmp_path, options):
     assert (tmp_path / f"dispute-{result.dispute_id}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<script" not in page and "id=disassembly" in page and "data:image/png;base64," in page
     assert page.count("<td>respond</td>") == result.rounds["graph"] + result.rounds["vm"]
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed: `make test` installs it (apt-get install chromium)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_report_renders_in_headless_chromium(deployer, tmp_path):
+    """The demo's report opens in Chromium with no console error, and the screenshot shows the plot
+    (matplotlib's line colour) and the disassembled step (its highlighted block, with text in it)."""
+    from PIL import Image
+
+    result, _, _ = _run(deployer, DemoOptions(report_dir=tmp_path))
+    url = result.report.resolve().as_uri()
+    dom = _chromium("--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr
+    assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr, dom.stderr
+    assert 'id="disassembly"' in dom.stdout and "syscall" in dom.stdout
+
+    shot = tmp_path / "screenshot.png"
+    done = _chromium(f"--screenshot={shot}", "--window-size=1280,1800", "--hide-scrollbars", url)
+    assert done.returncode == 0 and shot.exists(), done.stderr
+    pixels = Image.open(shot).convert("RGB")
+    width = pixels.size[0]
+    data = list(pixels.getdata())
+    plot_line = sum(1 for p in data if abs(p[0] - 0x1F) + abs(p[1] - 0x77) + abs(p[2] - 0xB4) < 40)
+    assert plot_line > 500, plot_line  # the two step plots, drawn in matplotlib's first colour
+    block = [(i % width, i // width) for i, p in enumerate(data) if p == (0xE8, 0xF0, 0xFE)]
+    assert len(block) > 5000, len(block)  # the disassembly's background
+    x0, x1 = min(x for x, _ in block), max(x for x, _ in block)
+    y0, y1 = min(y for _, y in block), max(y for _, y in block)
+    text = sum(1 for x in range(x0, x1) for y in range(y0, y1) if sum(pixels.getpixel((x, y))) < 200)
+    assert text > 100, text  # dark glyphs inside it: the instruction was rendered
 
 
 def test_demo_refuses_a_lie_outside_the_graph():

@@ -74,6 +74,9 @@ class StepDetail:
     registers_after: dict[str, int]
     memory: list[tuple[str, int, int, int | None]]  # (read/write, address, before, after)
     txn_hash: str
+    post_hash: str  # what MIPS.step computed
+    claimed_hash: str  # hiHash, the claim at that position
+    claimed_by: str  # hiParty
 
 
 @dataclass
@@ -152,7 +155,8 @@ def collect(game: Any, dispute_id: int) -> DisputeReport:
     report.path = _path(logs, int(model.nodeCount) if task.multiPhase else None)
     played = [log for name, log in logs if name == "StepPlayed"]
     if played:
-        report.step = _step_detail(played[0], project.MIPS.at(game.vm()))
+        claim = ("0x" + bytes(d.hiHash).hex(), Party(int(d.hiParty)).name.lower())
+        report.step = _step_detail(played[0], project.MIPS.at(game.vm()), claim)
     return report
 
 
@@ -198,7 +202,7 @@ def _registers(state: Any) -> dict[str, int]:
     return regs
 
 
-def _step_detail(played: Any, vm: Any) -> StepDetail:
+def _step_detail(played: Any, vm: Any, claim: tuple[str, str]) -> StepDetail:
     from ape import chain
     from capstone import CS_ARCH_MIPS, CS_MODE_LITTLE_ENDIAN, CS_MODE_MIPS32, Cs
 
@@ -230,6 +234,8 @@ def _step_detail(played: Any, vm: Any) -> StepDetail:
         _registers(post),
         accesses,
         str(played.transaction_hash),
+        "0x" + bytes(played.postState).hex(),
+        *claim,
     )
 
 
@@ -299,10 +305,17 @@ def render_html(report: DisputeReport, png: bytes) -> str:
             )
             or "<tr><td colspan=4>no data memory access (beyond the instruction fetch)</td></tr>"
         )
+        other = "challenger" if s.claimed_by == "server" else "server"
+        equal = s.post_hash == s.claimed_hash
+        outcome = f"equal: the {s.claimed_by} wins" if equal else f"different: the {other} wins"
         step_html = (
             f"<p>Step {s.position:,} of the disputed program, executed on-chain in "
             f"<span class=mono>{_esc(s.txn_hash)}</span>:</p>"
             f"<pre id=disassembly>0x{s.pc:08x}:  {s.word:08x}    {_esc(s.disassembly)}</pre>"
+            f"<p>Post-state hash computed on-chain: <span class=mono>{s.post_hash}</span><br>"
+            f"claimed at step {s.position + 1:,} by the {s.claimed_by}: "
+            f"<span class=mono>{s.claimed_hash}</span> &rarr; {outcome}. (The top byte of a state hash is"
+            " its status: 0 valid exit, 1 invalid exit, 2 panic, 3 running.)</p>"
             "<h3>Registers before and after</h3>"
             "<table><tr><th>register</th><th>before</th><th>after</th></tr>"
             f"{regs}</table><h3>Memory it touched</h3><table><tr><th></th><th>address</th><th>before</th>"
@@ -316,7 +329,8 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }}
 .mono, pre {{ font-family: monospace; }} .num {{ text-align: right; }}
-tr.changed {{ background: #fff3c4; }} pre {{ background: #f4f4f4; padding: 0.8em; font-size: 1.2em; }}
+tr.changed {{ background: #fff3c4; }}
+#disassembly {{ background: #e8f0fe; padding: 0.8em; font-size: 1.2em; }}
 </style></head><body>
 <h1>opML dispute {report.dispute_id}: {_esc(verdict)}</h1>
 <h2>Task and model</h2>
@@ -334,12 +348,13 @@ tr.changed {{ background: #fff3c4; }} pre {{ background: #f4f4f4; padding: 0.8em
 <h2>Bisection</h2>
 <img id=plot alt="the disputed interval per round"
  src="data:image/png;base64,{base64.b64encode(png).decode()}">
-<table><tr><th>phase</th><th>round</th><th>lo</th><th>hi</th></tr>{path}</table>
 <h2>The disputed instruction</h2>
 {step_html}
 <h2>Moves</h2>
 <table><tr><th>move</th><th>by</th><th>sender</th><th>transaction</th><th>block</th><th>gas</th></tr>{rows}
 <tr><td colspan=5>total</td><td class=num>{report.total_gas:,}</td></tr></table>
+<h2>The interval after each round</h2>
+<table><tr><th>phase</th><th>round</th><th>lo</th><th>hi</th></tr>{path}</table>
 </body></html>
 """
 
