@@ -97,7 +97,7 @@ def test_report_renders_in_headless_chromium(deployer, tmp_path):
     assert done.returncode == 0 and shot.exists(), done.stderr
     pixels = Image.open(shot).convert("RGB")
     width = pixels.size[0]
-    data = list(pixels.getdata())
+    data = list(pixels.get_flattened_data())
     plot_line = sum(1 for p in data if abs(p[0] - 0x1F) + abs(p[1] - 0x77) + abs(p[2] - 0xB4) < 40)
     assert plot_line > 500, plot_line  # the two step plots, drawn in matplotlib's first colour
     block = [(i % width, i // width) for i, p in enumerate(data) if p == (0xE8, 0xF0, 0xFE)]
