@@ -132,10 +132,11 @@ interface IOpmlGame {
     /// @notice Thrown when `bisect` is called while a claim is pending, or `respond` while none is.
     error WrongMove();
     /// @notice Thrown when the server's `S_k` in `claimExecution` contradicts phase 1: it must equal
-    ///         `hiHash` when that is the server's claim, and differ from it when it is the challenger's.
+    ///         `hiHash` when that is the server's claim, and differ from it when it is the challenger's;
+    ///         and it is never zero.
     error InconsistentClaim();
-    /// @notice Thrown when a dispute's local values are loaded twice, before `claimExecution`, or after
-    ///         the dispute has ended.
+    /// @notice Thrown when a dispute's local values are loaded twice, or outside phases Execution and
+    ///         Step (before `claimExecution`, or once the dispute is resolved or closed).
     error LocalValuesNotLoadable();
     /// @notice Thrown when `closeDispute` is called on a dispute whose result was not rejected.
     error ResultNotRejected();

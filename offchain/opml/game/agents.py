@@ -446,7 +446,12 @@ class Agent:
         if reads_local and not self.game.dispute(view.dispute_id).localsLoaded:
             self._send("loadLocalValues", view.dispute_id, self.game.loadLocalValues, view.dispute_id)
         client = OracleClient(self.oracle, self.store, self.account)
+        # Revealing any part puts the length on-chain too: a length question needs its own reveal (of
+        # part 0) only when the step reads no part of that key.
+        with_parts = {read.key for read in proof.reads if read.part_offset is not None}
         for read in proof.reads:
+            if read.part_offset is None and read.key in with_parts:
+                continue
             receipt = (
                 client.ensure_length(read.key)
                 if read.part_offset is None
