@@ -177,10 +177,16 @@ def run_demo(
         stage.until(lambda: int(game.disputeCount()) > 0)
         dispute_id = int(game.disputeCount()) - 1
         lied = int(liar._runs[task2].output.reshape(-1)[0])
+        answer = (
+            f"the label {lied}, which happens to be right, with claimed states S_{lie_node} … S_{n - 1} that"
+            " are not the model's run"
+            if lied == honest_label
+            else f"the wrong label {lied} (the model says {honest_label})"
+        )
         out.print(
-            f"Task {task2}: the lying server alters node {lie_node}'s output and every later one, and "
-            f"bonds the answer {lied} (the model says {honest_label}). The challenger's native run "
-            f"disagrees with its claimed states: it opens dispute {dispute_id} with its own bond."
+            f"Task {task2}: the lying server alters node {lie_node}'s output and every later one, and bonds "
+            f"{answer}. The challenger's native run disagrees with the claimed S_{n - 1}: it opens dispute "
+            f"{dispute_id} with its own bond."
         )
         rounds = _play_dispute(out, game, dispute_id, stage, n, options.multi_phase)
         stage.until(
