@@ -31,6 +31,9 @@ interface IPreimageOracle {
     error NonZeroPadding();
     /// @notice Thrown when a local value is longer than 32 bytes.
     error LocalDataTooLarge();
+    /// @notice Thrown when a local identifier has more than 248 bits: no guest can name it (its key
+    ///         `withType(ident, 1)` keeps only the low 248 bits).
+    error InvalidLocalIdent();
     /// @notice Thrown when `readPreimage` asks for a part that was never revealed.
     error PartNotLoaded(bytes32 key, uint256 partOffset);
     /// @notice Thrown when `preimageLength` asks for a key none of whose parts was revealed.

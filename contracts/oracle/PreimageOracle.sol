@@ -62,6 +62,7 @@ contract PreimageOracle is IPreimageOracle {
         returns (bytes32 key)
     {
         if (size > 32) revert LocalDataTooLarge();
+        if (ident >> 248 != 0) revert InvalidLocalIdent();
         if (_padding(value, size) != 0) revert NonZeroPadding();
         key = PreimageKeyLib.localizeIdent(ident, msg.sender, localContext);
         _store(key, 0, value, size);

@@ -132,6 +132,24 @@ def test_local_rejects(oracle, requester):
         oracle.loadLocalData(1, CTX, b"\x01" * 32, 31, sender=requester)
 
 
+def test_local_identifiers_above_248_bits_are_refused(oracle, requester, tmp_path):
+    """No guest can name an identifier of 2^248 or more (its key keeps 248 bits): the contract and the
+    store refuse to store one, and accept the largest that can be named."""
+    from opml.oracle.errors import InvalidLocalIdentError
+    from opml.oracle.store import PreimageStore
+
+    store = PreimageStore(tmp_path)
+    for ident in (1 << 248, (1 << 256) - 1):
+        with ape.reverts(oracle.InvalidLocalIdent):
+            oracle.loadLocalData(ident, CTX, bytes(32), 32, sender=requester)
+        with pytest.raises(InvalidLocalIdentError, match="248 bits"):
+            store.put_local(ident, requester.address, CTX, bytes(32))
+    largest = (1 << 248) - 1
+    oracle.loadLocalData(largest, CTX, b"\x22" * 32, 32, sender=requester)
+    key = store.put_local(largest, requester.address, CTX, b"\x22" * 32)
+    assert key == localize_ident(largest, requester, CTX) and oracle.preimagePartOk(key, 0)
+
+
 # --- keccak keys --------------------------------------------------------------------------------
 
 

@@ -63,6 +63,12 @@ class LocalDataTooLargeError(OracleError):
     contract_error = "LocalDataTooLarge"
 
 
+class InvalidLocalIdentError(OracleError):
+    """Thrown when a local identifier has more than 248 bits (no guest can name it)."""
+
+    contract_error = "InvalidLocalIdent"
+
+
 class PartNotLoadedError(OracleError):
     """Thrown when a part is not on-chain and cannot be uploaded (e.g. another caller's local value)."""
 

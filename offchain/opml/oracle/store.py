@@ -32,12 +32,14 @@ from opml.oracle.chunk_tree import (
 )
 from opml.oracle.errors import (
     InvalidKeyTypeError,
+    InvalidLocalIdentError,
     LocalDataTooLargeError,
     OracleError,
     PreimageNotFoundError,
     PreimageTooLargeError,
 )
 from opml.oracle.keys import (
+    IDENT_MASK,
     MAX_KECCAK_PREIMAGE,
     PART_SIZE,
     KeyType,
@@ -139,6 +141,10 @@ class PreimageStore:
         value = bytes(value)
         if len(value) > PART_SIZE:
             raise LocalDataTooLargeError(f"a local value has at most 32 bytes, got {len(value)}")
+        if not 0 <= ident <= IDENT_MASK:
+            raise InvalidLocalIdentError(
+                f"local identifier {ident:#x} has more than 248 bits: no guest can name it (use < 2**248)"
+            )
         key = localize_ident(ident, caller, local_context)
         path = self.path(key)
         meta = {
