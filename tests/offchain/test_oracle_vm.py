@@ -385,6 +385,29 @@ def test_oracle_view_localizes_with_its_caller_and_context(store):
             step(state.copy(), view)
 
 
+def test_a_replaced_local_value_is_read_anew_by_the_fast_vm(store):
+    """The caller may overwrite a local value (oracle-spec §2); the reference reads the store on every
+    access, so the fast VM must not keep the old bytes in its kernel from one run to the next."""
+    buf = DATA + 0x40
+    reread = [encode("syscall"), encode("addiu", V0, 0, 9003), encode("syscall")]
+    state = load_program(reread, BASE)
+    state.preimage_key = local_ident_key(1)
+    state.registers[V0], state.registers[A0], state.registers[A1], state.registers[A2] = 9003, 0, buf, 4
+    store.put_local(1, CALLER, CONTEXT, b"\x11" * 32)
+    oracle = OracleView(store, CALLER, CONTEXT)
+    vm = FastVM.from_state(state, copy_memory=True, oracle=oracle)
+    reference = state.copy()
+    vm.run(1)
+    step(reference, oracle)
+    assert vm.to_state().memory.read_bytes(buf, 4) == b"\x11" * 4
+    store.put_local(1, CALLER, CONTEXT, b"\x22" * 32)  # replaced between the two reads
+    vm.run(3)
+    step(reference, oracle)
+    step(reference, oracle)
+    assert reference.memory.read_bytes(buf, 4) == b"\x22" * 4
+    assert encode_state(vm.to_state()) == encode_state(reference)
+
+
 def test_oracle_view_messages(store):
     view = OracleView(store)
     with pytest.raises(PreimageNotFoundError, match="opml oracle put"):

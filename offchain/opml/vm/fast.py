@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from opml.oracle.keys import KeyType
 from opml.vm import fast_core as K
 from opml.vm.constants import (
     EFBIG,
@@ -114,6 +115,13 @@ class FastVM:
         self.st[K.ST_PRE_LEN] = 0
         self.pre = EMPTY_PREIMAGE
         self._pre_tried = None
+
+    def _forget_local_preimage(self) -> None:
+        """A local value can be replaced between runs (the oracle lets its caller overwrite it, and
+        the reference reads the store on every access): the kernel must not keep its old bytes, so a
+        selected local value is handed to it afresh at the start of every run."""
+        if self._preimage_key[0] == KeyType.LOCAL:
+            self._drop_preimage()
 
     def _load_preimage(self) -> bool:
         """Hand the kernel the selected preimage as an array; return whether it now has it.
@@ -445,6 +453,7 @@ class FastVM:
         Does nothing if the state has exited or ``step >= until_step`` already.
         """
         until = _MAX_STEP if until_step is None else int(until_step)
+        self._forget_local_preimage()
         while True:
             status = K.run_core(
                 self.regs,
@@ -477,6 +486,7 @@ class FastVM:
         rows = np.zeros((max_steps, K.ROW_SIZE), dtype=np.int64)
         done = 0
         until = self.step + max_steps
+        self._forget_local_preimage()
         while done < max_steps:
             status, n = K.run_record(
                 self.regs,
