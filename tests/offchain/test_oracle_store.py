@@ -79,3 +79,68 @@ def test_missing(tmp_path):
     with pytest.raises(PreimageNotFoundError):
         store.get(_by_hand.keccak_key(b"nope"))
     assert bytes([9]) + bytes(31) not in store
+
+
+# --- integrity: every file is checked against its key when a store first opens it ------------------
+
+
+def _corrupt(store_dir, key: bytes, how: str, other: bytes | None = None) -> None:
+    """Corrupt the file of ``key`` the way ``how`` says (behind the store's back)."""
+    path = PreimageStore(store_dir).path(key)
+    data = bytearray(path.read_bytes())
+    if how == "flipped":
+        data[len(data) // 2] ^= 0x01
+    elif how == "truncated":
+        del data[-1]
+    else:  # swapped: another key's file under this key's name
+        data = bytearray(PreimageStore(store_dir).path(other).read_bytes())
+    path.write_bytes(bytes(data))
+
+
+KINDS = ["keccak", "chunk-merkle", "sparse"]
+
+
+def _two_preimages(store: PreimageStore, kind: str) -> tuple[bytes, bytes]:
+    rng = random.Random(kind)
+    if kind == "keccak":
+        return store.put_keccak(rng.randbytes(500)), store.put_keccak(rng.randbytes(700))
+    if kind == "chunk-merkle":
+        return store.put_chunk_merkle(rng.randbytes(5000)), store.put_chunk_merkle(rng.randbytes(3000))
+    return (
+        store.put_chunk_merkle(SparseChunkTree(1 << 20, {7: b"\x11" * 32, 900: b"\x22" * 32})),
+        store.put_chunk_merkle(SparseChunkTree(1 << 20, {8: b"\x33" * 32})),
+    )
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "swapped"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_corrupted_store_file_is_a_typed_error_when_read(tmp_path, kind, how):
+    from opml.oracle.errors import StoreIntegrityError
+    from opml.vm.preimage import OracleView
+
+    key, other = _two_preimages(PreimageStore(tmp_path), kind)
+    _corrupt(tmp_path, key, how, other)
+    store = PreimageStore(tmp_path)  # a fresh process's store: nothing checked yet
+    for read in (store.get, store.length, lambda k: store.read_part(k, 0)):
+        with pytest.raises(StoreIntegrityError, match="does not hold the preimage of key"):
+            read(key)
+    view = OracleView(PreimageStore(tmp_path), bytes(20), bytes(32))
+    with pytest.raises(StoreIntegrityError):  # the VM's reads go through the same check
+        view.preimage_array(key)
+    assert PreimageStore(tmp_path).get(other)  # the intact file is still served
+
+
+def test_a_local_value_file_under_another_key_is_a_typed_error(tmp_path):
+    """A local value's bytes are whatever its caller stored; its record names the key it belongs to."""
+    from opml.oracle.errors import StoreIntegrityError
+
+    store = PreimageStore(tmp_path)
+    a = store.put_local(1, bytes(20), bytes(32), b"\x01" * 32)
+    b = store.put_local(2, bytes(20), bytes(32), b"\x02" * 32)
+    for suffix in ("", ".json"):
+        path_a, path_b = store.path(a), store.path(b)
+        path_a.with_name(path_a.name + suffix).write_bytes(
+            path_b.with_name(path_b.name + suffix).read_bytes()
+        )
+    with pytest.raises(StoreIntegrityError):
+        PreimageStore(tmp_path).local_value(a)

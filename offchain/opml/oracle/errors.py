@@ -81,6 +81,11 @@ class PreimageNotLoadedError(OracleError):
     contract_error = "PreimageNotLoaded"
 
 
+class StoreIntegrityError(OracleError):
+    """Raised when a store file does not hold the preimage of its key (a flipped byte, a truncated
+    file, another key's file): off-chain only, the contract never reads the store."""
+
+
 class PreimageNotFoundError(OracleError, KeyError):
     """Thrown when the off-chain store has no preimage for a key; the VM raises it for a step whose
     oracle data is missing (vm-spec §5.5), where the contract reverts with ``PreimageNotLoaded`` /

@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from opml.oracle.chunk_tree import (
     ChunkTree,
     DenseChunkTree,
@@ -34,9 +36,9 @@ from opml.oracle.errors import (
     InvalidKeyTypeError,
     InvalidLocalIdentError,
     LocalDataTooLargeError,
-    OracleError,
     PreimageNotFoundError,
     PreimageTooLargeError,
+    StoreIntegrityError,
 )
 from opml.oracle.keys import (
     IDENT_MASK,
@@ -79,6 +81,7 @@ class PreimageStore:
         for folder in _FOLDERS.values():
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._trees: dict[bytes, ChunkTree] = {}
+        self._checked: set[bytes] = set()
 
     # --- paths and writes ---------------------------------------------------------------------
 
@@ -107,6 +110,7 @@ class PreimageStore:
         path = self.path(key)
         if not path.exists():
             self._write(path, lambda f: f.write(data))
+            self._checked.add(key)
         return key
 
     def put_chunk_merkle(self, data) -> bytes:
@@ -133,7 +137,8 @@ class PreimageStore:
                 raise TypeError(
                     f"cannot store a {type(tree).__name__}: pass bytes or a Dense/SparseChunkTree"
                 )
-        self._trees[key] = tree
+            self._trees[key] = tree
+            self._checked.add(key)  # written here from the data: it holds the preimage
         return key
 
     def put_local(self, ident: int, caller, local_context: bytes, value: bytes) -> bytes:
@@ -154,6 +159,7 @@ class PreimageStore:
         }
         self._write(path.with_name(path.name + ".json"), lambda f: f.write(json.dumps(meta).encode()))
         self._write(path, lambda f: f.write(value))
+        self._checked.add(key)
         return key
 
     # --- get ----------------------------------------------------------------------------------
@@ -164,23 +170,81 @@ class PreimageStore:
         except InvalidKeyTypeError:
             return False
 
-    def _existing(self, key: bytes) -> Path:
+    def checked_path(self, key: bytes) -> Path:
+        """The file of ``key``, checked against the key the first time this store opens it.
+
+        Raises :class:`PreimageNotFoundError` when there is none and :class:`StoreIntegrityError` when
+        its content is not the key's preimage (for a local value: when its record names another key;
+        the value itself is whatever its caller stored)."""
+        key = bytes(key)
         path = self.path(key)
         if not path.exists():
-            raise PreimageNotFoundError(f"no preimage for key {bytes(key).hex()}")
+            raise PreimageNotFoundError(f"no preimage for key {key.hex()}")
+        if key not in self._checked:
+            if not self._holds_preimage(key, path):
+                raise StoreIntegrityError(
+                    f"store file {path} does not hold the preimage of key 0x{key.hex()} (flipped, "
+                    "truncated or another key's file): delete it and put the preimage again"
+                )
+            self._checked.add(key)
         return path
+
+    def _holds_preimage(self, key: bytes, path: Path) -> bool:
+        kind = key_type(key)
+        if kind == KeyType.KECCAK:
+            return keccak_key(path.read_bytes()) == key
+        if kind == KeyType.LOCAL:
+            meta = json.loads(path.with_name(path.name + ".json").read_text())
+            value_ok = path.stat().st_size <= PART_SIZE
+            return (
+                value_ok
+                and localize_ident(meta["ident"], meta["caller"], bytes.fromhex(meta["local_context"])) == key
+            )
+        sparse = path.with_name(path.name + ".sparse")
+        tree = self._sparse_tree(path, sparse) if sparse.exists() else DenseChunkTree.from_file(path)
+        if tree is None or tree.key != key:
+            return False
+        self._trees[key] = tree
+        return True
+
+    @staticmethod
+    def _sparse_tree(path: Path, sparse: Path) -> ChunkTree | None:
+        """The tree the sidecar describes, if the main file holds exactly its chunks (else None)."""
+        raw = sparse.read_bytes()
+        (count,) = struct.unpack_from("<Q", raw)
+        chunks = {}
+        for i in range(count):
+            (index,) = struct.unpack_from("<Q", raw, 8 + 40 * i)
+            chunks[index] = raw[16 + 40 * i : 48 + 40 * i]
+        size = path.stat().st_size
+        tree = SparseChunkTree(size, chunks)
+        data = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        block = 1 << 20  # a multiple of the chunk size: the file is scanned without loading it whole
+        for start in range(0, size, block):
+            piece = np.asarray(data[start : start + block])
+            if not piece.any():
+                continue
+            rows = np.concatenate([piece, np.zeros(-len(piece) % PART_SIZE, np.uint8)]).reshape(-1, PART_SIZE)
+            for row in np.flatnonzero(rows.any(axis=1)).tolist():
+                if chunks.get(start // PART_SIZE + row) != rows[row].tobytes():
+                    return None
+        for index, value in chunks.items():
+            chunk = np.asarray(data[index * PART_SIZE : (index + 1) * PART_SIZE]).tobytes()
+            if chunk + bytes(PART_SIZE - len(chunk)) != value:
+                return None
+        return tree
 
     def get(self, key: bytes) -> bytes:
         """The whole preimage of ``key``."""
-        return self._existing(key).read_bytes()
+        return self.checked_path(key).read_bytes()
 
     def length(self, key: bytes) -> int:
         """The preimage length of ``key``."""
-        return self._existing(key).stat().st_size
+        return self.checked_path(key).stat().st_size
 
     def read_part(self, key: bytes, part_offset: int) -> bytes:
         """The 32-byte part at ``part_offset``, zero-padded past the end (spec §2)."""
-        path = self._existing(key)
+        path = self.checked_path(key)
         check_part_offset(part_offset, path.stat().st_size)
         with open(path, "rb") as f:
             f.seek(part_offset)
@@ -191,7 +255,7 @@ class PreimageStore:
         """The local value stored under the localized ``key`` and what localizes it."""
         if key_type(key) != KeyType.LOCAL:
             raise InvalidKeyTypeError("not a local key")
-        path = self._existing(key)
+        path = self.checked_path(key)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         return LocalValue(
             ident=meta["ident"],
@@ -204,24 +268,8 @@ class PreimageStore:
         """The chunk tree of a chunk-Merkle ``key`` (cached; rebuilt from disk on first use)."""
         if key_type(key) != KeyType.CHUNK_MERKLE:
             raise InvalidKeyTypeError("not a chunk-Merkle key")
-        tree = self._trees.get(key)
-        if tree is None:
-            path = self._existing(key)
-            sparse = path.with_name(path.name + ".sparse")
-            if sparse.exists():
-                raw = sparse.read_bytes()
-                (count,) = struct.unpack_from("<Q", raw)
-                chunks = {}
-                for i in range(count):
-                    (index,) = struct.unpack_from("<Q", raw, 8 + 40 * i)
-                    chunks[index] = raw[16 + 40 * i : 48 + 40 * i]
-                tree = SparseChunkTree(path.stat().st_size, chunks)
-            else:
-                tree = DenseChunkTree.from_file(path)
-            if tree.key != bytes(key):
-                raise OracleError(f"store file for {bytes(key).hex()} does not match its key")
-            self._trees[key] = tree
-        return tree
+        self.checked_path(key)  # checks the file once, which also builds its tree
+        return self._trees[key]
 
     def proof(self, key: bytes, part_offset: int) -> PartProof:
         """The ``loadChunkMerklePart`` arguments for the part of ``key`` at ``part_offset``."""

@@ -116,11 +116,11 @@ class OracleView:
             return cached
         try:
             kind = key_type(key)
-            path = self.store.path(key)
+            path = self.store.checked_path(key)  # checked against its key when first opened
         except InvalidKeyTypeError:  # an unknown key type, e.g. a key never selected (all zero)
-            path, kind = None, None
-        if path is None or not path.exists():
-            raise PreimageNotFoundError(self._missing_message(key, kind))
+            raise PreimageNotFoundError(self._missing_message(key, None)) from None
+        except PreimageNotFoundError:
+            raise PreimageNotFoundError(self._missing_message(key, kind)) from None
         if kind == KeyType.LOCAL:
             return _readonly(np.frombuffer(path.read_bytes(), dtype=np.uint8).copy())
         data = _map_file(path)
