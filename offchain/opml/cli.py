@@ -44,6 +44,7 @@ from opml.vm.constants import REG_A0, REG_A2, REG_V0, SYS_PREIMAGE_LENGTH, SYS_P
 from opml.vm.elf import load_elf
 from opml.vm.errors import VMError
 from opml.vm.instructions import FUNCT_SYSCALL, OP_SPECIAL
+from opml.vm.limits import MAX_CAPTURED_OUTPUT
 from opml.vm.preimage import ZERO_CALLER, ZERO_CONTEXT, OracleView, PreimageOracle
 from opml.vm.run import run, state_at
 from opml.vm.state import VMState, encode_state, state_hash
@@ -227,6 +228,7 @@ def vm_run(
                         state.stdout.clear()
                         state.stderr.clear()
                 n_steps, pages, exit_code = state.step, len(state.memory.pages), state.exit_code
+                streams: tuple[bytearray | None, bytearray | None] = (state.stdout, state.stderr)
             else:
                 from opml.vm.fast import FastVM
 
@@ -238,9 +240,17 @@ def vm_run(
                     finally:
                         _write_out(*fast.take_output())
                 n_steps, pages, exit_code = fast.step, fast.touched_pages, fast.exit_code
+                streams = (fast.stdout, fast.stderr)
         except OpmlError as exc:
             _fail(exc)
         seconds = time.perf_counter() - started
+    dropped = [getattr(stream, "dropped", 0) for stream in streams]
+    if any(dropped):
+        click.echo(
+            f"opml: guest output over the capture limit was dropped ({dropped[0]} bytes of stdout, "
+            f"{dropped[1]} of stderr; at most {MAX_CAPTURED_OUTPUT} bytes per stream between flushes)",
+            err=True,
+        )
     if steps:
         click.echo(f"steps: {n_steps}", err=True)
     if stats:

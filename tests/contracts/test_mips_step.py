@@ -292,6 +292,24 @@ def test_delay_slot_is_executed(mips, deployer):
     check_against_spec(mips, deployer, state, next_pc=target + 4, regs={T0: 42})  # now at the target
 
 
+@pytest.mark.parametrize("first", ["beq", "bne"], ids=["taken", "not-taken"])
+def test_branch_after_a_branch_to_pc_plus_8_is_not_in_a_delay_slot(mips, deployer, first):
+    """vm-spec §4.2: a branch at p to p + 8 leaves nextPC = pc + 4 taken or not, so a branch in its
+    delay slot is judged by the rule (nextPC ≠ pc + 4) as not in one and runs as an ordinary branch,
+    in the contract and the reference alike."""
+    from opml.vm.step import step as reference_step
+
+    opcode = 4 if first == "beq" else 5
+    state = make_state([i_type(opcode, 0, 0, 1), i_type(4, 0, 0, 9), i_type(9, 0, T0, 42)])
+    check_step(mips, deployer, state)
+    reference_step(state)
+    assert (state.pc, state.next_pc) == (CODE_BASE + 4, CODE_BASE + 8)
+    second = check_step(mips, deployer, state)  # no SIGILL: the second branch is taken
+    assert second is not None
+    reference_step(state)
+    assert not state.exited and (state.pc, state.next_pc) == (CODE_BASE + 8, CODE_BASE + 8 + (9 << 2))
+
+
 def test_misaligned_pc_is_sigbus(mips, deployer):
     check_against_spec(mips, deployer, make_state([], pc=CODE_BASE + 2), panic=SIGBUS)
 

@@ -15,6 +15,11 @@ class ElfLoadError(VMError):
     """Thrown when a file is not a static ELF32 little-endian MIPS executable the loader accepts (§6)."""
 
 
+class MemoryLimitError(VMError):
+    """Raised when a run would touch more guest memory than its limit (vm-spec §10): an off-chain
+    bound against hostile programs; the on-chain step has none."""
+
+
 class InvalidStateError(VMError):
     """Thrown when ``stateData`` is not a valid encoded state (§2.1). Mirrors ``InvalidState()``."""
 

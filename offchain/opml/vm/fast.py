@@ -48,6 +48,7 @@ from opml.vm.constants import (
     SYS_PREIMAGE_SELECT,
 )
 from opml.vm.errors import VMError
+from opml.vm.limits import MAX_MEMORY_PAGES, CapturedOutput, capture, copy_output, memory_limit_error
 from opml.vm.memory import Memory
 from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle, as_oracle
 from opml.vm.state import VMState
@@ -83,8 +84,9 @@ class FastVM:
         self._pre_tried: tuple | None = None  # (key, oracle) whose preimage_array gave no array
         self._oracle: PreimageOracle | None = None
         self._preimage_key = bytes(32)
-        self.stdout: bytearray | None = bytearray()
-        self.stderr: bytearray | None = bytearray()
+        self.max_pages = MAX_MEMORY_PAGES  # guest pages a run may touch (limits.py)
+        self.stdout: bytearray | None = CapturedOutput()
+        self.stderr: bytearray | None = CapturedOutput()
 
     # --- oracle -----------------------------------------------------------------------------------
 
@@ -166,14 +168,15 @@ class FastVM:
         vm.memory = state.memory.copy() if copy_memory else state.memory
         pages = vm.memory.pages
         n = max(_MIN_POOL_PAGES, len(pages) + len(pages) // 4 + 64)
+        n = min(n, max(len(pages), vm.max_pages))  # the pool never outgrows the memory limit
         vm._set_pool(np.zeros(n * PAGE_SIZE, dtype=np.uint8))
         for k, (page_no, page) in enumerate(pages.items()):
             vm.pt[page_no] = k
             vm.pool8[k * PAGE_SIZE : (k + 1) * PAGE_SIZE] = np.frombuffer(page, dtype=np.uint8)
         vm.st[K.ST_NUSED] = len(pages)
         vm.set_scalars(state)
-        vm.stdout = None if state.stdout is None else bytearray(state.stdout)
-        vm.stderr = None if state.stderr is None else bytearray(state.stderr)
+        vm.stdout = copy_output(state.stdout)
+        vm.stderr = copy_output(state.stderr)
         return vm
 
     def set_scalars(self, state: VMState) -> None:
@@ -245,8 +248,8 @@ class FastVM:
             exited=bool(st[K.ST_EXITED]),
             step=int(st[K.ST_STEP]),
             registers=[int(r) for r in self.regs],
-            stdout=None if self.stdout is None else bytearray(self.stdout),
-            stderr=None if self.stderr is None else bytearray(self.stderr),
+            stdout=copy_output(self.stdout),
+            stderr=copy_output(self.stderr),
         )
 
     # --- accessors --------------------------------------------------------------------------------
@@ -334,21 +337,27 @@ class FastVM:
     # --- running ----------------------------------------------------------------------------------
 
     def _grow_pool(self) -> None:
+        """Double the page pool, up to ``max_pages`` (:mod:`opml.vm.limits`): a guest that needs one
+        page more raises MemoryLimitError, with the step not executed."""
         old = self.pool8
-        new = np.zeros(old.shape[0] * 2, dtype=np.uint8)
+        pages = min(2 * (old.shape[0] // PAGE_SIZE), self.max_pages)
+        if pages * PAGE_SIZE <= old.shape[0]:
+            raise memory_limit_error(self.max_pages)
+        new = np.zeros(pages * PAGE_SIZE, dtype=np.uint8)
         new[: old.shape[0]] = old
         self._set_pool(new)
 
     def _flush_out(self) -> None:
+        """Move the kernel's buffered output into the streams, under the capture cap (limits.py)."""
         n1 = int(self.st[K.ST_OUT1])
         if n1:
             if self.stdout is not None:
-                self.stdout += self.out1[:n1].tobytes()
+                capture(self.stdout, lambda _addr, n: self.out1[:n].tobytes(), 0, n1)
             self.st[K.ST_OUT1] = 0
         n2 = int(self.st[K.ST_OUT2])
         if n2:
             if self.stderr is not None:
-                self.stderr += self.out2[:n2].tobytes()
+                capture(self.stderr, lambda _addr, n: self.out2[:n].tobytes(), 0, n2)
             self.st[K.ST_OUT2] = 0
 
     def _handle_out(self) -> None:
@@ -367,7 +376,7 @@ class FastVM:
         # A huge write, or one whose output is discarded: execute this one step here (spec §5,
         # write to fd 1 or 2; like the reference, guest memory is not read when the sink is None).
         if sink is not None:
-            sink += self.read_bytes(int(self.regs[5]), req)
+            capture(sink, self.read_bytes, int(self.regs[5]), req)
         st = self.st
         self.regs[2] = req
         self.regs[7] = 0
@@ -569,7 +578,7 @@ class Trace:
         self.start_step = vm.step
         self._ck_steps: list[int] = []
         self._ck_scalars: list[tuple] = []
-        self._ck_out: list[tuple[int, int]] = []
+        self._ck_out: list[tuple[int, int, int, int]] = []  # captured bytes and dropped, per stream
         self._versions: dict[int, tuple[list[int], list[bytes | None]]] = {}
         self._initial: dict[int, bytes | None] = {}
         limit = _MAX_STEP if max_steps is None else int(max_steps)
@@ -614,6 +623,8 @@ class Trace:
             (
                 0 if vm.stdout is None else len(vm.stdout),
                 0 if vm.stderr is None else len(vm.stderr),
+                getattr(vm.stdout, "dropped", 0),
+                getattr(vm.stderr, "dropped", 0),
             )
         )
 
@@ -654,9 +665,9 @@ class Trace:
         vm.set_scalars_tuple(self._ck_scalars[k])
         vm.st[K.ST_OUT1] = 0
         vm.st[K.ST_OUT2] = 0
-        n1, n2 = self._ck_out[k]
-        vm.stdout = None if self.stdout is None else bytearray(self.stdout[:n1])
-        vm.stderr = None if self.stderr is None else bytearray(self.stderr[:n2])
+        n1, n2, d1, d2 = self._ck_out[k]
+        vm.stdout = None if self.stdout is None else CapturedOutput(self.stdout[:n1], d1)
+        vm.stderr = None if self.stderr is None else CapturedOutput(self.stderr[:n2], d2)
         vm.dirty[list(self._extra)] = 0
         self._pos = k
         self._extra = set()

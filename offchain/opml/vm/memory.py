@@ -25,6 +25,7 @@ from opml.vm.constants import (
     PAGE_SIZE,
 )
 from opml.vm.hashing import ZERO_HASHES, keccak256
+from opml.vm.limits import MAX_MEMORY_PAGES, memory_limit_error
 
 _PAGE_MASK = PAGE_SIZE - 1
 _ZERO_PAGE = bytes(PAGE_SIZE)
@@ -61,7 +62,12 @@ def _page_root(page: bytes | bytearray | None) -> bytes:
 
 
 class Memory:
-    """The guest's byte-addressed memory. Addresses are taken modulo 2^32, like the guest's."""
+    """The guest's byte-addressed memory. Addresses are taken modulo 2^32, like the guest's.
+
+    At most ``max_pages`` pages are allocated (:mod:`opml.vm.limits`); the write that would allocate
+    one more raises :class:`MemoryLimitError` (the run must stop there)."""
+
+    max_pages = MAX_MEMORY_PAGES
 
     def __init__(self) -> None:
         self.pages: dict[int, bytearray] = {}
@@ -79,6 +85,8 @@ class Memory:
     def _page_for_write(self, page_no: int) -> bytearray:
         page = self.pages.get(page_no)
         if page is None:
+            if len(self.pages) >= self.max_pages:
+                raise memory_limit_error(self.max_pages)
             page = self.pages[page_no] = bytearray(PAGE_SIZE)
         self._dirty.add(page_no)
         return page

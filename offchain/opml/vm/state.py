@@ -31,6 +31,7 @@ from opml.vm.constants import (
 )
 from opml.vm.errors import InvalidStateError
 from opml.vm.hashing import keccak256
+from opml.vm.limits import CapturedOutput, copy_output
 from opml.vm.memory import Memory
 
 # memRoot, preimageKey, pc, nextPC, lo, hi, brk, heap, exitCode, exited, step, registers
@@ -61,8 +62,8 @@ class VMState:
     exited: bool = False
     step: int = 0
     registers: list[int] = field(default_factory=lambda: [0] * NUM_REGISTERS)
-    stdout: bytearray | None = field(default_factory=bytearray)
-    stderr: bytearray | None = field(default_factory=bytearray)
+    stdout: bytearray | None = field(default_factory=CapturedOutput)
+    stderr: bytearray | None = field(default_factory=CapturedOutput)
 
     def copy(self) -> "VMState":
         """Return an independent copy, memory and I/O buffers included."""
@@ -79,8 +80,8 @@ class VMState:
             exited=self.exited,
             step=self.step,
             registers=list(self.registers),
-            stdout=None if self.stdout is None else bytearray(self.stdout),
-            stderr=None if self.stderr is None else bytearray(self.stderr),
+            stdout=copy_output(self.stdout),
+            stderr=copy_output(self.stderr),
         )
 
 

@@ -102,6 +102,7 @@ from opml.vm.instructions import (
     sext16,
     signed,
 )
+from opml.vm.limits import capture
 from opml.vm.preimage import PreimageOracle, as_oracle
 from opml.vm.state import VMState
 
@@ -345,8 +346,8 @@ def handle_syscall(state: VMState, insn: int, oracle: PreimageOracle | None = No
     if number == SYS_WRITE:
         if a0 in (FD_STDOUT, FD_STDERR):
             sink = state.stdout if a0 == FD_STDOUT else state.stderr
-            if sink is not None:
-                sink += state.memory.read_bytes(a1, a2)
+            if sink is not None:  # at most MAX_CAPTURED_OUTPUT bytes are kept (limits.py)
+                capture(sink, state.memory.read_bytes, a1, a2)
             _syscall_result(state, a2)
         else:
             _syscall_result(state, 0, EBADF)
