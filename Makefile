@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
 
-.PHONY: all env demo test lint fuzz mutants test-foundry toolchain browser lock clean distclean
+.PHONY: all env demo test lint fuzz mutants audit test-foundry toolchain browser lock clean distclean
 
 all: env toolchain
 
@@ -84,6 +84,15 @@ fuzz: env toolchain
 # Seeded mutants of the Python VM and MIPS.sol (bench/mutants.py): each must be caught by a test.
 mutants: env toolchain
 	$(BIN)/python bench/mutants.py
+
+# Static analysis of the contracts: slither through the project's solc (the npm shim gives it the
+# --combined-json ast it needs). Every finding is triaged in docs/audit.md; the target prints them all.
+AUDIT_ENTRIES := contracts/dispute/OpmlGame.sol contracts/vm/MIPS.sol contracts/oracle/PreimageOracle.sol
+audit: env
+	@for f in $(AUDIT_ENTRIES); do \
+	    echo "==> slither $$f"; \
+	    $(BIN)/slither $$f --solc $(SOLC) --solc-args "--optimize --evm-version prague" --fail-none || exit 1; \
+	done
 
 test-foundry: env toolchain
 	$(BIN)/ape test tests/contracts tests/diff tests/game --network ethereum:local:foundry

@@ -20,7 +20,7 @@ console.log = console.error;
 const solc = require('solc');
 
 const COMBINED_OUTPUTS = [
-  'abi', 'asm', 'bin', 'bin-runtime', 'devdoc', 'function-debug', 'function-debug-runtime',
+  'abi', 'asm', 'ast', 'bin', 'bin-runtime', 'devdoc', 'function-debug', 'function-debug-runtime',
   'generated-sources', 'generated-sources-runtime', 'hashes', 'metadata', 'opcodes',
   'srcmap', 'srcmap-runtime', 'storage-layout', 'userdoc',
 ];
@@ -114,7 +114,10 @@ function compileStandard(inputJson, basePath) {
 }
 
 function compileCombined(opts, stdinText, basePath) {
-  const outputs = opts.values['--combined-json'].split(',');
+  const requested = opts.values['--combined-json'].split(',');
+  // `ast` is a per-source output (what slither's crytic-compile asks for); the rest are per contract.
+  const withAst = requested.includes('ast');
+  const outputs = requested.filter((o) => o !== 'ast');
   const unknown = outputs.filter((o) => !(o in COMBINED_SELECTORS));
   if (unknown.length) {
     throw new Error(`Unsupported --combined-json output(s): ${unknown.join(',')}`);
@@ -125,7 +128,9 @@ function compileCombined(opts, stdinText, basePath) {
     else sources[file] = { content: fs.readFileSync(file, 'utf8') };
   }
   const settings = {
-    outputSelection: { '*': { '*': outputs.map((o) => COMBINED_SELECTORS[o][0]) } },
+    outputSelection: {
+      '*': { '*': outputs.map((o) => COMBINED_SELECTORS[o][0]), ...(withAst ? { '': ['ast'] } : {}) },
+    },
     remappings: opts.remappings,
   };
   if (opts.flags.has('--optimize')) {
@@ -150,7 +155,14 @@ function compileCombined(opts, stdinText, basePath) {
       contracts[`${source}:${name}`] = entry;
     }
   }
-  return JSON.stringify({ contracts, version: solc.version() });
+  const combined = { contracts, version: solc.version() };
+  if (withAst) {
+    // As native solc prints it: every source (imports included) with its id and AST, and the ids' order.
+    const sourceIds = Object.entries(result.sources || {}).sort((a, b) => a[1].id - b[1].id);
+    combined.sourceList = sourceIds.map(([name]) => name);
+    combined.sources = Object.fromEntries(sourceIds.map(([name, s]) => [name, { id: s.id, AST: s.ast }]));
+  }
+  return JSON.stringify(combined);
 }
 
 function readStdin() {

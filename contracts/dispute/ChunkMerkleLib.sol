@@ -10,9 +10,9 @@ import { PreimageKeyLib } from "../interfaces/IPreimageOracle.sol";
 ///      `d = ⌈log2(max(n, 1))⌉`; leaves `n … 2^d − 1` are zero; inner nodes are `keccak256(left ‖ right)`.
 ///      `key = withType(keccak256(abi.encode(root, len)), 3)`.
 library ChunkMerkleLib {
-    /// @notice The key of a preimage with chunk-tree root `root` and length `size`.
-    function keyOf(bytes32 root, uint256 size) internal pure returns (bytes32) {
-        return PreimageKeyLib.withType(keccak256(abi.encode(root, size)), PreimageKeyLib.CHUNK_MERKLE);
+    /// @notice The key of a preimage with chunk-tree root `chunkRoot` and length `size`.
+    function keyOf(bytes32 chunkRoot, uint256 size) internal pure returns (bytes32) {
+        return PreimageKeyLib.withType(keccak256(abi.encode(chunkRoot, size)), PreimageKeyLib.CHUNK_MERKLE);
     }
 
     /// @notice `⌈log2(max(chunks, 1))⌉`.

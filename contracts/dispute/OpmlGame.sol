@@ -344,6 +344,9 @@ contract OpmlGame is IOpmlGame {
         Dispute storage d = _live(disputeId);
         if (d.phase != Phase.Step) revert WrongPhase(d.phase);
         if (vm.stateHash(stateData) != d.loHash) revert WrongPreState();
+        // Resolved before the VM is called (checks, effects, interaction): a re-entered `step` or
+        // move would find the dispute over. A revert of the VM undoes this with everything else.
+        d.phase = Phase.Resolved;
         bytes32 post = vm.step(stateData, proof, localContext(disputeId));
         emit StepPlayed(disputeId, d.lo, post);
         _resolve(d, disputeId, post == d.hiHash ? d.hiParty : _other(d.hiParty), false);

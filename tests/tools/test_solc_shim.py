@@ -70,3 +70,24 @@ def test_unknown_arguments_fail_clearly():
     proc = run_shim("--no-such-flag")
     assert proc.returncode == 1
     assert "unsupported arguments" in proc.stderr
+
+
+def test_combined_json_ast_for_slither(tmp_path):
+    """slither's crytic-compile asks for `--combined-json abi,ast,…`: every source (imports included)
+    comes with its id and AST, in the order of `sourceList`, as native solc prints them."""
+    (tmp_path / "Lib.sol").write_text("pragma solidity ^0.8.0; library Lib { function f() internal {} }")
+    (tmp_path / "Main.sol").write_text('pragma solidity ^0.8.0; import "./Lib.sol"; contract Main {}')
+    done = subprocess.run(
+        [str(SOLC), "--combined-json", "abi,ast,bin", "Main.sol"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert sorted(out["sourceList"]) == ["Lib.sol", "Main.sol"]
+    for name in out["sourceList"]:
+        ast = out["sources"][name]["AST"]
+        assert ast["nodeType"] == "SourceUnit" and ast["absolutePath"] == name
+        assert out["sources"][name]["id"] == out["sourceList"].index(name)
+    assert "abi" in out["contracts"]["Main.sol:Main"] and "bin" in out["contracts"]["Main.sol:Main"]
