@@ -9,7 +9,8 @@ delay slot); loads and stores hit a random offset of a random data page; system 
 `write`, `brk`, `mmap`, unknown numbers and the oracle's `preimage_select`/`length`/`read` of keccak
 preimages that the contract's oracle holds. For each state the contract's post-state hash must equal
 the reference's (or both must reject the state). Mismatches are counted and the first ones listed in the
-JSON (form, pre-state and proof, enough to replay them); the exit status is 1 if there was any.
+JSON, and each writes a replay fixture to tests/diff/failures/ as the gate does (tests/diff/harness.py);
+the exit status is 1 if there was any.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,7 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "diff"), str(ROOT / "tests")]
 
-from strategies import FORMS, IMMEDIATE, MEMORY, REGIMM, SPECIAL, SPECIAL2, SYSCALL_NUMBERS, TRAPS  # noqa: E402
+from harness import Expected, write_fixture  # noqa: E402
+from strategies import (  # noqa: E402
+    FORMS,
+    IMMEDIATE,
+    MEMORY,
+    REGIMM,
+    SPECIAL,
+    SPECIAL2,
+    SYSCALL_NUMBERS,
+    TRAPS,
+    OracleCase,
+)
 
 from opml.chain.revm import InProcessEVM, RevmCallError  # noqa: E402
 from opml.errors import OpmlError  # noqa: E402
@@ -128,14 +141,14 @@ def main() -> int:
     evm = InProcessEVM()
     oracle_contract = evm.deploy(project.PreimageOracle.contract_type)
     mips = evm.deploy(project.MIPS.contract_type, oracle_contract.address)
-    import tempfile
-
     store = PreimageStore(tempfile.mkdtemp(prefix="opml-diff-volume-"))
     rng = random.Random(args.seed)
     keys = []
+    preimages = {}
     for size in PREIMAGE_SIZES:
         preimage = rng.randbytes(size)
         keys.append(store.put_keccak(preimage))
+        preimages[keys[-1]] = preimage
         for part in range(0, max(size, 1), 32):
             oracle_contract.call(
                 "loadKeccak256PreimagePart(uint256,bytes)", ["uint256", "bytes"], [part, preimage]
@@ -181,6 +194,22 @@ def main() -> int:
     }
     print(json.dumps(report, indent=2))
     return 1 if mismatches else 0
+
+
+def write_mismatch_fixture(label, state, witness, want, got, preimages) -> None:
+    """A replay fixture in tests/diff/failures/, as the gate writes them (tests/diff/harness.py)."""
+    post = state.copy()
+    try:
+        step(post, OracleView(PreimageStore(tempfile.mkdtemp()), CALLER, CONTEXT))
+        post_state = encode_state(post)
+    except OpmlError:
+        post_state = b""
+    expected = Expected(witness.state_data, witness.proof, post_state, want or b"")
+    syscall = state.registers[2] if state.memory.read_u32(state.pc) == 12 else None
+    case = None
+    if syscall in (9001, 9002, 9003) and state.preimage_key in preimages:
+        case = OracleCase(state, syscall, "keccak", preimages[state.preimage_key], 0)
+    write_fixture(label, state, expected, "revert" if got is None else got.hex(), case)
 
 
 def evm_step(mips, state_data: bytes, proof: bytes) -> bytes:
