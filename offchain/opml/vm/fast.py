@@ -53,6 +53,7 @@ from opml.vm.memory import Memory
 from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle, as_oracle
 from opml.vm.state import VMState
 from opml.vm.step import is_known_key_type
+from opml.vm.syscalls import preimage_read_count
 
 assert sys.byteorder == "little", "the fast executor's uint32 memory views assume a little-endian host"
 
@@ -426,7 +427,7 @@ class FastVM:
         if offset >= length:
             return self._syscall_done(0)
         within = offset % PREIMAGE_PART_SIZE
-        n = min(count, PREIMAGE_PART_SIZE - within, LEAF_SIZE - buf % LEAF_SIZE, length - offset)
+        n = preimage_read_count(offset, buf, count, length)
         part = oracle.preimage_part(key, offset - within)
         self.write_bytes(buf, part[within : within + n])
         self._syscall_done(n)

@@ -60,6 +60,7 @@ from opml.vm.constants import (
     SYS_PREIMAGE_READ,
     SYS_WRITE,
 )
+from opml.vm.syscalls import preimage_read_count
 
 # --- layout of ``st`` ---------------------------------------------------------------------------
 ST_PC = 0
@@ -91,6 +92,10 @@ DIRTY_CKPT = 2
 DIRTY_ALL = 3
 
 N_PAGES = 1 << 20  # 4 KiB pages in the 4 GiB address space
+
+
+# The one definition of the read count (opml.vm.syscalls), compiled for the kernel.
+_preimage_read_count = njit(cache=True, inline="always")(preimage_read_count)
 
 
 @njit(cache=True, inline="always")
@@ -305,13 +310,7 @@ def run_core(regs, st, pt, mem8, mem16, mem32, dirty, out1, out2, pre, until):
                         if off >= plen:
                             regs[2] = 0  # end of data; memory unchanged
                         else:
-                            n = cnt
-                            if 32 - (off & 31) < n:
-                                n = 32 - (off & 31)
-                            if 32 - (buf & 31) < n:
-                                n = 32 - (buf & 31)
-                            if plen - off < n:
-                                n = plen - off
+                            n = _preimage_read_count(off, buf, cnt, plen)
                             pn = buf >> PAGE_SHIFT
                             pgd = pt[pn]
                             if pgd < 0:

@@ -105,6 +105,7 @@ from opml.vm.instructions import (
 from opml.vm.limits import capture
 from opml.vm.preimage import PreimageOracle, as_oracle
 from opml.vm.state import VMState
+from opml.vm.syscalls import preimage_read_count
 
 Handler = Callable[[VMState, int], None]
 
@@ -447,7 +448,7 @@ def _sys_preimage_read(state: VMState, oracle: PreimageOracle, offset: int, buf:
     if offset >= length:
         return _syscall_result(state, 0)  # end of data; memory is unchanged
     within = offset % PREIMAGE_PART_SIZE
-    n = min(count, PREIMAGE_PART_SIZE - within, LEAF_SIZE - buf % LEAF_SIZE, length - offset)
+    n = preimage_read_count(offset, buf, count, length)
     part = oracle.preimage_part(key, offset - within)
     write_leaf_bytes(state.memory, buf, part[within : within + n])
     _syscall_result(state, n)
