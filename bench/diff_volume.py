@@ -143,16 +143,8 @@ def main() -> int:
     mips = evm.deploy(project.MIPS.contract_type, oracle_contract.address)
     store = PreimageStore(tempfile.mkdtemp(prefix="opml-diff-volume-"))
     rng = random.Random(args.seed)
-    keys = []
-    preimages = {}
-    for size in PREIMAGE_SIZES:
-        preimage = rng.randbytes(size)
-        keys.append(store.put_keccak(preimage))
-        preimages[keys[-1]] = preimage
-        for part in range(0, max(size, 1), 32):
-            oracle_contract.call(
-                "loadKeccak256PreimagePart(uint256,bytes)", ["uint256", "bytes"], [part, preimage]
-            )
+    preimages = load_preimages(rng, store, oracle_contract)
+    keys = list(preimages)
     oracle = OracleView(store, CALLER, CONTEXT)
     names = sorted(FORMS)
     histogram: Counter[str] = Counter()
@@ -162,17 +154,7 @@ def main() -> int:
     for i in range(args.states):
         name = names[i % len(names)]
         state = random_state(rng, name, keys)
-        witness = step_witness(state)
-        try:
-            post = state.copy()
-            step(post, oracle)
-            want: bytes | None = state_hash(encode_state(post))
-        except OpmlError:
-            want = None
-        try:
-            got: bytes | None = evm_step(mips, witness.state_data, witness.proof)
-        except RevmCallError:
-            got = None
+        witness, want, got = outcomes(state, oracle, mips)
         histogram[name] += 1
         rejected += want is None and got is None
         if got != want:
@@ -194,6 +176,37 @@ def main() -> int:
     }
     print(json.dumps(report, indent=2))
     return 1 if mismatches else 0
+
+
+def load_preimages(rng: random.Random, store: PreimageStore, oracle_contract) -> dict[bytes, bytes]:
+    """Keccak preimages of PREIMAGE_SIZES bytes, in ``store`` and wholly in the contract's oracle;
+    returns key → preimage."""
+    preimages = {}
+    for size in PREIMAGE_SIZES:
+        preimage = rng.randbytes(size)
+        preimages[store.put_keccak(preimage)] = preimage
+        for part in range(0, max(size, 1), 32):
+            oracle_contract.call(
+                "loadKeccak256PreimagePart(uint256,bytes)", ["uint256", "bytes"], [part, preimage]
+            )
+    return preimages
+
+
+def outcomes(state: VMState, oracle: OracleView, mips) -> tuple:
+    """``(witness, reference post-state hash, contract post-state hash)`` of ``state``'s step; a side
+    that refuses the state gives None."""
+    witness = step_witness(state)
+    try:
+        post = state.copy()
+        step(post, oracle)
+        want: bytes | None = state_hash(encode_state(post))
+    except OpmlError:
+        want = None
+    try:
+        got: bytes | None = evm_step(mips, witness.state_data, witness.proof)
+    except RevmCallError:
+        got = None
+    return witness, want, got
 
 
 def write_mismatch_fixture(label, state, witness, want, got, preimages) -> None:

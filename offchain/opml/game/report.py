@@ -117,7 +117,7 @@ def collect(game: Any, dispute_id: int) -> DisputeReport:
     model = game.model(int(task.modelId))
     head = chain.blocks.height + 1
     logs = []
-    for name in ("DisputeOpened", *(n for n, _ in MOVE_OF_EVENT[1:]), "DisputeResolved", "PhaseOneEnded"):
+    for name in (*(event for event, _ in MOVE_OF_EVENT), "PhaseOneEnded"):  # each event queried once
         logs += [
             (name, log) for log in getattr(game, name).range(0, head, search_topics={"disputeId": dispute_id})
         ]

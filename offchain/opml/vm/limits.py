@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from opml.vm.constants import PAGE_SIZE
 from opml.vm.errors import MemoryLimitError
 
 MAX_CAPTURED_OUTPUT = 1 << 20
@@ -56,6 +57,6 @@ def copy_output(sink: bytearray | None) -> CapturedOutput | None:
 def memory_limit_error(max_pages: int) -> MemoryLimitError:
     """The error of a run that would touch page ``max_pages + 1``."""
     return MemoryLimitError(
-        f"the guest touched more than {max_pages} pages ({max_pages * 4096 >> 20} MiB) of memory: the "
+        f"the guest touched more than {max_pages} pages ({max_pages * PAGE_SIZE >> 20} MiB) of memory: the "
         "off-chain limit against hostile programs (vm-spec §10)"
     )
