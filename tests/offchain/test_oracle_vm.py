@@ -1,8 +1,8 @@
 """The preimage system calls of vm-spec §5.5 in the reference VM, the verifier and the fast executor.
 
 * every edge of ``preimage_select`` / ``preimage_length`` / ``preimage_read`` runs one step in the
-  reference ``step``, in ``apply_step_proof`` fed ``step_witness`` (the proof shape needs no oracle
-  data), and in ``FastVM`` with the read in the numba kernel (oracle with ``preimage_array``) and in
+  reference ``step``, in ``apply_step_proof`` fed ``step_witness`` (recorded without an oracle:
+  the step touches its leaves before it asks), and in ``FastVM`` with the read in the numba kernel (oracle with ``preimage_array``) and in
   Python (oracle without); all must agree on the encoded state and memory;
 * keccak, chunk-Merkle and local keys through :class:`OracleView` over a :class:`PreimageStore`;
 * ``mips-toolchain/build/stream_checksum`` in lockstep (reference vs fast) on a small tensor, and the
@@ -32,7 +32,6 @@ from opml.vm.asm import encode, load_program
 from opml.vm.elf import load_elf
 from opml.vm.fast import FastVM, Trace
 from opml.vm.hashing import keccak256
-from opml.vm.instructions import memory_access
 from opml.vm.preimage import OracleView, PreimageOracle
 from opml.vm.state import VMState, encode_state
 from opml.vm.step import step
@@ -130,6 +129,11 @@ def syscall_state(number: int, *args: int, key: bytes = KEY, data: dict | None =
     return state
 
 
+def touched_leaves(state: VMState) -> tuple[int, ...]:
+    """The leaves the next step of ``state`` touches, as its witness records them."""
+    return step_witness(state).leaves
+
+
 def data_proof(proof: bytes) -> bytes:
     _, _, end = decode_memory_proof(proof, 0, 27)
     return proof[end:]
@@ -167,7 +171,7 @@ def failed(state: VMState, errno: int) -> None:
 def test_select_reads_the_key_leaf_with_a_data_proof():
     new_key = bytes([2]) + bytes(range(100, 131))
     state = syscall_state(9001, DATA + 64, data={DATA + 64: new_key, DATA + 96: b"\xff" * 32})
-    assert memory_access(state.registers, encode("syscall")) == DATA + 64
+    assert touched_leaves(state) == (BASE >> 5, (DATA + 64) >> 5)
     ref, proof = one_step(state, {})
     ok(ref, 0)
     assert ref.preimage_key == new_key  # the leaf in address order is the key in EVM order
@@ -185,7 +189,7 @@ def test_select_in_the_instruction_leaf_needs_no_data_proof():
 @pytest.mark.parametrize("offset", [1, 4, 16, 31])
 def test_select_unaligned_is_einval_without_data_proof(offset):
     state = syscall_state(9001, DATA + offset, data={DATA: b"\x01" * 64})
-    assert memory_access(state.registers, encode("syscall")) is None
+    assert touched_leaves(state) == (BASE >> 5,)
     ref, proof = one_step(state, {})
     failed(ref, EINVAL)
     assert ref.preimage_key == KEY and data_proof(proof) == b""
@@ -242,7 +246,7 @@ def test_read(offset, buf_offset, count, n):
     buf = DATA + 0x40 + buf_offset
     fill = bytes([0xAA]) * 96
     state = syscall_state(9003, offset, buf, count, data={DATA + 0x20: fill})
-    assert memory_access(state.registers, encode("syscall")) == buf
+    assert touched_leaves(state) == (BASE >> 5, buf >> 5)
     ref, proof = one_step(state, {KEY: DATA_100})
     ok(ref, n)
     want = bytearray(fill)
@@ -253,7 +257,7 @@ def test_read(offset, buf_offset, count, n):
 
 def test_read_count_zero_asks_nothing_and_has_no_data_proof():
     state = syscall_state(9003, 0, DATA + 3, 0)
-    assert memory_access(state.registers, encode("syscall")) is None
+    assert touched_leaves(state) == (BASE >> 5,)
     oracle = FakeOracle({})  # holds nothing: a question would raise
     step(state, oracle)
     ok(state, 0)

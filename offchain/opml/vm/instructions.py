@@ -8,17 +8,7 @@ instructions up in these tables and applies the results to the state. All values
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opml.vm.constants import (
-    LEAF_SIZE,
-    MASK32,
-    MASK64,
-    REG_A0,
-    REG_A1,
-    REG_A2,
-    REG_V0,
-    SYS_PREIMAGE_READ,
-    SYS_PREIMAGE_SELECT,
-)
+from opml.vm.constants import MASK32, MASK64
 
 # --- Opcodes (bits 31…26) and functions (bits 5…0) that step.py dispatches on by hand -----------
 OP_SPECIAL = 0x00
@@ -278,30 +268,3 @@ def load_store_address(registers: list[int], insn: int) -> int | None:
         return None
     addr = (registers[rs_field(insn)] + sext16(insn)) & MASK32
     return None if addr % op.alignment else addr
-
-
-def syscall_data_address(registers: list[int]) -> int | None:
-    """Return the data address of a ``syscall`` with the registers ``registers`` (§3.4, §5.5).
-
-    ``preimage_select(keyAddr)`` with ``keyAddr % 32 == 0``: ``keyAddr`` (the key's leaf);
-    ``preimage_read(offset, buf, count)`` with ``count != 0``: ``buf``. Any other syscall: None.
-    """
-    number = registers[REG_V0]
-    if number == SYS_PREIMAGE_SELECT and registers[REG_A0] % LEAF_SIZE == 0:
-        return registers[REG_A0]
-    if number == SYS_PREIMAGE_READ and registers[REG_A2] != 0:
-        return registers[REG_A1]
-    return None
-
-
-def memory_access(registers: list[int], insn: int) -> int | None:
-    """Return the data address of executing ``insn`` with ``registers``, or None if it has none.
-
-    The data address (§3.4) is the effective address of an aligned load or store, ``keyAddr`` of a
-    ``preimage_select`` with ``keyAddr % 32 == 0`` and ``buf`` of a ``preimage_read`` with
-    ``count != 0``. Shared by the step (what to access) and the witness generator (which leaf to
-    prove), so ``step_witness`` knows the shape of a proof without any oracle data.
-    """
-    if insn >> 26 == OP_SPECIAL and insn & 0x3F == FUNCT_SYSCALL:
-        return syscall_data_address(registers)
-    return load_store_address(registers, insn)

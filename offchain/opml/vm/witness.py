@@ -8,19 +8,20 @@ Memory proof layout (integers big-endian):
 |       4 | ``zeroMask``: bit k set ⇔ the sibling at level k is ``Z[k]`` (omitted)  |
 | 32 each | the siblings whose bit is clear, lowest level first                     |
 
-``proof = instructionProof (27 levels) ‖ dataProof (L levels)?``. The producer side is
-:func:`step_witness`; the consumer side is :func:`apply_step_proof`, which runs the reference
-``step`` over a :class:`ProofMemory` so that reads consume proofs exactly where the contract does.
+``proof = instructionProof (27 levels) ‖ dataProof (L levels)?``. Both sides run the one reference
+``step``: the producer, :func:`step_witness`, over a :class:`RecordingMemory` that proves each leaf
+when the step first touches it; the consumer, :func:`apply_step_proof`, over a :class:`ProofMemory`
+that consumes a proof at the same accesses, as the contract does.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import eth_abi
 
-from opml.vm.constants import LEAF_SHIFT, LEAF_SIZE, MEM_TREE_DEPTH, MEMORY_PROOF_HEADER_SIZE
+from opml.oracle.errors import PreimageNotFoundError
+from opml.vm.constants import LEAF_SHIFT, LEAF_SIZE, MEM_TREE_DEPTH, MEMORY_PROOF_HEADER_SIZE, PAGE_SHIFT
 from opml.vm.errors import InvalidMemoryProofError, InvalidProofLengthError, InvalidZeroMaskError
 from opml.vm.hashing import ZERO_HASHES, keccak256
-from opml.vm.instructions import memory_access
 from opml.vm.memory import Memory
 from opml.vm.preimage import PreimageOracle
 from opml.vm.state import VMState, decode_state, encode_state
@@ -36,6 +37,8 @@ class StepWitness:
 
     state_data: bytes
     proof: bytes
+    leaves: tuple[int, ...] = ()
+    """The indices of the leaves ``proof`` proves, in the order the step touches them."""
 
 
 def data_proof_levels(instruction_leaf: int, data_leaf: int) -> int:
@@ -57,25 +60,73 @@ def encode_memory_proof(memory: Memory, leaf_index: int, levels: int = MEM_TREE_
     return memory.leaf(leaf_index) + zero_mask.to_bytes(4, "big") + bytes(siblings)
 
 
-def step_witness(state: VMState) -> StepWitness:
-    """Return the witness of the step that ``state`` executes next.
+class RecordingMemory:
+    """The memory a step runs over while its witness is built: the producer side of :class:`ProofMemory`.
 
-    Empty proof for an exited state or a misaligned ``pc`` (that step panics before reading it);
-    otherwise the instruction proof, plus a data proof when the step's data address (§3.4: a load or
-    store, ``preimage_select``'s key, ``preimage_read``'s buffer) is in another leaf. No oracle data is
-    needed: the oracle's answers are not part of the proof.
+    Reads and writes go to ``memory``. Each access to a leaf other than the last one accessed appends
+    that leaf's proof, as memory holds it at that moment, to ``proof``: all 27 levels for the first
+    leaf, then the levels below where its path meets the previous leaf's (§3.3), which is the rule by
+    which ``ProofMemory`` (and ``MIPSMemory.sol``) consume them. ``undo`` puts back every word written
+    and drops every page the step allocated, so ``memory`` ends as it began (its root included).
+    """
+
+    def __init__(self, memory: Memory) -> None:
+        self._memory = memory
+        self._old_words: list[tuple[int, int]] = []
+        self._new_pages: list[int] = []
+        self.leaves: list[int] = []
+        self.proof = bytearray()
+
+    def _access(self, leaf_index: int) -> None:
+        if self.leaves and self.leaves[-1] == leaf_index:
+            return
+        levels = data_proof_levels(self.leaves[-1], leaf_index) if self.leaves else MEM_TREE_DEPTH
+        self.proof += encode_memory_proof(self._memory, leaf_index, levels)
+        self.leaves.append(leaf_index)
+
+    def read_u32(self, addr: int) -> int:
+        """Return the word at the aligned ``addr``, recording its leaf's proof if it is a new one."""
+        self._access(addr >> LEAF_SHIFT)
+        return self._memory.read_u32(addr)
+
+    def write_u32(self, addr: int, value: int) -> None:
+        """Store ``value`` at the aligned ``addr`` (recorded as ``read_u32``), keeping the old word."""
+        self._access(addr >> LEAF_SHIFT)
+        page_no = addr >> PAGE_SHIFT
+        if page_no in self._memory.pages:
+            self._old_words.append((addr, self._memory.read_u32(addr)))
+        else:
+            self._new_pages.append(page_no)
+        self._memory.write_u32(addr, value)
+
+    def undo(self) -> None:
+        """Restore every word written since this recorder was made, newest first."""
+        for addr, word in reversed(self._old_words):
+            self._memory.write_u32(addr, word)
+        for page_no in self._new_pages:
+            self._memory.pages.pop(page_no, None)
+            self._memory.mark_dirty(page_no)
+
+
+def step_witness(state: VMState) -> StepWitness:
+    """Return the witness of the step that ``state`` executes next; ``state`` is left unchanged.
+
+    The step runs over a :class:`RecordingMemory`, so its proof holds exactly the leaves it reads and
+    writes, in the order it touches them: none for an exited state or a misaligned ``pc``, otherwise
+    the instruction's leaf, then the data leaf (§3.4) if that is another one. The rule of which leaf a
+    step touches lives only in ``opml.vm.step``. It runs without an oracle: a step touches every leaf
+    before it asks the oracle anything (§5.5), so stopping at the first question loses no proof.
     """
     state_data = encode_state(state)
-    if state.exited or state.pc & 3:
-        return StepWitness(state_data, b"")
-    instruction_leaf = state.pc >> LEAF_SHIFT
-    proof = encode_memory_proof(state.memory, instruction_leaf)
-    addr = memory_access(state.registers, state.memory.read_u32(state.pc))
-    if addr is not None and addr >> LEAF_SHIFT != instruction_leaf:
-        data_leaf = addr >> LEAF_SHIFT
-        levels = data_proof_levels(instruction_leaf, data_leaf)
-        proof += encode_memory_proof(state.memory, data_leaf, levels)
-    return StepWitness(state_data, proof)
+    recorder = RecordingMemory(state.memory)
+    scratch = replace(state, memory=recorder, registers=list(state.registers), stdout=None, stderr=None)
+    try:
+        step(scratch)  # type: ignore[arg-type]  # duck-typed memory
+    except PreimageNotFoundError:
+        pass  # the step's question to the oracle comes after its last leaf access
+    finally:
+        recorder.undo()
+    return StepWitness(state_data, bytes(recorder.proof), tuple(recorder.leaves))
 
 
 def encode_step_calldata(state_data: bytes, proof: bytes, local_context: bytes | None = None) -> bytes:

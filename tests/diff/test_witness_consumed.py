@@ -1,0 +1,77 @@
+"""The recorded witness is exactly what MIPS.sol consumes (vm-spec §3.4), over every instruction form.
+
+``step_witness`` proves the leaves the reference step touches while it runs (``RecordingMemory``); no
+other code decides which leaves a step reads. For random states of every form (oracle system calls
+included) the contract in revm must accept the witness with the reference's post-state, and reject
+it with ``InvalidProofLength`` when one byte is cut off or one is added: the contract reads every
+byte of it and nothing more.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+
+from opml.chain.revm import RevmCallError
+from opml.oracle import PreimageStore
+from opml.vm.asm import encode, load_program
+from opml.vm.hashing import keccak256
+from opml.vm.preimage import OracleView
+from opml.vm.state import encode_state
+from opml.vm.witness import step_witness
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "diff_volume.py"
+STATES_PER_FORM = 6
+INVALID_PROOF_LENGTH = keccak256(b"InvalidProofLength()")[:4]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("diff_volume", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _revert_data(mips, state_data: bytes, proof: bytes) -> bytes:
+    with pytest.raises(RevmCallError) as raised:
+        mips.call("step(bytes,bytes)", ["bytes", "bytes"], [state_data, proof])
+    return raised.value.data
+
+
+def test_the_recorded_witness_is_what_the_contract_consumes(revm, tmp_path):
+    bench = _bench()
+    rng = random.Random(20261207)
+    store = PreimageStore(tmp_path)
+    keys = list(bench.load_preimages(rng, store, revm.oracle))
+    oracle = OracleView(store, bench.CALLER, bench.CONTEXT)
+    proofs_by_leaves: dict[int, int] = {}
+    for name in sorted(bench.FORMS):
+        for _ in range(STATES_PER_FORM):
+            state = bench.random_state(rng, name, keys)
+            before = (encode_state(state), {n: bytes(p) for n, p in state.memory.pages.items()})
+            witness, want, got = bench.outcomes(state, oracle, revm.mips)
+            assert (encode_state(state), {n: bytes(p) for n, p in state.memory.pages.items()}) == before
+            assert want is not None and got == want, f"{name}: {witness.state_data.hex()}"
+            proofs_by_leaves[len(witness.leaves)] = proofs_by_leaves.get(len(witness.leaves), 0) + 1
+            if witness.proof:
+                cut = _revert_data(revm.mips, witness.state_data, witness.proof[:-1])
+                assert cut[:4] == INVALID_PROOF_LENGTH, name
+            added = _revert_data(revm.mips, witness.state_data, witness.proof + b"\x00")
+            assert added[:4] == INVALID_PROOF_LENGTH, name
+    # The sample holds steps with no proof (exited), one leaf and two leaves.
+    assert set(proofs_by_leaves) == {0, 1, 2}, proofs_by_leaves
+
+
+def test_step_witness_leaves_memory_as_it_was():
+    """A store to a page the state does not hold yet, and one to a page it holds: the recorder
+    writes through and puts every word and page back."""
+    for target in (0x10000000, 0x00400010):
+        state = load_program([encode("sw", 8, 0, 9)], 0x00400000)
+        state.registers[8], state.registers[9] = 0xDEADBEEF, target
+        root, pages = state.memory.merkle_root(), set(state.memory.pages)
+        witness = step_witness(state)
+        assert state.memory.merkle_root() == root and set(state.memory.pages) == pages
+        assert witness.leaves == tuple(dict.fromkeys((0x00400000 >> 5, target >> 5)))
