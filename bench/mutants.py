@@ -49,7 +49,7 @@ MUTANTS = [
     Mutant(
         "sc-never-stores",
         "python",
-        ((PY_INSTR, "0x38: MemoryOp(4, lambda w, b, rt: rt),", "0x38: MemoryOp(4, lambda w, b, rt: w),"),),
+        ((PY_INSTR, "56: MemoryOp(4, lambda w, b, rt: rt),", "56: MemoryOp(4, lambda w, b, rt: w),"),),
         (*PY_UNIT, *DIFF),
     ),
     Mutant(
@@ -76,7 +76,7 @@ MUTANTS = [
         (
             (
                 PY_INSTR,
-                "lambda w, b, rt: sext16(w >> 8 * b)),  # lh",
+                "lambda w, b, rt: sign_extend_16(w >> 8 * b)),  # lh",
                 "lambda w, b, rt: (w >> 8 * b) & 0xFFFF),  # lh",
             ),
         ),
@@ -110,7 +110,7 @@ MUTANTS = [
         "addiu-without-sign-extension",
         "both",
         (
-            (PY_INSTR, "0x09: lambda rs, imm: rs + sext16(imm),", "0x09: lambda rs, imm: rs + imm,"),
+            (PY_INSTR, "9: lambda rs, imm: rs + sign_extend_16(imm),", "9: lambda rs, imm: rs + imm,"),
             (
                 SOL_INSTR,
                 "uint32 simm = signExtend16(imm);",
@@ -125,8 +125,8 @@ MUTANTS = [
         (
             (
                 PY_INSTR,
-                "0x2B: lambda rs, rt, sa: int(rs < rt),",
-                "0x2B: lambda rs, rt, sa: int(signed(rs) < signed(rt)),",
+                "43: lambda rs, rt, sa: int(rs < rt),",
+                "43: lambda rs, rt, sa: int(signed(rs) < signed(rt)),",
             ),
             (
                 SOL_INSTR,

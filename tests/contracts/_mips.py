@@ -195,7 +195,9 @@ TAMPER_CHUNK = 24
 
 def python_error_name(err: Exception) -> str:
     """The contract error that a Python verifier error mirrors (vm-spec §8, oracle-spec §3)."""
-    return getattr(err, "contract_error", None) or type(err).__name__.removesuffix("Error")
+    if isinstance(err, OpmlError) and err.contract_error:
+        return err.contract_error
+    return type(err).__name__.removesuffix("Error")
 
 
 def python_outcome(state_data: bytes, proof: bytes, oracle=None) -> tuple[bool, object]:

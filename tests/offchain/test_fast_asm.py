@@ -574,7 +574,7 @@ def test_preimage_syscalls_without_a_selected_key_are_einval():
 
 
 def test_step_counter_beyond_int64_is_refused_with_advice():
-    from opml.vm.errors import VMError
+    from opml.vm.errors import StepRangeError
 
-    with pytest.raises(VMError, match="reference"):
+    with pytest.raises(StepRangeError, match="reference"):
         FastVM.from_state(VMState(pc=0x1000, next_pc=0x1004, step=2**64 - 1))

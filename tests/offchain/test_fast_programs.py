@@ -15,6 +15,7 @@ from _toolchain import ORACLE_PROGRAMS, TOOLCHAIN, build_toolchain
 from test_fast_asm import assert_same_memory, lockstep
 
 from opml.vm.elf import load_elf
+from opml.vm.errors import StepRangeError
 from opml.vm.fast import FastVM, Trace
 from opml.vm.run import run
 from opml.vm.state import encode_state
@@ -96,7 +97,7 @@ def test_trace_max_steps_and_errors(build_dir):
     # The reference VM, not the fast executor the trace is built on.
     assert encode_state(trace.state_at(55_555)) == encode_state(run(state.copy(), 55_555))
     assert encode_state(trace.state_at(12_345)) == encode_state(run(state.copy(), 12_345))
-    with pytest.raises(ValueError):
+    with pytest.raises(StepRangeError):
         trace.state_at(55_556)
     # A returned copy may be stepped by the reference without disturbing the trace.
     s = trace.state_at(30_000)

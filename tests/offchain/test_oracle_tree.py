@@ -16,7 +16,7 @@ from opml.oracle.chunk_tree import zero_root
 from opml.oracle.errors import (
     InvalidPartOffsetError,
     InvalidPartProofError,
-    InvalidProofLengthError,
+    InvalidPartProofLengthError,
     NonZeroPaddingError,
 )
 from opml.oracle.keys import (
@@ -115,7 +115,7 @@ def test_verify_rejects_in_contract_order():
     key, root, size, off, part, sibs = tree.proof(64).args()
     with pytest.raises(InvalidPartOffsetError):
         verify_part_proof(key, root, size, 320, part, sibs)
-    with pytest.raises(InvalidProofLengthError):
+    with pytest.raises(InvalidPartProofLengthError):
         verify_part_proof(key, root, size, off, part, sibs[1:])
     with pytest.raises(InvalidPartProofError):
         verify_part_proof(key, root, size, off + 32, part, sibs)

@@ -2,8 +2,9 @@
 
 * every edge of ``preimage_select`` / ``preimage_length`` / ``preimage_read`` runs one step in the
   reference ``step``, in ``apply_step_proof`` fed ``step_witness`` (recorded without an oracle:
-  the step touches its leaves before it asks), and in ``FastVM`` with the read in the numba kernel (oracle with ``preimage_array``) and in
-  Python (oracle without); all must agree on the encoded state and memory;
+  the step touches its leaves before it asks), and in ``FastVM`` with the read in the numba kernel
+  (oracle with ``preimage_array``) and in Python (oracle without); all must agree on the encoded state
+  and memory;
 * keccak, chunk-Merkle and local keys through :class:`OracleView` over a :class:`PreimageStore`;
 * ``mips-toolchain/build/stream_checksum`` in lockstep (reference vs fast) on a small tensor, and the
   acceptance run: a 64 MiB tensor streamed through ``opml vm run`` (fast executor, a subprocess).

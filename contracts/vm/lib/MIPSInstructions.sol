@@ -8,7 +8,7 @@ import { MIPSSyscalls } from "./MIPSSyscalls.sol";
 
 /// @title MIPSInstructions
 /// @notice Execution of one MIPS32 (Release 1, little-endian) instruction, docs/vm-spec.md §4.
-/// @dev Mirrors `offchain/opml/vm/step.py` and `instructions.py`: same names, same order of checks.
+/// @dev Mirrors `offchain/opml/vm/instructions.py`: same names, same arguments, same order of checks.
 ///      All `u32` arithmetic wraps, hence the `unchecked` blocks.
 library MIPSInstructions {
     /// @notice Signals of a panic (spec §4.6); the exit code is `PANIC_EXIT_BASE + signal`.

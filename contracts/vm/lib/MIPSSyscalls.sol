@@ -116,7 +116,7 @@ library MIPSSyscalls {
     ///      is the length asked for alone: `offset ≥ len` is the end of the data, and otherwise
     ///      `readPreimage` is asked again so that its `PartNotLoaded` bubbles up; without a length,
     ///      `PreimageNotLoaded` does. The outcome is that of asking for the length first and then, if
-    ///      `offset < len`, for the part (spec §5.5, `offchain/opml/vm/step.py`).
+    ///      `offset < len`, for the part (spec §5.5, `offchain/opml/vm/syscalls.py`).
     function handlePreimageRead(
         MIPSState.State memory s,
         MIPSMemory.Proof memory p,

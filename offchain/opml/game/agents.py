@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from opml.errors import OpmlError
 from opml.game.lies import Lie, LyingExecutionTrace
 from opml.game.solver import (
     Bisect,
@@ -56,10 +55,6 @@ from opml.vm.elf import load_elf
 TASK_OPEN, TASK_ANSWERED, TASK_FINALIZED, TASK_REJECTED, TASK_CANCELLED = 1, 2, 3, 4, 5
 DEFAULT_MAX_VM_STEPS = 10_000_000_000
 """Steps after which an agent stops tracing a program: far above any model the format allows."""
-
-
-class AgentError(OpmlError):
-    """Raised when an agent cannot act on what the chain shows (e.g. a model it does not hold)."""
 
 
 def canonical_program_states() -> tuple[bytes, bytes]:

@@ -32,7 +32,7 @@ from opml.oracle.errors import (
     InvalidKeyTypeError,
     InvalidPartOffsetError,
     InvalidPartProofError,
-    InvalidProofLengthError,
+    InvalidPartProofLengthError,
     KeyMismatchError,
     NonZeroPaddingError,
 )
@@ -124,7 +124,7 @@ def verify_part_proof(key: bytes, chunk_root: bytes, size: int, part_offset: int
         raise KeyMismatchError("keccak256(abi.encode(chunkRoot, size)) does not give the key")
     check_part_offset(part_offset, size)
     if len(siblings) != tree_depth(size):
-        raise InvalidProofLengthError(f"{len(siblings)} siblings, want {tree_depth(size)}")
+        raise InvalidPartProofLengthError(f"{len(siblings)} siblings, want {tree_depth(size)}")
     if merkle_root(part, part_offset // PART_SIZE, siblings) != bytes(chunk_root):
         raise InvalidPartProofError("the path does not recompute chunkRoot")
     if any(padding_of(part, size - part_offset)):

@@ -11,9 +11,6 @@ from opml.errors import OpmlError
 class OracleError(OpmlError):
     """Base class of every error raised by the oracle package."""
 
-    contract_error: str | None = None
-    """Name of the mirrored custom error of the contract, if any."""
-
 
 class InvalidPartOffsetError(OracleError):
     """Thrown when a part offset is not a multiple of 32 below the length (or 0 for empty data)."""
@@ -39,7 +36,7 @@ class KeyMismatchError(OracleError):
     contract_error = "KeyMismatch"
 
 
-class InvalidProofLengthError(OracleError):
+class InvalidPartProofLengthError(OracleError):
     """Thrown when a part proof does not have exactly ``tree_depth(size)`` siblings."""
 
     contract_error = "InvalidProofLength"

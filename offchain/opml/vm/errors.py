@@ -1,7 +1,8 @@
 """Errors of the MIPS VM.
 
-The proof errors mirror the custom errors of ``contracts/vm/MIPS.sol`` (vm-spec §8) one to one, so a
-Python verifier rejection can be compared with a contract revert by class name.
+The state and proof errors mirror the custom errors of ``contracts/vm/MIPS.sol`` and its libraries
+(vm-spec §8) one to one, the way the oracle's errors mirror ``IPreimageOracle``'s: ``contract_error``
+names the mirrored error, so a Python rejection is compared with a contract revert by that name.
 """
 
 from opml.errors import OpmlError
@@ -20,8 +21,15 @@ class MemoryLimitError(VMError):
     bound against hostile programs; the on-chain step has none."""
 
 
+class StepRangeError(VMError):
+    """Raised when a runner is asked for a step it cannot reach: before a trace's first step, past
+    the steps it traced, or past the fast executor's int64 step counter."""
+
+
 class InvalidStateError(VMError):
-    """Thrown when ``stateData`` is not a valid encoded state (§2.1). Mirrors ``InvalidState()``."""
+    """Thrown when ``stateData`` is not a valid encoded state (§2.1)."""
+
+    contract_error = "InvalidState"
 
 
 class InvalidProofError(VMError):
@@ -29,18 +37,18 @@ class InvalidProofError(VMError):
 
 
 class InvalidProofLengthError(InvalidProofError):
-    """Thrown when a proof is shorter than the step needs or has bytes left over.
+    """Thrown when a proof is shorter than the step needs or has bytes left over."""
 
-    Mirrors ``InvalidProofLength()``.
-    """
+    contract_error = "InvalidProofLength"
 
 
 class InvalidZeroMaskError(InvalidProofError):
-    """Thrown when a proof's ``zeroMask`` has a bit set at or above its number of levels.
+    """Thrown when a proof's ``zeroMask`` has a bit set at or above its number of levels."""
 
-    Mirrors ``InvalidZeroMask()``.
-    """
+    contract_error = "InvalidZeroMask"
 
 
 class InvalidMemoryProofError(InvalidProofError):
-    """Thrown when a memory proof does not recompute ``memRoot``. Mirrors ``InvalidMemoryProof()``."""
+    """Thrown when a memory proof does not recompute ``memRoot``."""
+
+    contract_error = "InvalidMemoryProof"

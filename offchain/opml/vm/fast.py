@@ -35,25 +35,13 @@ import numpy as np
 
 from opml.oracle.keys import KeyType
 from opml.vm import fast_core as K
-from opml.vm.constants import (
-    EFBIG,
-    EINVAL,
-    ENOSYS,
-    LEAF_SIZE,
-    MAX_PREIMAGE_LENGTH,
-    PAGE_SIZE,
-    PREIMAGE_PART_SIZE,
-    SYS_PREIMAGE_LENGTH,
-    SYS_PREIMAGE_READ,
-    SYS_PREIMAGE_SELECT,
-)
-from opml.vm.errors import VMError
+from opml.vm.constants import PAGE_SIZE, SYS_PREIMAGE_READ
+from opml.vm.errors import StepRangeError
 from opml.vm.limits import MAX_MEMORY_PAGES, CapturedOutput, capture, copy_output, memory_limit_error
 from opml.vm.memory import Memory
-from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle, as_oracle
+from opml.vm.preimage import EMPTY_PREIMAGE, PreimageOracle
 from opml.vm.state import VMState
-from opml.vm.step import is_known_key_type
-from opml.vm.syscalls import preimage_read_count
+from opml.vm.syscalls import handle_syscall, is_known_key_type
 
 assert sys.byteorder == "little", "the fast executor's uint32 memory views assume a little-endian host"
 
@@ -62,6 +50,23 @@ _OUT_CAP = 1 << 16  # initial bytes per output buffer
 _OUT_MAX_BUFFERED = 1 << 26  # a single write larger than this is executed in Python
 _MIN_POOL_PAGES = 256
 _ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+class _KernelMemory:
+    """A :class:`FastVM`'s memory as the reference handlers see it: aligned words, and bytes for
+    ``write`` output. Writes go through ``FastVM.write_bytes``, which sets the dirty bits."""
+
+    def __init__(self, vm: FastVM) -> None:
+        self._vm = vm
+
+    def read_u32(self, addr: int) -> int:
+        return int.from_bytes(self._vm.read_bytes(addr, 4), "little")
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self._vm.write_bytes(addr, value.to_bytes(4, "little"))
+
+    def read_bytes(self, addr: int, n: int) -> bytes:
+        return self._vm.read_bytes(addr, n)
 
 
 class FastVM:
@@ -193,7 +198,7 @@ class FastVM:
         st[K.ST_EXIT_CODE] = state.exit_code
         st[K.ST_EXITED] = int(state.exited)
         if state.step >= _MAX_STEP:
-            raise VMError(
+            raise StepRangeError(
                 f"step {state.step} is beyond the fast executor's int64 step counter: step such a state "
                 "with the reference opml.vm.step.step (it wraps the counter modulo 2^64 like MIPS.sol)"
             )
@@ -374,72 +379,51 @@ class FastVM:
             if fd == 2 and self.out2.shape[0] < cap:
                 self.out2 = np.zeros(cap, dtype=np.uint8)
             return
-        # A huge write, or one whose output is discarded: execute this one step here (spec §5,
-        # write to fd 1 or 2; like the reference, guest memory is not read when the sink is None).
-        if sink is not None:
-            capture(sink, self.read_bytes, int(self.regs[5]), req)
-        st = self.st
-        self.regs[2] = req
-        self.regs[7] = 0
-        st[K.ST_PC] = st[K.ST_NPC]
-        st[K.ST_NPC] = (st[K.ST_NPC] + 4) & 0xFFFFFFFF
-        st[K.ST_STEP] += 1
+        self._reference_syscall()  # a huge write, or one whose output is discarded
 
     def _py_syscall(self) -> None:
         """Execute a ``syscall`` step that the kernel left to Python (``STATUS_SYSCALL``).
 
-        The kernel implements spec §5's table except ``preimage_select``, ``preimage_length`` and a
-        ``preimage_read`` before it has the preimage array; any other number gets ``ENOSYS``.  The
-        oracle is asked before anything changes, so a PreimageNotFoundError leaves the step undone
-        (as ``opml.vm.step`` does).  For a ``preimage_read`` whose preimage can be handed to the
-        kernel, nothing is executed here: the kernel executes the step on the next call.
+        The kernel leaves ``preimage_select``, ``preimage_length`` and a ``preimage_read`` before it
+        has the preimage array. Such a read is handed the array here when the oracle has one, and the
+        kernel executes it on its next call; every other step runs in the reference handler.
         """
         regs = self.regs
-        number, a0, a1, a2 = (int(regs[i]) for i in (2, 4, 5, 6))
-        if number == SYS_PREIMAGE_SELECT:
-            if a0 % LEAF_SIZE:
-                return self._syscall_done(0, EINVAL)
-            self.preimage_key = self.read_bytes(a0, LEAF_SIZE)
-            return self._syscall_done(0)
-        if number == SYS_PREIMAGE_LENGTH:
-            if not is_known_key_type(self._preimage_key):
-                return self._syscall_done(0, EINVAL)
-            oracle = as_oracle(self._oracle)
-            length = oracle.preimage_length(oracle.effective_key(self._preimage_key))
-            return (
-                self._syscall_done(0, EFBIG) if length >= MAX_PREIMAGE_LENGTH else self._syscall_done(length)
-            )
-        if number == SYS_PREIMAGE_READ:
-            if a2 != 0 and is_known_key_type(self._preimage_key) and self._load_preimage():
-                return  # the kernel executes it
-            return self._py_preimage_read(offset=a0, buf=a1, count=a2)
-        self._syscall_done(0, ENOSYS)
+        if (
+            int(regs[2]) == SYS_PREIMAGE_READ
+            and int(regs[6]) != 0
+            and is_known_key_type(self._preimage_key)
+            and self._load_preimage()
+        ):
+            return
+        self._reference_syscall()
 
-    def _py_preimage_read(self, offset: int, buf: int, count: int) -> None:
-        """``preimage_read`` through ``oracle.preimage_length``/``preimage_part`` (spec §5.5)."""
-        if count == 0:
-            return self._syscall_done(0)
-        if not is_known_key_type(self._preimage_key):
-            return self._syscall_done(0, EINVAL)
-        oracle = as_oracle(self._oracle)
-        key = oracle.effective_key(self._preimage_key)
-        length = oracle.preimage_length(key)
-        if offset >= length:
-            return self._syscall_done(0)
-        within = offset % PREIMAGE_PART_SIZE
-        n = preimage_read_count(offset, buf, count, length)
-        part = oracle.preimage_part(key, offset - within)
-        self.write_bytes(buf, part[within : within + n])
-        self._syscall_done(n)
+    def _reference_syscall(self) -> None:
+        """Execute the ``syscall`` step at ``pc`` with the reference handler
+        (:func:`opml.vm.syscalls.handle_syscall`) over the kernel's memory and output streams.
 
-    def _syscall_done(self, value: int, errno: int = 0) -> None:
-        """End a syscall step run in Python: ``$v0``/``$a3`` as spec §5, then ``pc = nextPC``."""
-        self.regs[2] = errno if errno else value & 0xFFFFFFFF
-        self.regs[7] = 1 if errno else 0
+        The handler asks the oracle before it changes anything and the arrays take its result only
+        when it returns, so a PreimageNotFoundError leaves the step undone (as ``opml.vm.step`` does).
+        """
         st = self.st
-        st[K.ST_PC] = st[K.ST_NPC]
-        st[K.ST_NPC] = (st[K.ST_NPC] + 4) & 0xFFFFFFFF
-        st[K.ST_STEP] += 1
+        state = VMState(
+            memory=_KernelMemory(self),  # type: ignore[arg-type]  # duck-typed memory
+            preimage_key=self._preimage_key,
+            pc=int(st[K.ST_PC]),
+            next_pc=int(st[K.ST_NPC]),
+            lo=int(st[K.ST_LO]),
+            hi=int(st[K.ST_HI]),
+            brk=int(st[K.ST_BRK]),
+            heap=int(st[K.ST_HEAP]),
+            exit_code=int(st[K.ST_EXIT_CODE]),
+            exited=bool(st[K.ST_EXITED]),
+            step=int(st[K.ST_STEP]) + 1,
+            registers=[int(r) for r in self.regs],
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+        handle_syscall(state, self._oracle)
+        self.set_scalars(state)
 
     def write_bytes(self, addr: int, data: bytes) -> None:
         """Store ``data`` at guest ``addr`` (wrapping at 2^32), allocating pages and setting dirty bits."""
@@ -677,15 +661,17 @@ class Trace:
         """Return the state after step ``n`` (``start_step <= n``).
 
         For ``n`` beyond ``final_step``: if the program exited, the final state (the VM no longer
-        changes); otherwise ``ValueError``.  With ``copy=False`` the returned state shares the Trace's
-        working ``Memory``: it is only valid until the next ``state_at`` call and must not be mutated
-        (no reference ``step`` on it); ``copy=True`` returns an independent copy.
+        changes); otherwise :class:`StepRangeError`.  With ``copy=False`` the returned state shares
+        the Trace's working ``Memory``: it is only valid until the next ``state_at`` call and must not
+        be mutated (no reference ``step`` on it); ``copy=True`` returns an independent copy.
         """
         if n < self.start_step:
-            raise ValueError(f"step {n} is before the trace start {self.start_step}")
+            raise StepRangeError(f"step {n} is before the trace start {self.start_step}")
         if n > self.final_step:
             if not self.exited:
-                raise ValueError(f"step {n} is beyond the traced {self.final_step} steps")
+                raise StepRangeError(
+                    f"step {n} is beyond the {self.final_step} steps traced: trace with a larger max_steps"
+                )
             n = self.final_step
         k = bisect.bisect_right(self._ck_steps, n) - 1
         vm = self._vm

@@ -119,9 +119,15 @@ def step_witness(state: VMState) -> StepWitness:
     """
     state_data = encode_state(state)
     recorder = RecordingMemory(state.memory)
-    scratch = replace(state, memory=recorder, registers=list(state.registers), stdout=None, stderr=None)
+    scratch = replace(
+        state,
+        memory=recorder,  # type: ignore[arg-type]  # duck-typed memory
+        registers=list(state.registers),
+        stdout=None,
+        stderr=None,
+    )
     try:
-        step(scratch)  # type: ignore[arg-type]  # duck-typed memory
+        step(scratch)
     except PreimageNotFoundError:
         pass  # the step's question to the oracle comes after its last leaf access
     finally:
