@@ -5,7 +5,8 @@
         stdout/stderr; exit code = the guest's (128 + signal after a panic)
     opml vm state PROGRAM.elf --at N [ORACLE OPTIONS]   JSON of the state after N steps
     opml vm proof PROGRAM.elf --at N [ORACLE OPTIONS]   JSON witness and calldata of step N (from the
-        state after N)
+        state after N); ``oracle.reads``: the parts (``partOffset``) and lengths (``null``) the
+        contract's step asks its oracle for, in order, which must be on-chain first
     opml oracle put FILE --preimages DIR [--kind chunk-merkle|keccak]   store FILE, print its key
     opml model run MODEL INPUT [--json]   run MODEL (*.opml) natively on INPUT (raw tensor bytes, .npy or
         .json): the prediction, every value's key and the final state S_{N-1} (docs/ml-spec.md §5)
@@ -40,12 +41,10 @@ import click
 
 from opml.errors import OpmlError
 from opml.oracle.store import PreimageStore
-from opml.vm.constants import REG_A0, REG_A2, REG_V0, SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ
 from opml.vm.elf import load_elf
 from opml.vm.errors import VMError
-from opml.vm.instructions import FUNCT_SYSCALL, OP_SPECIAL
 from opml.vm.limits import MAX_CAPTURED_OUTPUT
-from opml.vm.preimage import ZERO_CALLER, ZERO_CONTEXT, OracleView, PreimageOracle
+from opml.vm.preimage import ZERO_CALLER, ZERO_CONTEXT, OracleView, PreimageOracle, RecordingOracle, as_oracle
 from opml.vm.run import run, state_at
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.witness import apply_step_proof, encode_step_calldata, step_witness
@@ -276,28 +275,6 @@ def vm_state(program: str, at: int, preimages, locals_, caller, local_context) -
     click.echo(json.dumps(_state_json(state), indent=2))
 
 
-def oracle_request(state: VMState, oracle: PreimageOracle | None) -> dict | None:
-    """What the step from ``state`` asks the oracle (vm-spec §5.5), for uploading it first
-    (``OracleClient.ensure_read``/``ensure_length``): ``None`` if nothing."""
-    if state.exited or state.pc & 3:
-        return None
-    insn = state.memory.read_u32(state.pc)
-    regs = state.registers
-    number = regs[REG_V0]
-    if insn >> 26 != OP_SPECIAL or insn & 0x3F != FUNCT_SYSCALL:
-        return None
-    if number not in (SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_READ) or (
-        number == SYS_PREIMAGE_READ and regs[REG_A2] == 0
-    ):
-        return None
-    request: dict[str, str | int] = {"selectedKey": _hex(state.preimage_key)}
-    if oracle is not None:
-        request["effectiveKey"] = _hex(oracle.effective_key(state.preimage_key))
-    if number == SYS_PREIMAGE_READ:
-        request["offset"] = regs[REG_A0]
-    return request
-
-
 @vm.command("proof")
 @click.argument("program", type=click.Path(exists=True, dir_okay=False))
 @click.option("--at", "at", type=click.IntRange(min=0), required=True, help="Number of steps to run first.")
@@ -311,11 +288,11 @@ def vm_proof(program: str, at: int, preimages, locals_, caller, local_context) -
     with _oracle(preimages, locals_, caller, local_context) as oracle:
         state = _state_at(program, at, oracle)
         witness = step_witness(state)
+        recorder = RecordingOracle(as_oracle(oracle))  # the questions the contract's step will ask
         try:
-            post_state_data = apply_step_proof(witness.state_data, witness.proof, oracle)
+            post_state_data = apply_step_proof(witness.state_data, witness.proof, recorder)
         except OpmlError as exc:
             _fail(exc)
-        request = oracle_request(state, oracle)
     fields = {
         "step": at,
         "stateData": _hex(witness.state_data),
@@ -326,8 +303,11 @@ def vm_proof(program: str, at: int, preimages, locals_, caller, local_context) -
     }
     if context is not None:
         fields["localContext"] = _hex(context)
-    if request is not None:
-        fields["oracle"] = request
+    if recorder.reads:
+        fields["oracle"] = {
+            "selectedKey": _hex(state.preimage_key),
+            "reads": [{"key": _hex(read.key), "partOffset": read.part_offset} for read in recorder.reads],
+        }
     click.echo(json.dumps(fields, indent=2))
 
 

@@ -1,7 +1,9 @@
 """The root of opML's exception tree.
 
-Every package (vm, oracle, ml, game) derives its errors from :class:`OpmlError`, so a caller can
-catch everything opML raises with one ``except`` clause and nothing else.
+Every package (vm, oracle, ml, game, chain) derives its errors from :class:`OpmlError`: whatever
+comes from data (a state, a proof, a store, a model, an input, the chain) is one of them, so a caller
+catches it with one ``except`` clause. A Python call with an argument of the wrong kind or range (a
+programming error, e.g. a 31-byte ``local_context``) raises the built-in ``ValueError``/``TypeError``.
 """
 
 from typing import ClassVar

@@ -18,10 +18,12 @@ import pytest
 from opml.chain.revm import RevmCallError
 from opml.oracle import PreimageStore
 from opml.vm.asm import encode, load_program
+from opml.vm.errors import WitnessShapeError
 from opml.vm.hashing import keccak256
+from opml.vm.memory import Memory
 from opml.vm.preimage import OracleView
 from opml.vm.state import encode_state
-from opml.vm.witness import step_witness
+from opml.vm.witness import RecordingMemory, step_witness
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "diff_volume.py"
 STATES_PER_FORM = 6
@@ -66,12 +68,24 @@ def test_the_recorded_witness_is_what_the_contract_consumes(revm, tmp_path):
 
 
 def test_step_witness_leaves_memory_as_it_was():
-    """A store to a page the state does not hold yet, and one to a page it holds: the recorder
-    writes through and puts every word and page back."""
+    """A store to a page the state does not hold yet, and one to a page it holds: the recorder keeps
+    the step's writes to itself, even when memory is at its page limit (an off-chain bound only)."""
     for target in (0x10000000, 0x00400010):
         state = load_program([encode("sw", 8, 0, 9)], 0x00400000)
         state.registers[8], state.registers[9] = 0xDEADBEEF, target
-        root, pages = state.memory.merkle_root(), set(state.memory.pages)
+        state.memory.max_pages = len(state.memory.pages)
+        root, pages = state.memory.merkle_root(), {n: bytes(p) for n, p in state.memory.pages.items()}
         witness = step_witness(state)
-        assert state.memory.merkle_root() == root and set(state.memory.pages) == pages
+        assert state.memory.merkle_root() == root
+        assert {n: bytes(p) for n, p in state.memory.pages.items()} == pages
         assert witness.leaves == tuple(dict.fromkeys((0x00400000 >> 5, target >> 5)))
+
+
+@pytest.mark.parametrize("leaves", [(1, 2, 3), (1, 2, 1)], ids=["third-leaf", "back-to-the-first"])
+def test_a_step_touching_more_than_two_leaves_has_no_witness(leaves):
+    recorder = RecordingMemory(Memory())
+    recorder.read_u32(32 * leaves[0])
+    recorder.read_u32(32 * leaves[1])
+    recorder.write_u32(32 * leaves[1] + 4, 7)  # the current leaf again: no new proof
+    with pytest.raises(WitnessShapeError, match="one data leaf only"):
+        recorder.read_u32(32 * leaves[2])

@@ -578,3 +578,23 @@ def test_step_counter_beyond_int64_is_refused_with_advice():
 
     with pytest.raises(StepRangeError, match="reference"):
         FastVM.from_state(VMState(pc=0x1000, next_pc=0x1004, step=2**64 - 1))
+
+
+def test_a_syscall_past_the_step_counter_changes_nothing():
+    """The reference handler's step is refused before it runs: no register, pc or key half-written."""
+    from opml.vm.asm import encode, load_program
+    from opml.vm.errors import StepRangeError
+
+    state = load_program([encode("syscall")], 0x1000)
+    state.registers[2], state.registers[4] = 9001, 0x1000  # preimage_select of the code's own leaf
+    state.step = 2**63 - 2
+    vm = FastVM.from_state(state)
+    with pytest.raises(StepRangeError):
+        vm.run()
+    after = vm.to_state()
+    assert (after.pc, after.step, after.registers, after.preimage_key) == (
+        0x1000,
+        2**63 - 2,
+        state.registers,
+        bytes(32),
+    )

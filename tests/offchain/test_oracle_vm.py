@@ -616,10 +616,14 @@ def test_cli_state_and_proof_with_oracle(stream_checksum_elf, tmp_path):
     calldata = selector + eth_abi.encode(["bytes", "bytes", "bytes32"], [state_data, proof, CONTEXT])
     assert fields["calldata"] == "0x" + calldata.hex()
     assert fields["localContext"] == "0x" + CONTEXT.hex()
-    assert fields["oracle"] == {
+    offset = state.registers[A0]
+    assert offset < len(data) and state.registers[A2] > 0
+    assert fields["oracle"] == {  # what the contract asks: the length, then the part holding offset
         "selectedKey": "0x" + key.hex(),
-        "effectiveKey": "0x" + key.hex(),
-        "offset": state.registers[A0],
+        "reads": [
+            {"key": "0x" + key.hex(), "partOffset": None},
+            {"key": "0x" + key.hex(), "partOffset": offset - offset % 32},
+        ],
     }
     step(state, oracle)
     assert apply_step_proof(state_data, proof, oracle) == encode_state(state)  # the proof proves this step

@@ -177,7 +177,7 @@ def _path(logs: list[tuple[str, Any]], nodes: int | None) -> list[Interval]:
     return out
 
 
-class _RecordingMemory(ProofMemory):
+class _LoggingProofMemory(ProofMemory):
     """A witness's memory that notes every word the step reads and writes."""
 
     def __init__(self, root: bytes, proof: bytes) -> None:
@@ -209,7 +209,7 @@ def _step_detail(played: Any, vm: Any, claim: tuple[str, str]) -> StepDetail:
     receipt = chain.provider.get_receipt(str(played.transaction_hash))
     _, state_data, proof = abi_decode(["uint256", "bytes", "bytes"], bytes(receipt.transaction.data)[4:])
     [executed] = receipt.decode_logs(vm.StepExecuted)
-    memory = _RecordingMemory(state_data[:LEAF_SIZE], proof)
+    memory = _LoggingProofMemory(state_data[:LEAF_SIZE], proof)
     pre = decode_state(state_data, memory)  # type: ignore[arg-type]  # duck-typed memory
     before = _registers(pre)
     word = memory.read_u32(pre.pc)

@@ -7,13 +7,13 @@ run, an exited state standing for every later step). Only an execution trace can
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from opml.ml.phase import ProgramSetup
 from opml.ml.runner import RunResult
 from opml.vm.fast import Trace
-from opml.vm.preimage import PreimageOracle
+from opml.vm.preimage import OracleRead, RecordingOracle
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.step import step
 from opml.vm.witness import step_witness
@@ -47,33 +47,6 @@ class GraphTrace:
 
     def hash_at(self, position: int) -> bytes:
         return self.run.states[position]
-
-
-@dataclass(frozen=True)
-class OracleRead:
-    """One question a step asks the on-chain oracle: a part (``part_offset``) or the length (``None``)."""
-
-    key: bytes
-    part_offset: int | None
-
-
-@dataclass
-class _RecordingOracle:
-    """Passes every question to ``inner`` and records it, in the order the contract asks it."""
-
-    inner: PreimageOracle
-    reads: list[OracleRead] = field(default_factory=list)
-
-    def effective_key(self, key: bytes) -> bytes:
-        return self.inner.effective_key(key)
-
-    def preimage_length(self, effective_key: bytes) -> int:
-        self.reads.append(OracleRead(bytes(effective_key), None))
-        return self.inner.preimage_length(effective_key)
-
-    def preimage_part(self, effective_key: bytes, part_offset: int) -> bytes:
-        self.reads.append(OracleRead(bytes(effective_key), part_offset))
-        return self.inner.preimage_part(effective_key, part_offset)
 
 
 @dataclass(frozen=True)
@@ -118,7 +91,7 @@ class ExecutionTrace:
         """The witness of the step from ``position`` and the oracle questions it asks."""
         pre = self.trace.state_at(position)
         witness = step_witness(pre)
-        recorder = _RecordingOracle(self.setup.oracle)
+        recorder = RecordingOracle(self.setup.oracle)
         post = pre.copy()
         post.stdout = post.stderr = None
         step(post, recorder)

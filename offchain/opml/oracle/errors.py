@@ -66,26 +66,27 @@ class InvalidLocalIdentError(OracleError):
     contract_error = "InvalidLocalIdent"
 
 
-class PartNotLoadedError(OracleError):
-    """Thrown when a part is not on-chain and cannot be uploaded (e.g. another caller's local value)."""
-
-    contract_error = "PartNotLoaded"
-
-
-class PreimageNotLoadedError(OracleError):
-    """Thrown when no part of a key is on-chain."""
-
-    contract_error = "PreimageNotLoaded"
-
-
 class StoreIntegrityError(OracleError):
     """Raised when a store file does not hold the preimage of its key (a flipped byte, a truncated
     file, another key's file): off-chain only, the contract never reads the store."""
 
 
 class PreimageNotFoundError(OracleError, KeyError):
-    """Thrown when the off-chain store has no preimage for a key; the VM raises it for a step whose
-    oracle data is missing (vm-spec §5.5), where the contract reverts with ``PreimageNotLoaded`` /
-    ``PartNotLoaded``."""
+    """Thrown when an oracle does not hold the data a question asks for: the off-chain store has no
+    preimage for a key, or (the subclasses) the on-chain oracle has not loaded it. The VM raises it
+    for a step whose oracle data is missing and leaves the state unchanged (vm-spec §5.5), where the
+    contract reverts with ``PreimageNotLoaded`` / ``PartNotLoaded``."""
 
     __str__ = Exception.__str__  # the message as it is, not KeyError's repr of it
+
+
+class PartNotLoadedError(PreimageNotFoundError):
+    """Thrown when a part is not on-chain and cannot be uploaded (e.g. another caller's local value)."""
+
+    contract_error = "PartNotLoaded"
+
+
+class PreimageNotLoadedError(PreimageNotFoundError):
+    """Thrown when no part of a key is on-chain."""
+
+    contract_error = "PreimageNotLoaded"

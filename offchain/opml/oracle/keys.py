@@ -11,7 +11,7 @@ A key is 32 bytes, big-endian (EVM order); its most significant byte (``key[0]``
 
 from enum import IntEnum
 
-from opml.oracle.errors import InvalidKeyTypeError
+from opml.oracle.errors import InvalidKeyTypeError, InvalidLocalIdentError
 from opml.vm.hashing import keccak256
 
 KEY_SIZE = 32
@@ -58,10 +58,18 @@ def _word(value: int) -> bytes:
     return value.to_bytes(32, "big")
 
 
+def check_local_ident(ident: int) -> None:
+    """The contract's ``InvalidLocalIdent`` check: a guest names local value ``ident`` by
+    ``with_type(ident, 1)``, which keeps 248 bits, so a larger identifier could never be read."""
+    if not 0 <= ident <= IDENT_MASK:
+        raise InvalidLocalIdentError(
+            f"local identifier {ident:#x} has more than 248 bits: no guest can name it (use < 2**248)"
+        )
+
+
 def local_ident_key(ident: int) -> bytes:
     """The identifier key ``with_type(ident, 1)`` by which the guest names local value ``ident``."""
-    if not 0 <= ident <= IDENT_MASK:
-        raise ValueError("a local identifier has at most 248 bits")
+    check_local_ident(ident)
     return with_type(_word(ident), KeyType.LOCAL)
 
 

@@ -34,18 +34,17 @@ from opml.oracle.chunk_tree import (
 )
 from opml.oracle.errors import (
     InvalidKeyTypeError,
-    InvalidLocalIdentError,
     LocalDataTooLargeError,
     PreimageNotFoundError,
     PreimageTooLargeError,
     StoreIntegrityError,
 )
 from opml.oracle.keys import (
-    IDENT_MASK,
     MAX_KECCAK_PREIMAGE,
     PART_SIZE,
     KeyType,
     address_bytes,
+    check_local_ident,
     keccak_key,
     key_type,
     localize_ident,
@@ -146,10 +145,7 @@ class PreimageStore:
         value = bytes(value)
         if len(value) > PART_SIZE:
             raise LocalDataTooLargeError(f"a local value has at most 32 bytes, got {len(value)}")
-        if not 0 <= ident <= IDENT_MASK:
-            raise InvalidLocalIdentError(
-                f"local identifier {ident:#x} has more than 248 bits: no guest can name it (use < 2**248)"
-            )
+        check_local_ident(ident)
         key = localize_ident(ident, caller, local_context)
         path = self.path(key)
         meta = {

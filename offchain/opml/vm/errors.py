@@ -26,6 +26,11 @@ class StepRangeError(VMError):
     the steps it traced, or past the fast executor's int64 step counter."""
 
 
+class WitnessShapeError(VMError):
+    """Raised when a step touches memory in a way no witness can prove (vm-spec §3.4: the
+    instruction's leaf, then at most one other leaf): a VM rule was changed without the proof format."""
+
+
 class InvalidStateError(VMError):
     """Thrown when ``stateData`` is not a valid encoded state (§2.1)."""
 

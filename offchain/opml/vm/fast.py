@@ -52,6 +52,15 @@ _MIN_POOL_PAGES = 256
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 
+def _check_step_counter(step: int) -> None:
+    """Raise :class:`StepRangeError` unless ``step`` fits the kernel's int64 step counter."""
+    if step >= _MAX_STEP:
+        raise StepRangeError(
+            f"step {step} is beyond the fast executor's int64 step counter: step such a state with the "
+            "reference opml.vm.step.step (it wraps the counter modulo 2^64 like MIPS.sol)"
+        )
+
+
 class _KernelMemory:
     """A :class:`FastVM`'s memory as the reference handlers see it: aligned words, and bytes for
     ``write`` output. Writes go through ``FastVM.write_bytes``, which sets the dirty bits."""
@@ -197,11 +206,7 @@ class FastVM:
         st[K.ST_HEAP] = state.heap
         st[K.ST_EXIT_CODE] = state.exit_code
         st[K.ST_EXITED] = int(state.exited)
-        if state.step >= _MAX_STEP:
-            raise StepRangeError(
-                f"step {state.step} is beyond the fast executor's int64 step counter: step such a state "
-                "with the reference opml.vm.step.step (it wraps the counter modulo 2^64 like MIPS.sol)"
-            )
+        _check_step_counter(state.step)
         st[K.ST_STEP] = state.step
         self.preimage_key = state.preimage_key
 
@@ -406,6 +411,7 @@ class FastVM:
         when it returns, so a PreimageNotFoundError leaves the step undone (as ``opml.vm.step`` does).
         """
         st = self.st
+        _check_step_counter(int(st[K.ST_STEP]) + 1)  # before the handler, so nothing is half-applied
         state = VMState(
             memory=_KernelMemory(self),  # type: ignore[arg-type]  # duck-typed memory
             preimage_key=self._preimage_key,

@@ -22,11 +22,13 @@ inside the numba kernel instead of one Python call per 32 bytes.
 from __future__ import annotations
 
 import mmap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
+from opml.oracle.chunk_tree import check_part_offset
 from opml.oracle.errors import InvalidKeyTypeError, PreimageNotFoundError
 from opml.oracle.keys import KeyType, address_bytes, key_type, localize
 from opml.oracle.store import PreimageStore
@@ -98,8 +100,7 @@ class OracleView:
 
     def preimage_part(self, effective_key: bytes, part_offset: int) -> bytes:
         data = self._data(effective_key)
-        if part_offset % PREIMAGE_PART_SIZE or not (part_offset < len(data) or part_offset == 0):
-            raise ValueError(f"part offset {part_offset} is not a part of a {len(data)}-byte preimage")
+        check_part_offset(part_offset, len(data))
         part = bytes(data[part_offset : part_offset + PREIMAGE_PART_SIZE])
         return part + bytes(PREIMAGE_PART_SIZE - len(part))
 
@@ -178,6 +179,34 @@ class NoOracle:
 
 
 NO_ORACLE = NoOracle()
+
+
+@dataclass(frozen=True)
+class OracleRead:
+    """One question a step asks the oracle: a part (``part_offset``) or the length (``None``)."""
+
+    key: bytes
+    part_offset: int | None
+
+
+@dataclass
+class RecordingOracle:
+    """Passes every question to ``inner`` and records it in ``reads``, in the order the step asks
+    (the contract's order): what must be on-chain before the step is proven there."""
+
+    inner: PreimageOracle
+    reads: list[OracleRead] = field(default_factory=list)
+
+    def effective_key(self, key: bytes) -> bytes:
+        return self.inner.effective_key(key)
+
+    def preimage_length(self, effective_key: bytes) -> int:
+        self.reads.append(OracleRead(bytes(effective_key), None))
+        return self.inner.preimage_length(effective_key)
+
+    def preimage_part(self, effective_key: bytes, part_offset: int) -> bytes:
+        self.reads.append(OracleRead(bytes(effective_key), part_offset))
+        return self.inner.preimage_part(effective_key, part_offset)
 
 
 def as_oracle(oracle: PreimageOracle | None) -> PreimageOracle:

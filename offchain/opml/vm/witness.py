@@ -14,13 +14,19 @@ when the step first touches it; the consumer, :func:`apply_step_proof`, over a :
 that consumes a proof at the same accesses, as the contract does.
 """
 
+import contextlib
 from dataclasses import dataclass, replace
 
 import eth_abi
 
 from opml.oracle.errors import PreimageNotFoundError
-from opml.vm.constants import LEAF_SHIFT, LEAF_SIZE, MEM_TREE_DEPTH, MEMORY_PROOF_HEADER_SIZE, PAGE_SHIFT
-from opml.vm.errors import InvalidMemoryProofError, InvalidProofLengthError, InvalidZeroMaskError
+from opml.vm.constants import LEAF_SHIFT, LEAF_SIZE, MASK32, MEM_TREE_DEPTH, MEMORY_PROOF_HEADER_SIZE
+from opml.vm.errors import (
+    InvalidMemoryProofError,
+    InvalidProofLengthError,
+    InvalidZeroMaskError,
+    WitnessShapeError,
+)
 from opml.vm.hashing import ZERO_HASHES, keccak256
 from opml.vm.memory import Memory
 from opml.vm.preimage import PreimageOracle
@@ -63,61 +69,55 @@ def encode_memory_proof(memory: Memory, leaf_index: int, levels: int = MEM_TREE_
 class RecordingMemory:
     """The memory a step runs over while its witness is built: the producer side of :class:`ProofMemory`.
 
-    Reads and writes go to ``memory``. Each access to a leaf other than the last one accessed appends
-    that leaf's proof, as memory holds it at that moment, to ``proof``: all 27 levels for the first
-    leaf, then the levels below where its path meets the previous leaf's (§3.3), which is the rule by
-    which ``ProofMemory`` (and ``MIPSMemory.sol``) consume them. ``undo`` puts back every word written
-    and drops every page the step allocated, so ``memory`` ends as it began (its root included).
+    Reads come from ``memory``, which is never written: the step's writes go to an overlay of aligned
+    words. The first access to a leaf appends that leaf's proof to ``proof``: all 27 levels for the
+    instruction's leaf, then, for a data leaf, the levels below where the two paths meet (§3.3), the
+    rule by which ``ProofMemory`` and ``MIPSMemory.sol`` consume them. Proofs come from the pre-state
+    and are exact: a leaf is proven before the step writes it, and a data proof's siblings lie outside
+    the instruction's leaf. A step touches at most those two leaves, in that order (§3.4); any other
+    access raises :class:`WitnessShapeError`, as the contract could not consume such a proof.
     """
 
     def __init__(self, memory: Memory) -> None:
         self._memory = memory
-        self._old_words: list[tuple[int, int]] = []
-        self._new_pages: list[int] = []
+        self._written: dict[int, int] = {}
         self.leaves: list[int] = []
         self.proof = bytearray()
 
     def _access(self, leaf_index: int) -> None:
         if self.leaves and self.leaves[-1] == leaf_index:
             return
-        levels = data_proof_levels(self.leaves[-1], leaf_index) if self.leaves else MEM_TREE_DEPTH
+        if len(self.leaves) == 2:
+            raise WitnessShapeError(
+                f"the step touches leaf {leaf_index:#x} after leaves {self.leaves[0]:#x} and "
+                f"{self.leaves[1]:#x}: a witness proves the instruction's leaf and one data leaf only"
+            )
+        levels = data_proof_levels(self.leaves[0], leaf_index) if self.leaves else MEM_TREE_DEPTH
         self.proof += encode_memory_proof(self._memory, leaf_index, levels)
         self.leaves.append(leaf_index)
 
     def read_u32(self, addr: int) -> int:
-        """Return the word at the aligned ``addr``, recording its leaf's proof if it is a new one."""
+        """Return the word at the aligned ``addr`` as the step has left it, proving its leaf first."""
         self._access(addr >> LEAF_SHIFT)
-        return self._memory.read_u32(addr)
+        word = self._written.get(addr)
+        return self._memory.read_u32(addr) if word is None else word
 
     def write_u32(self, addr: int, value: int) -> None:
-        """Store ``value`` at the aligned ``addr`` (recorded as ``read_u32``), keeping the old word."""
+        """Record ``value`` at the aligned ``addr`` in the overlay, proving its leaf first."""
         self._access(addr >> LEAF_SHIFT)
-        page_no = addr >> PAGE_SHIFT
-        if page_no in self._memory.pages:
-            self._old_words.append((addr, self._memory.read_u32(addr)))
-        else:
-            self._new_pages.append(page_no)
-        self._memory.write_u32(addr, value)
-
-    def undo(self) -> None:
-        """Restore every word written since this recorder was made, newest first."""
-        for addr, word in reversed(self._old_words):
-            self._memory.write_u32(addr, word)
-        for page_no in self._new_pages:
-            self._memory.pages.pop(page_no, None)
-            self._memory.mark_dirty(page_no)
+        self._written[addr] = value & MASK32
 
 
 def step_witness(state: VMState) -> StepWitness:
-    """Return the witness of the step that ``state`` executes next; ``state`` is left unchanged.
+    """Return the witness of the step that ``state`` executes next; ``state`` is not changed.
 
     The step runs over a :class:`RecordingMemory`, so its proof holds exactly the leaves it reads and
     writes, in the order it touches them: none for an exited state or a misaligned ``pc``, otherwise
-    the instruction's leaf, then the data leaf (§3.4) if that is another one. The rule of which leaf a
-    step touches lives only in ``opml.vm.step``. It runs without an oracle: a step touches every leaf
-    before it asks the oracle anything (§5.5), so stopping at the first question loses no proof.
+    the instruction's leaf, then the data leaf (§3.4) if that is another one. Which leaves a step
+    touches is decided only by the step's own code (``opml.vm.instructions``, ``opml.vm.syscalls``).
+    It runs without an oracle: a step touches every leaf before it asks the oracle anything (§5.5),
+    so stopping at the first question loses no proof.
     """
-    state_data = encode_state(state)
     recorder = RecordingMemory(state.memory)
     scratch = replace(
         state,
@@ -126,13 +126,9 @@ def step_witness(state: VMState) -> StepWitness:
         stdout=None,
         stderr=None,
     )
-    try:
+    with contextlib.suppress(PreimageNotFoundError):  # its first question comes after its last new leaf
         step(scratch)
-    except PreimageNotFoundError:
-        pass  # the step's question to the oracle comes after its last leaf access
-    finally:
-        recorder.undo()
-    return StepWitness(state_data, bytes(recorder.proof), tuple(recorder.leaves))
+    return StepWitness(encode_state(state), bytes(recorder.proof), tuple(recorder.leaves))
 
 
 def encode_step_calldata(state_data: bytes, proof: bytes, local_context: bytes | None = None) -> bytes:
