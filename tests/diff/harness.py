@@ -5,13 +5,16 @@ A mismatch writes a replay fixture (JSON: the pre-state, its memory pages and th
 Move a fixed failure into ``fixtures/`` to keep it as a regression test.
 """
 
+import importlib.util
 import json
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, UNKNOWN_KIND, OracleCase
 
+from opml.oracle import PreimageStore
 from opml.oracle.keys import local_ident_key
 from opml.vm.memory import Memory
 from opml.vm.preimage import OracleView
@@ -159,3 +162,27 @@ def assert_same_oracle_step(mips, sender, case, store, client, label: str) -> VM
         raise AssertionError(f"post-states differ for {label} ({case.kind}); replay fixture: {path}")
     COMPARED[label] += 1
     return post
+
+
+@dataclass
+class VolumeRun:
+    """What a seeded CI subset of ``bench/diff_volume.py`` draws from: the bench module, its random
+    generator, the keys of the preimages it loaded (into a store and the revm oracle) and the view
+    of that store the reference VM asks."""
+
+    bench: object
+    rng: random.Random
+    keys: list[bytes]
+    oracle: OracleView
+
+
+def volume_run(revm, store_dir: Path, seed: int) -> VolumeRun:
+    """Load ``bench/diff_volume.py`` and its preimages (into a store at ``store_dir`` and ``revm``'s
+    oracle) with the random generator seeded by ``seed``."""
+    spec = importlib.util.spec_from_file_location("diff_volume", HERE.parents[1] / "bench" / "diff_volume.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = random.Random(seed)
+    store = PreimageStore(store_dir)
+    keys = list(bench.load_preimages(rng, store, revm.oracle))
+    return VolumeRun(bench, rng, keys, OracleView(store, bench.CALLER, bench.CONTEXT))

@@ -9,32 +9,19 @@ byte of it and nothing more.
 
 from __future__ import annotations
 
-import importlib.util
-import random
-from pathlib import Path
-
 import pytest
+from harness import volume_run
 
 from opml.chain.revm import RevmCallError
-from opml.oracle import PreimageStore
 from opml.vm.asm import encode, load_program
 from opml.vm.errors import WitnessShapeError
 from opml.vm.hashing import keccak256
 from opml.vm.memory import Memory
-from opml.vm.preimage import OracleView
 from opml.vm.state import encode_state
 from opml.vm.witness import RecordingMemory, step_witness
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "diff_volume.py"
 STATES_PER_FORM = 6
 INVALID_PROOF_LENGTH = keccak256(b"InvalidProofLength()")[:4]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("diff_volume", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _revert_data(mips, state_data: bytes, proof: bytes) -> bytes:
@@ -44,11 +31,8 @@ def _revert_data(mips, state_data: bytes, proof: bytes) -> bytes:
 
 
 def test_the_recorded_witness_is_what_the_contract_consumes(revm, tmp_path):
-    bench = _bench()
-    rng = random.Random(20261207)
-    store = PreimageStore(tmp_path)
-    keys = list(bench.load_preimages(rng, store, revm.oracle))
-    oracle = OracleView(store, bench.CALLER, bench.CONTEXT)
+    run = volume_run(revm, tmp_path, seed=20261207)
+    bench, rng, keys, oracle = run.bench, run.rng, run.keys, run.oracle
     proofs_by_leaves: dict[int, int] = {}
     for name in sorted(bench.FORMS):
         for _ in range(STATES_PER_FORM):

@@ -245,9 +245,13 @@ class FastVM:
         """Return the current state as a :class:`VMState` sharing (and updating) ``self.memory``."""
         self._flush_out()
         self.sync_memory()
+        return self._state_over(self.memory, copy_output(self.stdout), copy_output(self.stderr))
+
+    def _state_over(self, memory, stdout: bytearray | None, stderr: bytearray | None) -> VMState:
+        """The current non-memory state as a :class:`VMState` over ``memory`` and the given streams."""
         st = self.st
         return VMState(
-            memory=self.memory,
+            memory=memory,
             preimage_key=self.preimage_key,
             pc=int(st[K.ST_PC]),
             next_pc=int(st[K.ST_NPC]),
@@ -259,8 +263,8 @@ class FastVM:
             exited=bool(st[K.ST_EXITED]),
             step=int(st[K.ST_STEP]),
             registers=[int(r) for r in self.regs],
-            stdout=copy_output(self.stdout),
-            stderr=copy_output(self.stderr),
+            stdout=stdout,
+            stderr=stderr,
         )
 
     # --- accessors --------------------------------------------------------------------------------
@@ -410,24 +414,9 @@ class FastVM:
         The handler asks the oracle before it changes anything and the arrays take its result only
         when it returns, so a PreimageNotFoundError leaves the step undone (as ``opml.vm.step`` does).
         """
-        st = self.st
-        _check_step_counter(int(st[K.ST_STEP]) + 1)  # before the handler, so nothing is half-applied
-        state = VMState(
-            memory=_KernelMemory(self),  # type: ignore[arg-type]  # duck-typed memory
-            preimage_key=self._preimage_key,
-            pc=int(st[K.ST_PC]),
-            next_pc=int(st[K.ST_NPC]),
-            lo=int(st[K.ST_LO]),
-            hi=int(st[K.ST_HI]),
-            brk=int(st[K.ST_BRK]),
-            heap=int(st[K.ST_HEAP]),
-            exit_code=int(st[K.ST_EXIT_CODE]),
-            exited=bool(st[K.ST_EXITED]),
-            step=int(st[K.ST_STEP]) + 1,
-            registers=[int(r) for r in self.regs],
-            stdout=self.stdout,
-            stderr=self.stderr,
-        )
+        state = self._state_over(_KernelMemory(self), self.stdout, self.stderr)
+        state.step += 1
+        _check_step_counter(state.step)  # before the handler, so nothing is half-applied
         handle_syscall(state, self._oracle)
         self.set_scalars(state)
 
