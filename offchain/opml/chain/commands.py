@@ -242,25 +242,34 @@ def task_status(task_id: int, network: str, addresses: Path | None) -> None:
         game = c.game
         if task_id >= int(game.taskCount()):
             raise click.ClickException(f"no task {task_id} (the game has {int(game.taskCount())})")
-        t = game.task(task_id)
-        mode = "multi-phase" if t.multiPhase else "single-phase"
-        click.echo(f"task {task_id}: {TASK_STATUS[int(t.status)]} (model {int(t.modelId)}, {mode})")
-        click.echo(
-            f"  reward {int(t.reward)} wei, window {int(t.window)} s, input key 0x{bytes(t.inputKey).hex()}"
+        while True:  # one block's view: read again if a block landed meanwhile (a move resolves both)
+            head = chain.blocks.height
+            lines = _status_lines(game, task_id, head)
+            if chain.blocks.height == head:
+                break
+        click.echo("\n".join(lines))
+
+
+def _status_lines(game: Any, task_id: int, head: int) -> list[str]:
+    t = game.task(task_id)
+    mode = "multi-phase" if t.multiPhase else "single-phase"
+    lines = [
+        f"task {task_id}: {TASK_STATUS[int(t.status)]} (model {int(t.modelId)}, {mode})",
+        f"  reward {int(t.reward)} wei, window {int(t.window)} s, input key 0x{bytes(t.inputKey).hex()}",
+    ]
+    r = game.result(task_id)
+    if int(t.status) not in (1, 5):
+        ends = int(r.submittedAt) + int(t.window)
+        lines.append(f"  result by {r.server}: output key 0x{bytes(r.outputKey).hex()}")
+        lines.append(f"  challengeable until {ends}; {int(r.openDisputes)} dispute(s) open")
+    for log in game.DisputeOpened.range(0, head + 1, search_topics={"taskId": task_id}):
+        d = game.dispute(int(log.disputeId))
+        winner = ("", ", server won", ", challenger won")[int(d.winner)]
+        lines.append(
+            f"  dispute {int(log.disputeId)} by {d.challenger}: {PHASES[int(d.phase)]}"
+            f" [{int(d.lo)}, {int(d.hi)}]{winner}"
         )
-        r = game.result(task_id)
-        if int(t.status) not in (1, 5):
-            ends = int(r.submittedAt) + int(t.window)
-            click.echo(f"  result by {r.server}: output key 0x{bytes(r.outputKey).hex()}")
-            click.echo(f"  challengeable until {ends}; {int(r.openDisputes)} dispute(s) open")
-        head = chain.blocks.height + 1
-        for log in game.DisputeOpened.range(0, head, search_topics={"taskId": task_id}):
-            d = game.dispute(int(log.disputeId))
-            winner = ("", ", server won", ", challenger won")[int(d.winner)]
-            click.echo(
-                f"  dispute {int(log.disputeId)} by {d.challenger}: {PHASES[int(d.phase)]}"
-                f" [{int(d.lo)}, {int(d.hi)}]{winner}"
-            )
+    return lines
 
 
 # --- agents and report ------------------------------------------------------------------------------
