@@ -6,11 +6,11 @@ in an in-process revm; prints one JSON object (count, mismatches, rate, states p
 Every instruction form of tests/diff/strategies.py is drawn with equal weight (plus fully random
 words, which must panic alike), with random registers, `hi`/`lo`, and `pc`/`nextPC` (sometimes in a
 delay slot); loads and stores hit a random offset of a random data page; system calls include
-`write`, `brk`, `mmap`, unknown numbers and the oracle's `preimage_select`/`length`/`read` of keccak
-preimages that the contract's oracle holds. For each state the contract's post-state hash must equal
-the reference's (or both must reject the state). Mismatches are counted and the first ones listed in the
-JSON, and each writes a replay fixture to tests/diff/failures/ as the gate does (tests/diff/harness.py);
-the exit status is 1 if there was any.
+`write`, `brk`, `mmap`, unknown numbers and the oracle's `preimage_select`/`length`/`read` of keccak,
+chunk-Merkle and local preimages that the contract's oracle holds. For each state the contract's
+post-state hash must equal the reference's (or both must reject the state). Mismatches are counted
+and the first ones listed in the JSON, and each writes a replay fixture to tests/diff/failures/ as the
+gate does (tests/diff/harness.py); the exit status is 1 if there was any.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ from strategies import (  # noqa: E402
     OracleCase,
 )
 
-from opml.chain.revm import InProcessEVM, RevmCallError  # noqa: E402
+from opml.chain.revm import DEFAULT_CALLER, InProcessEVM, RevmCallError  # noqa: E402
 from opml.errors import OpmlError  # noqa: E402
 from opml.oracle import PreimageStore  # noqa: E402
+from opml.oracle.keys import local_ident_key  # noqa: E402
 from opml.vm.memory import Memory  # noqa: E402
 from opml.vm.preimage import OracleView  # noqa: E402
 from opml.vm.state import VMState, encode_state, state_hash  # noqa: E402
@@ -52,8 +53,13 @@ from opml.vm.witness import step_witness  # noqa: E402
 TEXT = 0x00400000
 DATA_PAGES = [0x10000000, 0x10001000, 0x7FFFF000, 0x00410000]
 ORACLE_CALLS = [9001, 9002, 9003]
-PREIMAGE_SIZES = [0, 1, 31, 32, 33, 100]
-CALLER, CONTEXT = bytes(20), bytes(32)
+PREIMAGE_SIZES = {
+    "keccak": [0, 1, 31, 32, 33, 100],
+    "chunk-merkle": [0, 1, 32, 33, 100, 300],
+    "local": [0, 1, 20, 32],
+}
+# The caller and context of the contract's `step(bytes,bytes)` in revm: local keys are localized with them.
+CALLER, CONTEXT = bytes.fromhex(DEFAULT_CALLER[2:]), bytes(32)
 
 
 def _encoding(rng: random.Random, name: str) -> int:
@@ -148,6 +154,7 @@ def main() -> int:
     oracle = OracleView(store, CALLER, CONTEXT)
     names = sorted(FORMS)
     histogram: Counter[str] = Counter()
+    oracle_calls: Counter[str] = Counter()  # preimage syscalls by the type of the selected key
     rejected = 0  # states both sides refuse (the reference raises, the contract reverts)
     mismatches = []
     started = time.perf_counter()
@@ -156,10 +163,15 @@ def main() -> int:
         state = random_state(rng, name, keys)
         witness, want, got = outcomes(state, oracle, mips)
         histogram[name] += 1
+        if state.registers[2] in ORACLE_CALLS and state.preimage_key in preimages and name == "syscall":
+            oracle_calls[preimages[state.preimage_key].kind] += 1
         rejected += want is None and got is None
         if got != want:
             mismatches.append(
                 {"form": name, "index": i, "state": witness.state_data.hex(), "proof": witness.proof.hex()}
+            )
+            write_mismatch_fixture(
+                f"volume-{args.seed}-{i}-{name}", state, witness, want, got, preimages, oracle
             )
         if (i + 1) % 100_000 == 0:
             print(f"{i + 1} states, {len(mismatches)} mismatches", file=sys.stderr)
@@ -172,24 +184,52 @@ def main() -> int:
         "seconds": round(seconds, 1),
         "states_per_second": round(args.states / seconds),
         "forms": dict(sorted(histogram.items())),
+        "oracle_calls_by_key_type": dict(sorted(oracle_calls.items())),
         "first_mismatches": mismatches[:5],
     }
     print(json.dumps(report, indent=2))
     return 1 if mismatches else 0
 
 
-def load_preimages(rng: random.Random, store: PreimageStore, oracle_contract) -> dict[bytes, bytes]:
-    """Keccak preimages of PREIMAGE_SIZES bytes, in ``store`` and wholly in the contract's oracle;
-    returns key → preimage."""
-    preimages = {}
-    for size in PREIMAGE_SIZES:
-        preimage = rng.randbytes(size)
-        preimages[store.put_keccak(preimage)] = preimage
-        for part in range(0, max(size, 1), 32):
+def load_preimages(rng: random.Random, store: PreimageStore, oracle_contract) -> dict[bytes, OracleCase]:
+    """Random preimages of every key type (PREIMAGE_SIZES), in ``store`` and wholly in the contract's
+    oracle (local values stored by CALLER for CONTEXT); returns the key a guest selects (for a local
+    value its identifier key) → what it names (an OracleCase without a state)."""
+    cases = {}
+    for kind, sizes in PREIMAGE_SIZES.items():
+        for size in sizes:
+            data = rng.randbytes(size)
+            ident = rng.randrange(1, 1 << 32)
+            cases[_load(kind, data, ident, store, oracle_contract)] = OracleCase(None, 0, kind, data, ident)
+    return cases
+
+
+def _load(kind: str, data: bytes, ident: int, store: PreimageStore, oracle_contract) -> bytes:
+    """Put ``data`` in ``store`` and on-chain under a ``kind`` key; return the key a guest selects."""
+    if kind == "local":
+        store.put_local(ident, CALLER, CONTEXT, data)
+        word = data + bytes(32 - len(data))
+        oracle_contract.call(
+            "loadLocalData(uint256,bytes32,bytes32,uint256)",
+            ["uint256", "bytes32", "bytes32", "uint256"],
+            [ident, CONTEXT, word, len(data)],
+        )
+        return local_ident_key(ident)
+    if kind == "keccak":
+        key = store.put_keccak(data)
+        for part in range(0, max(len(data), 1), 32):
             oracle_contract.call(
-                "loadKeccak256PreimagePart(uint256,bytes)", ["uint256", "bytes"], [part, preimage]
+                "loadKeccak256PreimagePart(uint256,bytes)", ["uint256", "bytes"], [part, data]
             )
-    return preimages
+        return key
+    key = store.put_chunk_merkle(data)
+    for part in range(0, max(len(data), 1), 32):
+        oracle_contract.call(
+            "loadChunkMerklePart(bytes32,bytes32,uint256,uint256,bytes32,bytes32[])",
+            ["bytes32", "bytes32", "uint256", "uint256", "bytes32", "bytes32[]"],
+            list(store.proof(key, part).args()),
+        )
+    return key
 
 
 def outcomes(state: VMState, oracle: OracleView, mips) -> tuple:
@@ -209,11 +249,11 @@ def outcomes(state: VMState, oracle: OracleView, mips) -> tuple:
     return witness, want, got
 
 
-def write_mismatch_fixture(label, state, witness, want, got, preimages) -> None:
+def write_mismatch_fixture(label, state, witness, want, got, preimages, oracle) -> Path:
     """A replay fixture in tests/diff/failures/, as the gate writes them (tests/diff/harness.py)."""
     post = state.copy()
     try:
-        step(post, OracleView(PreimageStore(tempfile.mkdtemp()), CALLER, CONTEXT))
+        step(post, oracle)
         post_state = encode_state(post)
     except OpmlError:
         post_state = b""
@@ -221,8 +261,9 @@ def write_mismatch_fixture(label, state, witness, want, got, preimages) -> None:
     syscall = state.registers[2] if state.memory.read_u32(state.pc) == 12 else None
     case = None
     if syscall in (9001, 9002, 9003) and state.preimage_key in preimages:
-        case = OracleCase(state, syscall, "keccak", preimages[state.preimage_key], 0)
-    write_fixture(label, state, expected, "revert" if got is None else got.hex(), case)
+        named = preimages[state.preimage_key]
+        case = OracleCase(state, syscall, named.kind, named.data, named.ident)
+    return write_fixture(label, state, expected, "revert" if got is None else got.hex(), case)
 
 
 def evm_step(mips, state_data: bytes, proof: bytes) -> bytes:

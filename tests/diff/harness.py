@@ -11,6 +11,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from strategies import SYS_PREIMAGE_LENGTH, SYS_PREIMAGE_SELECT, UNKNOWN_KIND, OracleCase
 
@@ -170,10 +171,14 @@ class VolumeRun:
     generator, the keys of the preimages it loaded (into a store and the revm oracle) and the view
     of that store the reference VM asks."""
 
-    bench: object
+    bench: Any
     rng: random.Random
-    keys: list[bytes]
+    keys_to_cases: dict[bytes, OracleCase]
     oracle: OracleView
+
+    @property
+    def keys(self) -> list[bytes]:
+        return list(self.keys_to_cases)
 
 
 def volume_run(revm, store_dir: Path, seed: int) -> VolumeRun:
@@ -184,5 +189,5 @@ def volume_run(revm, store_dir: Path, seed: int) -> VolumeRun:
     spec.loader.exec_module(bench)
     rng = random.Random(seed)
     store = PreimageStore(store_dir)
-    keys = list(bench.load_preimages(rng, store, revm.oracle))
-    return VolumeRun(bench, rng, keys, OracleView(store, bench.CALLER, bench.CONTEXT))
+    cases = bench.load_preimages(rng, store, revm.oracle)
+    return VolumeRun(bench, rng, cases, OracleView(store, bench.CALLER, bench.CONTEXT))
