@@ -35,7 +35,7 @@ import numpy as np
 
 from opml.oracle.keys import KeyType
 from opml.vm import fast_core as K
-from opml.vm.constants import PAGE_SIZE, SYS_PREIMAGE_READ
+from opml.vm.constants import PAGE_SIZE, REG_A0, REG_A2, REG_V0, SYS_PREIMAGE_READ
 from opml.vm.errors import StepRangeError
 from opml.vm.limits import MAX_MEMORY_PAGES, CapturedOutput, capture, copy_output, memory_limit_error
 from opml.vm.memory import Memory
@@ -379,7 +379,7 @@ class FastVM:
         """The kernel stopped before a ``write`` that does not fit its buffer."""
         self._flush_out()
         req = int(self.st[K.ST_REQ])
-        fd = int(self.regs[4])
+        fd = int(self.regs[REG_A0])
         sink = self.stdout if fd == 1 else self.stderr
         if sink is not None and req <= _OUT_MAX_BUFFERED:
             cap = 1 << max(16, (req - 1).bit_length())
@@ -399,8 +399,8 @@ class FastVM:
         """
         regs = self.regs
         if (
-            int(regs[2]) == SYS_PREIMAGE_READ
-            and int(regs[6]) != 0
+            int(regs[REG_V0]) == SYS_PREIMAGE_READ
+            and int(regs[REG_A2]) != 0
             and is_known_key_type(self._preimage_key)
             and self._load_preimage()
         ):
