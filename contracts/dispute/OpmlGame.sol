@@ -28,6 +28,8 @@ contract OpmlGame is IOpmlGame {
     /// @notice Longest challenge window a task may ask for, and longest move window: a server's bond
     ///         is never locked for longer than the window plus the disputes' moves.
     uint64 public constant MAX_CHALLENGE_WINDOW = 30 days;
+    /// @notice Largest step bound a model may register: a phase-2 bisection has at most 48 rounds.
+    uint64 public constant MAX_STEP_BOUND = 2 ** 48;
     uint256 private constant STATUS_VALID = 0;
 
     IMIPS public immutable vm;
@@ -110,17 +112,21 @@ contract OpmlGame is IOpmlGame {
     // Models and tasks (protocol §2–§3)
     // ---------------------------------------------------------------------------------------------
 
+    /// @notice Registers a model. `uri` is only emitted, never stored: no read of a model can fail on it.
     function registerModel(
         bytes32 commitment,
         uint32 nodeCount,
+        uint32 inputBytes,
+        uint64 maxSteps,
         bytes32 nodeProgram,
         bytes32 modelProgram,
         string calldata uri
     ) external returns (uint256 modelId) {
         if (nodeCount == 0 || nodeCount > MAX_NODES) revert InvalidModel();
         if (commitment == 0 || nodeProgram == 0 || modelProgram == 0) revert InvalidModel();
+        if (inputBytes == 0 || maxSteps == 0 || maxSteps > MAX_STEP_BOUND) revert InvalidModel();
         modelId = _models.length;
-        _models.push(Model(commitment, nodeProgram, modelProgram, nodeCount, uri));
+        _models.push(Model(commitment, nodeProgram, modelProgram, nodeCount, inputBytes, maxSteps));
         emit ModelRegistered(modelId, commitment, nodeCount, uri);
     }
 
@@ -129,13 +135,18 @@ contract OpmlGame is IOpmlGame {
         payable
         returns (uint256 taskId)
     {
-        if (input.length == 0 || input.length > MAX_DATA_BYTES) revert InvalidDataSize();
+        if (modelId >= _models.length) revert UnknownId();
+        if (input.length > MAX_DATA_BYTES || input.length != _models[modelId].inputBytes) {
+            revert InvalidDataSize();
+        }
         bytes32 inputKey = ChunkMerkleLib.key(input);
         taskId = _newTask(modelId, inputKey, window, multiPhase);
         emit TaskCreated(taskId, modelId, inputKey, input);
     }
 
-    /// @notice A task whose input is published off-chain by the requester (protocol §1).
+    /// @notice A task whose input is published off-chain by the requester (protocol §1). Nothing
+    ///         on-chain checks that the bytes exist or have the model's input size: honest servers and
+    ///         challengers ignore a task whose input they cannot fetch at its key and size.
     function createTaskByKey(uint256 modelId, bytes32 inputKey, uint64 window, bool multiPhase)
         external
         payable
@@ -155,51 +166,83 @@ contract OpmlGame is IOpmlGame {
         if (window < minChallengeWindow) revert WindowTooShort();
         if (window > MAX_CHALLENGE_WINDOW) revert WindowTooLong();
         taskId = _tasks.length;
-        _tasks.push(Task(msg.sender, uint64(modelId), window, multiPhase, TaskStatus.Open, msg.value, inputKey));
+        _tasks.push(
+            Task(
+                msg.sender,
+                uint64(modelId),
+                window,
+                uint64(block.timestamp),
+                multiPhase,
+                TaskStatus.Open,
+                msg.value,
+                inputKey
+            )
+        );
     }
 
-    /// @notice The requester takes the reward of a task nobody has answered back (protocol §3).
+    /// @notice The requester takes the reward of a task nobody has answered back, once its answer window
+    ///         has passed: an answer sent within the window cannot be raced by a cancel (protocol §3).
     function cancelTask(uint256 taskId) external {
         Task storage t = _task(taskId);
         if (msg.sender != t.requester) revert NotRequester();
         if (t.status != TaskStatus.Open) revert WrongTaskStatus(t.status);
+        if (block.timestamp <= t.createdAt + moveWindow) revert AnswerWindowOpen();
         t.status = TaskStatus.Cancelled;
         credit[t.requester] += t.reward;
         emit TaskCancelled(taskId);
     }
 
-    /// @notice Answers a task with its output and the claimed `S_{N−1}`, whose chunk tree (root
-    ///         `stateRoot`) must hold the output's key as leaf N (`siblings`, lowest level first).
-    function submitResult(
-        uint256 taskId,
-        bytes calldata output,
-        bytes32 finalState,
-        bytes32 stateRoot,
-        bytes32[] calldata siblings
-    ) external payable {
+    /// @notice Commits to an answer: the claimed `S_{N−1}`, which hides the output (protocol §3). Only
+    ///         this server can reveal the output, so a copy of a pending commitment cannot be revealed
+    ///         by the copier and pays it nothing.
+    function submitResult(uint256 taskId, bytes32 finalState) external payable {
         Task storage t = _task(taskId);
         if (t.status != TaskStatus.Open) revert WrongTaskStatus(t.status);
         if (msg.value != serverBond) revert WrongBond(serverBond);
+        t.status = TaskStatus.Answered;
+        Result storage r = _results[taskId];
+        (r.server, r.submittedAt) = (msg.sender, uint64(block.timestamp));
+        r.finalState = finalState;
+        emit ResultSubmitted(taskId, msg.sender, finalState);
+    }
+
+    /// @notice The server reveals the output its `S_{N−1}` commits to: the output's key must be leaf N of
+    ///         the chunk tree whose root is `stateRoot` (`siblings`, lowest level first).
+    function revealOutput(uint256 taskId, bytes calldata output, bytes32 stateRoot, bytes32[] calldata siblings)
+        external
+    {
+        Task storage t = _task(taskId);
+        if (t.status != TaskStatus.Answered) revert WrongTaskStatus(t.status);
+        Result storage r = _results[taskId];
+        if (msg.sender != r.server) revert NotServer();
+        if (r.outputKey != 0) revert AlreadyRevealed();
         if (output.length == 0 || output.length > MAX_DATA_BYTES) revert InvalidDataSize();
         uint256 n = _models[t.modelId].nodeCount;
         bytes32 outputKey = ChunkMerkleLib.key(output);
         if (
-            ChunkMerkleLib.keyOf(stateRoot, 32 * (n + 1)) != finalState
+            ChunkMerkleLib.keyOf(stateRoot, 32 * (n + 1)) != r.finalState
                 || siblings.length != ChunkMerkleLib.depth(n + 1)
                 || !ChunkMerkleLib.hasLeaf(stateRoot, n, outputKey, siblings)
         ) revert OutputNotInState();
-        t.status = TaskStatus.Answered;
-        _results[taskId] = Result(msg.sender, uint64(block.timestamp), 0, outputKey, finalState);
-        emit ResultSubmitted(taskId, msg.sender, outputKey, finalState, output);
+        r.outputKey = outputKey;
+        emit OutputRevealed(taskId, outputKey, output);
     }
 
-    /// @notice Pays the server once the window has passed with no dispute open (protocol §3).
+    /// @notice Settles a result once its window has passed with no dispute open (protocol §3): a
+    ///         revealed output pays the server; an output never revealed refunds the requester, who also
+    ///         takes the server's bond.
     function finalize(uint256 taskId) external {
         Task storage t = _task(taskId);
         if (t.status != TaskStatus.Answered) revert WrongTaskStatus(t.status);
         Result storage r = _results[taskId];
         if (block.timestamp <= r.submittedAt + t.window) revert WindowOpen();
         if (r.openDisputes != 0) revert DisputesOpen();
+        if (r.outputKey == 0) {
+            t.status = TaskStatus.Rejected;
+            credit[t.requester] += t.reward + serverBond;
+            emit ResultRejected(taskId, true);
+            return;
+        }
         t.status = TaskStatus.Finalized;
         credit[r.server] += t.reward + serverBond;
         emit ResultFinalized(taskId, r.server);
@@ -223,9 +266,23 @@ contract OpmlGame is IOpmlGame {
         Dispute storage d = _disputes[disputeId];
         d.challenger = msg.sender;
         d.taskId = uint64(taskId);
-        d.hiParty = Party.Server;
-        d.hiHash = r.finalState;
+        d.phase = Phase.Defense;
+        _pass(d, Party.Server);
         emit DisputeOpened(disputeId, taskId, msg.sender);
+    }
+
+    /// @notice The server stakes its side of a dispute, `challengerBond`, as the challenger did: the
+    ///         dispute's winner takes both stakes, whatever any other dispute does (protocol §5). Then
+    ///         the bisection starts (protocol §4).
+    function defend(uint256 disputeId) external payable {
+        Dispute storage d = _move(disputeId);
+        if (d.phase != Phase.Defense) revert WrongPhase(d.phase);
+        if (msg.value != challengerBond) revert WrongBond(challengerBond);
+        d.defended = true;
+        emit DisputeDefended(disputeId);
+        Task storage t = _tasks[d.taskId];
+        d.hiParty = Party.Server;
+        d.hiHash = _results[d.taskId].finalState;
         if (t.multiPhase) {
             d.phase = Phase.Graph;
             d.hi = _models[t.modelId].nodeCount;
@@ -296,6 +353,7 @@ contract OpmlGame is IOpmlGame {
         }
         Task storage t = _tasks[d.taskId];
         Model storage m = _models[t.modelId];
+        if (steps > m.maxSteps) revert StepsOverBound(m.maxSteps);
         if (t.multiPhase) d.agreedState = d.loHash;
         d.claimedState = claimedState;
         d.lo = 0;
@@ -356,21 +414,25 @@ contract OpmlGame is IOpmlGame {
     function timeout(uint256 disputeId) external {
         Dispute storage d = _dispute(disputeId);
         if (d.phase == Phase.Resolved) revert WrongPhase(d.phase);
-        TaskStatus status = _tasks[d.taskId].status;
-        if (status != TaskStatus.Answered) revert WrongTaskStatus(status);
         if (block.timestamp <= d.deadline) revert DeadlineNotPassed();
         _resolve(d, disputeId, d.turn == Party.Server ? Party.Challenger : Party.Server, true);
     }
 
-    /// @notice Ends a dispute whose result another dispute has rejected, refunding its challenger.
-    function closeDispute(uint256 disputeId) external {
+    /// @notice Credits a winning challenger its equal share of the rejected server's bond, once every
+    ///         dispute of the result is over (protocol §5); anyone may call it. The last share takes the
+    ///         remainder of the division, so the whole bond is paid out.
+    function claimBondShare(uint256 disputeId) external {
         Dispute storage d = _dispute(disputeId);
-        if (d.phase == Phase.Resolved) revert WrongPhase(d.phase);
-        if (_tasks[d.taskId].status != TaskStatus.Rejected) revert ResultNotRejected();
-        d.phase = Phase.Resolved;
-        _results[d.taskId].openDisputes -= 1;
-        credit[d.challenger] += challengerBond;
-        emit DisputeClosed(disputeId);
+        if (d.winner != Party.Challenger || d.shareClaimed) revert NoBondShare();
+        Result storage r = _results[d.taskId];
+        if (r.openDisputes != 0) revert DisputesOpen();
+        d.shareClaimed = true;
+        uint256 wins = r.challengerWins;
+        uint256 share = serverBond / wins;
+        r.sharesClaimed += 1;
+        if (r.sharesClaimed == wins) share = serverBond - share * (wins - 1);
+        credit[d.challenger] += share;
+        emit BondShareClaimed(disputeId, d.challenger, share);
     }
 
     function withdraw() external {
@@ -397,12 +459,11 @@ contract OpmlGame is IOpmlGame {
         return d;
     }
 
-    /// @dev A dispute that is still being played: its result pending, its deadline not passed.
+    /// @dev A dispute that is still being played: not resolved, its deadline not passed. Its task is
+    ///      `Answered`, or `Rejected` by another dispute: a rejection ends no other dispute's play.
     function _live(uint256 disputeId) private view returns (Dispute storage d) {
         d = _dispute(disputeId);
         if (d.phase == Phase.Resolved) revert WrongPhase(d.phase);
-        TaskStatus status = _tasks[d.taskId].status;
-        if (status != TaskStatus.Answered) revert WrongTaskStatus(status);
         if (block.timestamp > d.deadline) revert DeadlinePassed();
     }
 
@@ -451,20 +512,26 @@ contract OpmlGame is IOpmlGame {
         return (v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24);
     }
 
-    /// @dev Credits the winner (protocol §5); the first challenger win rejects the result.
+    /// @dev Credits the winner both stakes of the dispute (only the challenger's when the server never
+    ///      defended, which only the challenger can win) (protocol §5). A challenger's win rejects the
+    ///      result, refunds the requester the first time, and earns a share of the server's bond.
     function _resolve(Dispute storage d, uint256 disputeId, Party winner, bool byTimeout) private {
         d.phase = Phase.Resolved;
         d.winner = winner;
-        Task storage t = _tasks[d.taskId];
         Result storage r = _results[d.taskId];
         r.openDisputes -= 1;
+        uint256 stakes = d.defended ? 2 * challengerBond : challengerBond;
         if (winner == Party.Server) {
-            credit[r.server] += challengerBond;
+            credit[r.server] += stakes;
         } else {
-            t.status = TaskStatus.Rejected;
-            uint256 half = serverBond / 2;
-            credit[d.challenger] += challengerBond + half;
-            credit[t.requester] += t.reward + serverBond - half;
+            credit[d.challenger] += stakes;
+            r.challengerWins += 1;
+            Task storage t = _tasks[d.taskId];
+            if (t.status == TaskStatus.Answered) {
+                t.status = TaskStatus.Rejected;
+                credit[t.requester] += t.reward;
+                emit ResultRejected(d.taskId, false);
+            }
         }
         emit DisputeResolved(disputeId, winner, byTimeout);
     }
