@@ -192,14 +192,15 @@ def run_demo(
         stage.until(
             lambda: (
                 int(game.task(task2).status) == TASK_REJECTED
+                and bool(game.dispute(dispute_id).shareClaimed)
                 and all(int(game.credit(a.address)) == 0 for a in (liar, challenger))
             )
         )
-        game.withdraw(sender=requester)  # the reward back and half the liar's bond
+        game.withdraw(sender=requester)  # the reward back
         paid = {
             requester.address: 2 * REWARD,
             honest_server.address: int(game.serverBond()),
-            liar_account.address: int(game.serverBond()),
+            liar_account.address: int(game.serverBond()) + int(game.challengerBond()),  # bond + stake
             challenger_account.address: int(game.challengerBond()),
         }
         names = {

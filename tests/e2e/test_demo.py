@@ -53,12 +53,12 @@ def test_demo_tells_both_stories(deployer, chain, tmp_path, options):
     assert result.step_position == int(claimed.steps) - 1  # the liar's run leaves the truth at its exit
     assert 2 ** (result.rounds["vm"] - 1) < int(claimed.steps) <= 2 ** (result.rounds["vm"] + 1)
 
-    bond = int(game.serverBond())
-    assert result.nets == {
-        "requester": -2 * REWARD + REWARD + bond - bond // 2,
+    bond, stake = int(game.serverBond()), int(game.challengerBond())
+    assert result.nets == {  # protocol §5: the winner takes both stakes and the only share of the bond
+        "requester": -REWARD,
         "honest server": REWARD,
-        "lying server": -bond,
-        "challenger": bond // 2,
+        "lying server": -bond - stake,
+        "challenger": stake + bond,
     }
     assert sum(result.nets.values()) == 0 and int(game.balance) == 0  # nothing left in the game
 

@@ -25,7 +25,7 @@ from _toolchain import build_toolchain
 
 from opml.game.agents import TASK_FINALIZED, TASK_REJECTED, Agent
 from opml.game.lies import Lie
-from opml.game.solver import Party
+from opml.game.solver import Party, Phase
 from opml.game.traces import ExecutionTrace
 from opml.ml.format import read_model
 from opml.ml.phase import node_program_setup, run_program
@@ -145,8 +145,9 @@ def test_lying_server_loses_at_the_step_where_its_trace_diverges(
     (played,) = step_events(game)
     assert int(played.position) == diverges - 1  # the step into the first wrong state
 
-    assert withdrawn(game, challenger.address) == CHALLENGER_BOND + SERVER_BOND // 2
-    assert withdrawn(game, requester.address) == REWARD + SERVER_BOND - SERVER_BOND // 2
+    # the dispute's two stakes and, as the only winning challenger, the whole server bond (protocol §5)
+    assert withdrawn(game, challenger.address) == 2 * CHALLENGER_BOND + SERVER_BOND
+    assert withdrawn(game, requester.address) == REWARD
     assert withdrawn(game, server.address) == 0
 
 
@@ -170,7 +171,7 @@ def test_challenger_disputing_an_honest_result_loses_its_bond(
     game = deployed.game
     assert int(game.task(task_id).status) == TASK_FINALIZED
     assert resolutions(game) == [(0, Party.SERVER)]
-    assert withdrawn(game, server.address) == REWARD + SERVER_BOND + CHALLENGER_BOND
+    assert withdrawn(game, server.address) == REWARD + SERVER_BOND + 2 * CHALLENGER_BOND
     assert withdrawn(game, challenger.address) == 0
 
 
@@ -225,15 +226,17 @@ class PhaseLinkLiar(Agent):
         super().__init__(*args, **kwargs)
         self.make_setup = make_setup
 
-    def _execution(self, view, task, model, x, claim):
-        if view.dispute_id not in self._executions:
-            context = bytes(self.game.localContext(view.dispute_id))
-            store = PreimageStore(self.store_dir / "forged")
-            setup = self.make_setup(store, self.game.address, context)
+    def _execution(self, view, task, x, claim):
+        context = bytes(self.game.localContext(view.dispute_id))
+        store = PreimageStore(self.store_dir / "forged")
+        setup = self.make_setup(store, self.game.address, context)
+
+        def forged():
             trace = ExecutionTrace(setup)
             assert trace.state_at(trace.size).exit_code == 0  # the forged run does exit valid
-            self._executions[view.dispute_id] = trace
-        return self._executions[view.dispute_id]
+            return trace
+
+        return self.traces.get(("forged", view.dispute_id), view.dispute_id, forged)
 
 
 def other_weights(model):
@@ -304,11 +307,12 @@ def test_phase_two_cannot_start_from_other_inputs(
         make_setup=make_setup,
     )
     honest = Agent(deployed.game, challenger, Party.CHALLENGER, [model], tmp_path / "c", log=lambda _: None)
+    honest.traces.release = lambda dispute_id: None  # keep its trace past the end, to read the step
     play(chain, deployed, model, x, deployer, requester, [liar, honest])
     game = deployed.game
     assert resolutions(game) == [(0, Party.CHALLENGER)]
     (played,) = step_events(game)
-    pre = honest._executions[0].state_at(int(played.position))
+    pre = honest.traces.of(0).state_at(int(played.position))
     assert pre.memory.read_u32(pre.pc) == 0x0000000C and pre.registers[REG_V0] == SYS_PREIMAGE_READ
     # the differing value is a local value (the program reads those first): the stepping party loaded them
     assert [m.kind for m in honest.moves + liar.moves].count("loadLocalValues") == 1
@@ -339,7 +343,7 @@ def test_agents_survive_a_restart_mid_dispute(
         if int(game.disputeCount()) == 0:
             return False
         d = game.dispute(0)
-        return int(d.phase) == 3 and int(d.hi) - int(d.lo) < 1000  # Execution, about 10 rounds in
+        return Phase(int(d.phase)) is Phase.EXECUTION and int(d.hi) - int(d.lo) < 1000  # ~10 rounds in
 
     while not mid_phase_two():
         assert sum(agent.poll() for agent in agents) > 0

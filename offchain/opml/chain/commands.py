@@ -29,7 +29,7 @@ import click
 from opml.errors import OpmlError
 
 TASK_STATUS = ("none", "open", "answered", "finalized", "rejected", "cancelled")
-PHASES = ("none", "graph", "execution claim", "execution", "step", "resolved")
+PHASES = ("none", "defense", "graph", "execution claim", "execution", "step", "resolved")
 
 
 @dataclass
@@ -260,7 +260,9 @@ def _status_lines(game: Any, task_id: int, head: int) -> list[str]:
     r = game.result(task_id)
     if int(t.status) not in (1, 5):
         ends = int(r.submittedAt) + int(t.window)
-        lines.append(f"  result by {r.server}: output key 0x{bytes(r.outputKey).hex()}")
+        revealed = bytes(r.outputKey) != bytes(32)
+        output = f"output key 0x{bytes(r.outputKey).hex()}" if revealed else "output not revealed yet"
+        lines.append(f"  result by {r.server}: {output}")
         lines.append(f"  challengeable until {ends}; {int(r.openDisputes)} dispute(s) open")
     for log in game.DisputeOpened.range(0, head + 1, search_topics={"taskId": task_id}):
         d = game.dispute(int(log.disputeId))

@@ -1,11 +1,22 @@
 """Server and challenger agents: they watch an ``OpmlGame`` on any ape network, answer or check
 tasks, open disputes and play every move before its deadline (docs/protocol.md).
 
-An agent keeps no state of its own that it cannot rebuild: everything it acts on is read from the
-chain on every :meth:`Agent.poll` (tasks, results, disputes, the local values of phase 2), and its
-traces are recomputed from the model files and the task's input, so a restarted agent carries on where
-the chain is. It checks every off-chain input against its key before using it (the model against the
-registration, the input against the task's key) and bounds the VM steps a program may take.
+An agent must never be silenced by what a stranger puts on-chain, so each poll is a scheduler over
+isolated items (op-challenger's shape):
+
+- **discovery** reads the game's events from a cursor (never from genesis on every poll): new tasks
+  with their inputs, committed answers, opened disputes. Nothing it reads can fail to decode (no
+  strings are read: a model's ``uri`` is not needed).
+- **disputes first, in deadline order**, then tasks, then credits. Each item runs in its own error
+  boundary: an exception is logged with the item's id and the item is retried after a back-off,
+  while every other item goes on (:meth:`Agent._guard`).
+- **money and cost policy** (:mod:`opml.game.policy`): an agent bonds only when it can still afford
+  the stakes and gas of its open disputes; both roles dry-run in the VM every program a dispute could
+  run before they bond; phase-2 traces are shared between disputes (:mod:`opml.game.trace_cache`).
+
+An agent keeps no state it cannot rebuild: a restarted agent scans the events again and carries on
+where the chain is. It checks every off-chain input against its key before using it (the model against
+the registration, the input against the task's key).
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +32,11 @@ import numpy as np
 import numpy.typing as npt
 
 from opml.game.lies import Lie, LyingExecutionTrace
+from opml.game.policy import AgentPolicy
 from opml.game.solver import (
     Bisect,
     ClaimExecution,
+    Defend,
     DisputeView,
     Move,
     Party,
@@ -33,14 +47,18 @@ from opml.game.solver import (
     Traces,
     execution_claimed_state,
     next_move,
+    timeout_move,
 )
+from opml.game.trace_cache import TraceCache, trace_key
 from opml.game.traces import ExecutionTrace, GraphTrace, StepProof, program_state_hash
+from opml.ml.cost import model_step_bound
 from opml.ml.errors import ProgramRunError
 from opml.ml.format import Model, as_array, tensor_key
 from opml.ml.phase import (
     EXIT_VALID,
     MODEL_PROGRAM,
     NODE_PROGRAM,
+    ProgramSetup,
     model_program_setup,
     node_program_setup,
     run_program,
@@ -65,11 +83,11 @@ def canonical_program_states() -> tuple[bytes, bytes]:
 def registration_args(model: Model, uri: str = "") -> tuple[Any, ...]:
     """The arguments of ``registerModel`` for ``model`` with this checkout's programs."""
     node, whole = canonical_program_states()
-    return (model.commitment, len(model.nodes), node, whole, uri)
+    return (model.commitment, len(model.nodes), model.input.nbytes, model_step_bound(model), node, whole, uri)
 
 
 def output_proof(run: RunResult) -> tuple[bytes, bytes, list[bytes]]:
-    """``(output bytes, stateRoot, siblings)`` for ``submitResult``: the output key is leaf N of the
+    """``(output bytes, stateRoot, siblings)`` for ``revealOutput``: the output key is leaf N of the
     chunk tree of ``S_{N−1}``'s preimage."""
     n = len(run.keys) - 1
     tree = ChunkTree.from_bytes(b"".join(run.keys))
@@ -87,14 +105,24 @@ class MoveRecord:
 
 
 @dataclass
-class _TaskView:
+class _Task:
+    """A task the agent follows, as far as it knows it: fixed fields, then what it learnt."""
+
     task_id: int
-    requester: str
-    model_id: int
-    window: int
-    multi_phase: bool
-    status: int
+    model: Model
     input_key: bytes
+    input_data: bytes | None
+    reward: int = 0
+    window: int = 0
+    multi_phase: bool = True
+    server: str | None = None
+    final_state: bytes | None = None
+
+
+@dataclass
+class _Failure:
+    count: int
+    retry_at: float
 
 
 @dataclass
@@ -102,9 +130,10 @@ class Agent:
     """One party: ``role`` is :data:`Party.SERVER` or :data:`Party.CHALLENGER`.
 
     ``models`` are the model files it holds; it serves and checks only tasks on registrations that match
-    one of them and this checkout's programs. An agent given ``lie`` computes every run with that lie
-    (:mod:`opml.game.lies`): a lying server answers with it, a lying challenger disputes honest results
-    with it.
+    one of them (commitment, node count, input size, step bound) and this checkout's programs. An agent
+    given ``lie`` computes every run with that lie (:mod:`opml.game.lies`): a lying server answers with
+    it, a lying challenger disputes honest results with it. ``from_block`` is where discovery starts
+    (the game's deployment block, when known).
     """
 
     game: Any
@@ -113,22 +142,25 @@ class Agent:
     models: Sequence[Model]
     store_dir: Path
     lie: Lie | None = None
+    policy: AgentPolicy = field(default_factory=AgentPolicy)
     max_vm_steps: int = DEFAULT_MAX_VM_STEPS
     log: Callable[[str], None] = print
+    from_block: int = 0
     moves: list[MoveRecord] = field(default_factory=list)
     vm_steps: int = 0
     vm_seconds: float = 0.0
     native_seconds: float = 0.0
+    traces: TraceCache = field(default_factory=TraceCache)
     _runs: dict[int, RunResult] = field(default_factory=dict)
-    _inputs: dict[int, npt.NDArray[Any]] = field(default_factory=dict)
-    _executions: dict[int, Any] = field(default_factory=dict)
-    _verified: dict[int, Model | None] = field(default_factory=dict)
-    _servers: dict[int, str] = field(default_factory=dict)
-    _settled_tasks: set[int] = field(default_factory=set)
-    _resolved_disputes: set[int] = field(default_factory=set)
-    _polled_tasks: dict[int, _TaskView] = field(default_factory=dict)
-    _checked: set[int] = field(default_factory=set)
-    _refused: set[int] = field(default_factory=set)
+    _tasks: dict[int, _Task] = field(default_factory=dict)
+    _pending: set[int] = field(default_factory=set)
+    _disputes: set[int] = field(default_factory=set)
+    _models_seen: dict[int, Model | None] = field(default_factory=dict)
+    _dry_runs: dict[int, bool] = field(default_factory=dict)
+    _failures: dict[str, _Failure] = field(default_factory=dict)
+    _logged: set[str] = field(default_factory=set)
+    _cursor: int = -1
+    _head_time: int = 0
 
     def __post_init__(self) -> None:
         from ape import project
@@ -137,25 +169,309 @@ class Agent:
         self.store = PreimageStore(self.store_dir)
         self.address = str(self.account.address)
         self._programs = canonical_program_states()
+        self._cursor = self.from_block - 1
+        self._name = f"{self.role.name.lower()} {self.address[:10]}"
 
-    # --- chain reads -----------------------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------------------
 
-    def _now(self) -> int:
+    def run(self, interval: float = 2.0, stop: Callable[[], bool] = lambda: False) -> None:
+        """Poll until ``stop()`` says so, sleeping ``interval`` seconds whenever there was nothing to do.
+        No error of a task, a dispute or the node ends the loop: each is logged and retried."""
+        while not stop():
+            try:
+                sent = self.poll()
+            except Exception as exc:  # the node itself failed (e.g. reading the head): try again later
+                self.log(f"{self._name}: poll failed: {_brief(exc)}")
+                sent = 0
+            if sent == 0:
+                time.sleep(interval)
+
+    def poll(self) -> int:
+        """Act on everything the chain shows now; return the number of transactions sent. Disputes
+        come first, the nearest deadline first; then tasks; then credits."""
         from ape import chain
 
-        return int(chain.blocks.head.timestamp)
+        self._head_time = int(chain.blocks.head.timestamp)
+        self._guard("discovery", self._discover)
+        views = []
+        for dispute_id in sorted(self._disputes):
+            view = self._guard(f"dispute {dispute_id}", partial(self._dispute, dispute_id))
+            if view is not None:
+                views.append(view)
+        sent = 0
+        for view in sorted(views, key=lambda v: v.deadline):
+            sent += self._guard(f"dispute {view.dispute_id}", partial(self._act_on_dispute, view)) or 0
+        for task_id in sorted(self._pending):
+            sent += self._guard(f"task {task_id}", partial(self._act_on_task, task_id)) or 0
+        sent += self._guard("credit", self._withdraw) or 0
+        return sent
 
-    def _task(self, task_id: int) -> _TaskView:
+    def _guard(self, item: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` for ``item`` in its own error boundary: an exception is logged and the item
+        is skipped until its back-off has passed; other items are not affected."""
+        failure = self._failures.get(item)
+        if failure is not None and time.monotonic() < failure.retry_at:
+            return None
+        try:
+            result = action()
+        except Exception as exc:
+            count = failure.count + 1 if failure else 1
+            delay = self.policy.retry_delay(count)
+            self._failures[item] = _Failure(count, time.monotonic() + delay)
+            self.log(f"{self._name}: {item}: {_brief(exc)}; retrying in {delay:.0f} s")
+            return None
+        self._failures.pop(item, None)
+        return result
+
+    def _once(self, what: str, line: str) -> None:
+        """Log ``line`` the first time ``what`` happens (a refusal is not repeated every poll)."""
+        if what not in self._logged:
+            self._logged.add(what)
+            self.log(f"{self._name}: {line}")
+
+    # --- discovery ----------------------------------------------------------------------------------
+
+    def _discover(self) -> None:
+        """Read the events of the blocks since the cursor: one query per event kind, however many
+        tasks and disputes exist."""
+        from ape import chain
+
+        head = int(chain.blocks.height)
+        start = self._cursor + 1
+        if head < start:
+            return
+        for log in self._logs(self.game.TaskCreated, start, head):
+            self._on_task_created(int(log.taskId), int(log.modelId), bytes(log.inputKey), bytes(log.input))
+        for log in self._logs(self.game.ResultSubmitted, start, head):
+            task = self._tasks.get(int(log.taskId))
+            if task is not None:
+                task.server, task.final_state = str(log.server), bytes(log.finalState)
+        for log in self._logs(self.game.DisputeOpened, start, head):
+            self._on_dispute_opened(int(log.disputeId), int(log.taskId), str(log.challenger))
+        self._cursor = head
+
+    def _logs(self, event: Any, start: int, stop: int) -> list[Any]:
+        return list(event.range(start, stop + 1))
+
+    def _on_task_created(self, task_id: int, model_id: int, input_key: bytes, data: bytes) -> None:
+        if task_id in self._tasks:
+            return
+        model = self._model_for(model_id)
+        if model is None:
+            return
         t = self.game.task(task_id)
-        return _TaskView(
-            task_id,
-            str(t.requester),
-            int(t.modelId),
-            int(t.window),
-            bool(t.multiPhase),
-            int(t.status),
-            bytes(t.inputKey),
+        task = _Task(
+            task_id, model, input_key, data or None, int(t.reward), int(t.window), bool(t.multiPhase)
         )
+        if self.role is Party.SERVER and task.reward < self.policy.min_reward:
+            self._once(f"reward {task_id}", f"task {task_id}: reward {task.reward} wei below the minimum")
+            return
+        self._tasks[task_id] = task
+        self._pending.add(task_id)
+
+    def _on_dispute_opened(self, dispute_id: int, task_id: int, challenger: str) -> None:
+        task = self._tasks.get(task_id)
+        mine_as_server = task is not None and task.server == self.address
+        if challenger == self.address or mine_as_server:
+            self._disputes.add(dispute_id)
+
+    def _model_for(self, model_id: int) -> Model | None:
+        """The held model that registration ``model_id`` names, if it matches it and our programs.
+        Decided once per registration (a registration never changes)."""
+        if model_id not in self._models_seen:
+            m = self.game.model(model_id)
+            found = None
+            for model in self.models:
+                if (
+                    bytes(m.commitment) == model.commitment
+                    and int(m.nodeCount) == len(model.nodes)
+                    and int(m.inputBytes) == model.input.nbytes
+                    and int(m.maxSteps) == model_step_bound(model)
+                    and (bytes(m.nodeProgram), bytes(m.modelProgram)) == self._programs
+                ):
+                    found = model
+            self._models_seen[model_id] = found
+        return self._models_seen[model_id]
+
+    def _input(self, task: _Task) -> npt.NDArray[Any] | None:
+        """The task's input (from its event, or from the store for a task posted by key), checked
+        against its key and the model's input size; ``None`` (logged once) while it is not available."""
+        data = task.input_data
+        if data is None and task.input_key in self.store:
+            data = self.store.get(task.input_key)
+        if data is None:
+            key = task.input_key.hex()
+            self._once(f"input {task.task_id}", f"task {task.task_id}: input 0x{key} not published yet")
+            return None
+        if tensor_key(data) != task.input_key or len(data) != task.model.input.nbytes:
+            self._once(f"input {task.task_id}", f"task {task.task_id}: input is not of the model's shape")
+            return None
+        return np.array(as_array(data, task.model.input))
+
+    # --- what each role computes --------------------------------------------------------------------
+
+    def _run(self, task: _Task, x: npt.NDArray[Any]) -> RunResult:
+        if task.task_id not in self._runs:
+            t0 = time.perf_counter()
+            self._runs[task.task_id] = (
+                run_model(task.model, x) if self.lie is None else self.lie.run(task.model, x)
+            )
+            self.native_seconds += time.perf_counter() - t0
+        return self._runs[task.task_id]
+
+    def _execution(self, view: DisputeView, task: _Task, x: npt.NDArray[Any], claim: bytes) -> Any:
+        """The phase-2 trace of dispute ``view``: its program on the local values of protocol §4.3, with
+        ``claim`` the state the server's program checks (its ``S_k`` or ``S_{N−1}``). Shared with every
+        dispute on the same program and local values."""
+        context = bytes(self.game.localContext(view.dispute_id))
+        run = self._run(task, x)
+        caller = self.game.address
+        if task.multi_phase:
+            setup = node_program_setup(
+                task.model, x, view.node, claim, self.store, caller=caller, local_context=context, run=run
+            )
+        else:
+            setup = model_program_setup(
+                task.model, x, claim, self.store, caller=caller, local_context=context
+            )
+        key = trace_key(program_state_hash(setup.state), setup.local_values)
+        return self.traces.get(key, view.dispute_id, lambda: self._trace(setup))
+
+    def _trace(self, setup: ProgramSetup) -> Any:
+        t0 = time.perf_counter()
+        trace = ExecutionTrace(setup, max_steps=self.max_vm_steps)
+        self.vm_seconds += time.perf_counter() - t0
+        self.vm_steps += trace.size
+        return trace if self.lie is None else LyingExecutionTrace(trace, self.lie.step)
+
+    def _dry_run(self, task: _Task, x: npt.NDArray[Any], run: RunResult) -> bool:
+        """Whether every program a dispute on this task could run exits valid on the honest values within
+        the agent's step limit (each node program, or the whole-model program): a party stakes only on
+        what it can prove in the VM, never on the native run alone. Decided once per task."""
+        if task.task_id not in self._dry_runs:
+            store = PreimageStore(self.store_dir / "dry-run")
+            model, n = task.model, len(task.model.nodes)
+            if task.multi_phase:
+                setups = [node_program_setup(model, x, k, run.state(k), store, run=run) for k in range(n)]
+            else:
+                setups = [model_program_setup(model, x, run.states[-1], store)]
+            ok = True
+            for setup in setups:
+                try:
+                    ok = ok and run_program(setup, self.max_vm_steps).exit_code == EXIT_VALID
+                except ProgramRunError:
+                    ok = False
+            self._dry_runs[task.task_id] = ok
+            if not ok:
+                self.log(
+                    f"{self._name}: task {task.task_id}: not staked on: a dispute could not be won within "
+                    f"{self.max_vm_steps} VM steps"
+                )
+        return self._dry_runs[task.task_id]
+
+    def _can_afford(self, what: str, bond: int, stake: int) -> bool:
+        """The money policy: ``bond`` (plus ``stake``, what a dispute on it needs from us) keeps the gas
+        of every open dispute covered. A refusal is logged, and looked at again next poll."""
+        from ape import chain
+
+        balance = int(self.account.balance)
+        gas_price = int(chain.provider.gas_price)
+        if self.policy.can_bond(balance, bond, stake, gas_price, len(self._disputes)):
+            self._logged.discard(f"funds {what}")
+            return True
+        self._once(f"funds {what}", f"{what}: balance {balance} wei cannot cover it and the open disputes")
+        return False
+
+    # --- tasks ----------------------------------------------------------------------------------------
+
+    def _act_on_task(self, task_id: int) -> int:
+        task = self._tasks[task_id]
+        if self.role is Party.SERVER:
+            return self._serve(task)
+        return self._check(task)
+
+    def _serve(self, task: _Task) -> int:
+        if task.server is None:
+            if self._open_results() >= self.policy.max_open_results:
+                self._once(f"cap {task.task_id}", f"task {task.task_id}: too many open results to answer")
+                return 0
+            if int(self.game.task(task.task_id).status) != TASK_OPEN:
+                self._pending.discard(task.task_id)  # cancelled
+                return 0
+            x = self._input(task)
+            if x is None:
+                return 0
+            run = self._run(task, x)
+            if self.lie is None and not self._dry_run(task, x, run):
+                self._pending.discard(task.task_id)
+                return 0
+            bond, stake = int(self.game.serverBond()), int(self.game.challengerBond())
+            if not self._can_afford(f"task {task.task_id}", bond, stake):
+                return 0
+            sent = self._send(
+                "submitResult", None, self.game.submitResult, task.task_id, run.states[-1], value=bond
+            )
+            if sent is not None:
+                task.server, task.final_state = self.address, run.states[-1]
+            return 1
+        if task.server != self.address:
+            self._pending.discard(task.task_id)  # another server answered
+            return 0
+        status = int(self.game.task(task.task_id).status)
+        result = self.game.result(task.task_id)
+        if status == TASK_ANSWERED and bytes(result.outputKey) == bytes(32):
+            x = self._input(task)
+            if x is None:
+                return 0
+            output, root, siblings = output_proof(self._run(task, x))
+            self._send("revealOutput", None, self.game.revealOutput, task.task_id, output, root, siblings)
+            return 1
+        if status == TASK_ANSWERED:
+            if int(result.openDisputes) == 0 and self._head_time > int(result.submittedAt) + task.window:
+                self._send("finalize", None, self.game.finalize, task.task_id)
+                return 1
+            return 0
+        if int(result.openDisputes) == 0:
+            self._pending.discard(task.task_id)  # settled
+        return 0
+
+    def _open_results(self) -> int:
+        return sum(1 for i in self._pending if self._tasks[i].server == self.address)
+
+    def _check(self, task: _Task) -> int:
+        """A challenger checks each answer once: it disputes a wrong one within the window."""
+        if task.server is None:
+            return 0
+        result = self.game.result(task.task_id)
+        if (
+            task.server == self.address
+            or self._head_time > int(result.submittedAt) + task.window
+            or int(self.game.task(task.task_id).status) != TASK_ANSWERED
+            or self.game.challenged(task.task_id, self.address)
+        ):
+            self._pending.discard(task.task_id)
+            return 0
+        x = self._input(task)
+        if x is None:
+            return 0  # the input may still be published before the window closes: look again
+        run = self._run(task, x)
+        if task.final_state == run.states[-1] or not self._dry_run(task, x, run):
+            self._pending.discard(task.task_id)
+            return 0
+        bond = int(self.game.challengerBond())
+        if not self._can_afford(f"task {task.task_id}", bond, 0):
+            return 0
+        if self._send("challenge", None, self.game.challenge, task.task_id, value=bond) is not None:
+            self._pending.discard(task.task_id)
+        return 1
+
+    def _withdraw(self) -> int:
+        if int(self.game.credit(self.address)) > 0:
+            self._send("withdraw", None, self.game.withdraw)
+            return 1
+        return 0
+
+    # --- disputes -----------------------------------------------------------------------------------
 
     def _dispute(self, dispute_id: int) -> DisputeView:
         d = self.game.dispute(dispute_id)
@@ -175,253 +491,80 @@ class Agent:
             hi_party=Party(int(d.hiParty)),
             mid_hash=bytes(d.midHash),
             claimed_state=bytes(d.claimedState),
+            share_claimed=bool(d.shareClaimed),
         )
 
-    def _model_for(self, model_id: int) -> Model | None:
-        """The held model that registration ``model_id`` names, if it matches it and our programs."""
-        if model_id not in self._verified:
-            m = self.game.model(model_id)
-            found = None
-            for model in self.models:
-                if (
-                    bytes(m.commitment) == model.commitment
-                    and int(m.nodeCount) == len(model.nodes)
-                    and (bytes(m.nodeProgram), bytes(m.modelProgram)) == self._programs
-                ):
-                    found = model
-            self._verified[model_id] = found
-        return self._verified[model_id]
-
-    def _input(self, task: _TaskView, model: Model) -> npt.NDArray[Any] | None:
-        """The task's input from its ``TaskCreated`` event (or the store), checked against its key."""
-        if task.task_id not in self._inputs:  # an input that is not available yet is looked for again
-            data = None
-            from ape import chain
-
-            head = chain.blocks.height
-            for log in self.game.TaskCreated.range(0, head + 1, search_topics={"taskId": task.task_id}):
-                data = bytes(log.input) or None
-            if data is None and task.input_key in self.store:
-                data = self.store.get(task.input_key)
-            if data is None or tensor_key(data) != task.input_key or len(data) != model.input.nbytes:
-                key = task.input_key.hex()
-                self.log(f"task {task.task_id}: no input of the model's shape with key 0x{key}")
-                return None
-            self._inputs[task.task_id] = np.array(as_array(data, model.input))
-        return self._inputs[task.task_id]
-
-    # --- what each role computes --------------------------------------------------------------------
-
-    def _run(self, task: _TaskView, model: Model, x: npt.NDArray[Any]) -> RunResult:
-        if task.task_id not in self._runs:
-            t0 = time.perf_counter()
-            self._runs[task.task_id] = run_model(model, x) if self.lie is None else self.lie.run(model, x)
-            self.native_seconds += time.perf_counter() - t0
-        return self._runs[task.task_id]
-
-    def _execution(
-        self, view: DisputeView, task: _TaskView, model: Model, x: npt.NDArray[Any], claim: bytes
-    ) -> Any:
-        """The phase-2 trace of dispute ``view``: its program on the local values of protocol §4.3, with
-        ``claim`` the state the server's program checks (its ``S_k`` or ``S_{N−1}``)."""
-        if view.dispute_id not in self._executions:
-            context = bytes(self.game.localContext(view.dispute_id))
-            run = self._run(task, model, x)
-            caller = self.game.address
-            if task.multi_phase:
-                setup = node_program_setup(
-                    model, x, view.node, claim, self.store, caller=caller, local_context=context, run=run
-                )
-            else:
-                setup = model_program_setup(model, x, claim, self.store, caller=caller, local_context=context)
-            t0 = time.perf_counter()
-            trace = ExecutionTrace(setup, max_steps=self.max_vm_steps)
-            self.vm_seconds += time.perf_counter() - t0
-            self.vm_steps += trace.size
-            claims = trace if self.lie is None else LyingExecutionTrace(trace, self.lie.step)
-            self._executions[view.dispute_id] = claims
-        return self._executions[view.dispute_id]
-
-    # --- acting ----------------------------------------------------------------------------------------
-
-    def _send(self, kind: str, dispute_id: int | None, method: Any, *args: Any, **kw: Any) -> Any:
-        """Send one move. A revert is logged, not raised: another party's transaction can land first
-        (e.g. both sides execute the final step), and the next poll acts on what the chain shows then."""
-        from ape.exceptions import ContractLogicError
-
-        try:
-            receipt = method(*args, sender=self.account, **kw)
-        except ContractLogicError as exc:
-            where = f" dispute {dispute_id}" if dispute_id is not None else ""
-            self.log(
-                f"{self.role.name.lower()} {self.address[:10]}: {kind}{where} reverted ({exc}); looking again"
-            )
-            return None
-        self.moves.append(MoveRecord(kind, dispute_id, int(receipt.gas_used), str(receipt.txn_hash)))
-        where = f"dispute {dispute_id}" if dispute_id is not None else ""
-        self.log(f"{self.role.name.lower()} {self.address[:10]}: {kind} {where} (gas {receipt.gas_used})")
-        return receipt
-
-    def run(self, interval: float = 2.0, stop: Callable[[], bool] = lambda: False) -> None:
-        """Poll until ``stop()`` says so, sleeping ``interval`` seconds whenever there was nothing to do:
-        the long-running form of the agent (a plain loop over ape's provider; silverback is not used)."""
-        while not stop():
-            if self.poll() == 0:
-                time.sleep(interval)
-
-    def poll(self) -> int:
-        """Act on everything the chain shows now; return the number of transactions sent.
-
-        Settled tasks and resolved disputes never change again, so they are not read twice."""
-        sent = 0
-        self._polled_tasks = {}
-        for task_id in range(int(self.game.taskCount())):
-            if task_id in self._settled_tasks:
-                continue
-            task = self._task(task_id)
-            self._polled_tasks[task_id] = task
-            if task.status == TASK_CANCELLED or (
-                task.status in (TASK_FINALIZED, TASK_REJECTED) and not self._disputes_open(task_id)
-            ):
-                self._settled_tasks.add(task_id)
-            sent += self._act_on_task(task)
-        for dispute_id in range(int(self.game.disputeCount())):
-            if dispute_id not in self._resolved_disputes:
-                sent += self._act_on_dispute(dispute_id)
-        if int(self.game.credit(self.address)) > 0:
-            self._send("withdraw", None, self.game.withdraw)
-            sent += 1
-        return sent
-
-    def _act_on_task(self, task: _TaskView) -> int:
-        if task.status not in (TASK_OPEN, TASK_ANSWERED):
-            return 0
-        model = self._model_for(task.model_id)
-        if model is None:
-            return 0
-        if self.role is Party.SERVER:
-            if task.status == TASK_OPEN:
-                x = self._input(task, model)
-                if x is None:
-                    return 0
-                run = self._run(task, model, x)
-                if self.lie is None and not self._can_defend(task, model, x, run):
-                    return 0
-                output, root, siblings = output_proof(run)
-                self._send(
-                    "submitResult",
-                    None,
-                    self.game.submitResult,
-                    task.task_id,
-                    output,
-                    run.states[-1],
-                    root,
-                    siblings,
-                    value=self.game.serverBond(),
-                )
-                return 1
-            if self._server_of(task.task_id) != self.address:
-                return 0
-            result = self.game.result(task.task_id)
-            if int(result.openDisputes) == 0 and self._now() > int(result.submittedAt) + task.window:
-                self._send("finalize", None, self.game.finalize, task.task_id)
-                return 1
-            return 0
-        # challenger: each answered task is checked once it can be decided (a result never changes)
-        if task.status != TASK_ANSWERED or task.task_id in self._checked:
-            return 0
-        result = self.game.result(task.task_id)
-        if self.game.challenged(task.task_id, self.address) or str(result.server) == self.address:
-            self._checked.add(task.task_id)
-            return 0
-        if self._now() > int(result.submittedAt) + task.window:
-            self._checked.add(task.task_id)
-            return 0
-        x = self._input(task, model)
-        if x is None:
-            return 0  # the input may still be published before the window closes: look again
-        self._checked.add(task.task_id)
-        run = self._run(task, model, x)
-        if bytes(result.finalState) == run.states[-1] and bytes(result.outputKey) == run.keys[-1]:
-            return 0
-        self._send("challenge", None, self.game.challenge, task.task_id, value=self.game.challengerBond())
-        return 1
-
-    def _can_defend(self, task: _TaskView, model: Model, x: npt.NDArray[Any], run: RunResult) -> bool:
-        """Whether every program a dispute on this answer could run exits valid within the agent's
-        step limit (each node program on its claim, or the whole-model program): an honest server
-        answers only what it can prove, since a claim it cannot execute loses its bond. Decided once
-        per task (a refusal is logged and not retried)."""
-        if task.task_id in self._refused:
-            return False
-        store = PreimageStore(self.store_dir / "dry-run")
-        if task.multi_phase:
-            setups = [
-                node_program_setup(model, x, k, run.state(k), store, run=run) for k in range(len(model.nodes))
-            ]
-        else:
-            setups = [model_program_setup(model, x, run.states[-1], store)]
-        for setup in setups:
-            try:
-                result = run_program(setup, self.max_vm_steps)
-            except ProgramRunError:
-                result = None
-            if result is None or result.exit_code != EXIT_VALID:
-                self._refused.add(task.task_id)
-                self.log(
-                    f"task {task.task_id}: not answered: a dispute could not be won within "
-                    f"{self.max_vm_steps} VM steps"
-                )
-                return False
-        return True
-
-    def _disputes_open(self, task_id: int) -> bool:
-        return int(self.game.result(task_id).openDisputes) > 0
-
-    def _server_of(self, task_id: int) -> str:
-        """The result's server (fixed once the result is submitted)."""
-        if task_id not in self._servers:
-            self._servers[task_id] = str(self.game.result(task_id).server)
-        return self._servers[task_id]
-
-    def _act_on_dispute(self, dispute_id: int) -> int:
-        view = self._dispute(dispute_id)
-        if view.phase in (Phase.NONE, Phase.RESOLVED):
-            self._resolved_disputes.add(dispute_id)
-            return 0
-        task = self._polled_tasks.get(view.task_id) or self._task(view.task_id)
-        server = self._server_of(view.task_id)
-        me = self.address
-        if me not in (server, view.challenger):
-            return 0
-        if task.status == TASK_REJECTED:
-            if me == view.challenger:
-                self._send("closeDispute", dispute_id, self.game.closeDispute, dispute_id)
-                return 1
-            return 0
-        model = self._model_for(task.model_id)
-        if model is None:
-            return 0
-        x = self._input(task, model)
-        if x is None:
-            return 0
-        graph = GraphTrace(self._run(task, model, x)) if task.multi_phase else None
-        party = Party.SERVER if me == server else Party.CHALLENGER
+    def _act_on_dispute(self, view: DisputeView) -> int:
+        me = Party.CHALLENGER if view.challenger == self.address else Party.SERVER
+        if view.phase is Phase.RESOLVED:
+            self.traces.release(view.dispute_id)
+            return self._claim_share(view, me)
+        move: Move | None = timeout_move(view, me, self._head_time)
         execution = None
-        if view.phase in (Phase.EXECUTION, Phase.STEP):
-            execution = self._execution(view, task, model, x, view.claimed_state)
-        elif view.phase is Phase.EXECUTION_CLAIM and party is Party.SERVER:
-            claim = execution_claimed_state(view, Traces(graph, None))
-            execution = self._execution(view, task, model, x, claim)
-        move = next_move(view, party, Traces(graph, execution), self._now())
+        if move is None and view.turn is me and view.deadline < self._head_time + self.policy.deadline_margin:
+            self._once(
+                f"late {view.dispute_id}", f"dispute {view.dispute_id}: moving within the deadline margin"
+            )
+        if move is None and view.phase is Phase.DEFENSE:
+            stake = int(self.game.challengerBond())
+            if view.turn is me and self._can_afford(f"dispute {view.dispute_id}", stake, 0):
+                move = Defend()
+        elif move is None and (view.turn is me or view.phase is Phase.STEP):
+            move, execution = self._bisection_move(view, me)
         if move is None:
             return 0
         self._play(view, move, execution)
         return 1
 
+    def _claim_share(self, view: DisputeView, me: Party) -> int:
+        """A dispute won by its challenger earns a share of the server's bond once the result has no
+        dispute open; then the dispute is no longer watched."""
+        if me is Party.CHALLENGER and view.winner is Party.CHALLENGER and not view.share_claimed:
+            if int(self.game.result(view.task_id).openDisputes) > 0:
+                return 0
+            self._send("claimBondShare", view.dispute_id, self.game.claimBondShare, view.dispute_id)
+            return 1
+        self._disputes.discard(view.dispute_id)
+        return 0
+
+    def _bisection_move(self, view: DisputeView, me: Party) -> tuple[Move | None, Any]:
+        """The solver's move in a bisection, claimExecution or step, with the phase-2 trace it used."""
+        task = self._tasks[view.task_id]
+        x = self._input(task)
+        if x is None:
+            return None, None
+        graph = GraphTrace(self._run(task, x)) if task.multi_phase else None
+        execution = None
+        if view.phase in (Phase.EXECUTION, Phase.STEP):
+            execution = self._execution(view, task, x, view.claimed_state)
+        elif view.phase is Phase.EXECUTION_CLAIM and me is Party.SERVER:
+            claim = execution_claimed_state(view, Traces(graph, None))
+            execution = self._execution(view, task, x, claim)
+        return next_move(view, me, Traces(graph, execution), self._head_time), execution
+
+    # --- acting ----------------------------------------------------------------------------------------
+
+    def _send(self, kind: str, dispute_id: int | None, method: Any, *args: Any, **kw: Any) -> Any:
+        """Send one transaction. ape estimates it first, so a move that would revert (another party's
+        transaction landed first, a deadline passed, funds ran out) fails unsent; it is logged, not
+        raised, and the next poll acts on what the chain shows then."""
+        from ape.exceptions import ApeException
+
+        where = f" dispute {dispute_id}" if dispute_id is not None else ""
+        try:
+            receipt = method(*args, sender=self.account, **kw)
+        except ApeException as exc:
+            self.log(f"{self._name}: {kind}{where} not sent ({_brief(exc)}); looking again")
+            return None
+        self.moves.append(MoveRecord(kind, dispute_id, int(receipt.gas_used), str(receipt.txn_hash)))
+        self.log(f"{self._name}: {kind}{where} (gas {receipt.gas_used})")
+        return receipt
+
     def _play(self, view: DisputeView, move: Move, execution: Any) -> None:
         game, i = self.game, view.dispute_id
-        if isinstance(move, Bisect):
+        if isinstance(move, Defend):
+            self._send("defend", i, game.defend, i, value=int(game.challengerBond()))
+        elif isinstance(move, Bisect):
             self._send("bisect", i, game.bisect, i, move.claim)
         elif isinstance(move, Respond):
             self._send("respond", i, game.respond, i, move.agree, move.claim)
@@ -454,3 +597,9 @@ class Agent:
             )
             if receipt is not None:
                 self.moves.append(MoveRecord("oracle", None, int(receipt.gas_used), str(receipt.txn_hash)))
+
+
+def _brief(exc: BaseException) -> str:
+    """One line for a log: the exception's type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -31,12 +31,13 @@ REGISTER_NAMES = (
 )
 MOVE_OF_EVENT = (  # the move a transaction made, by the first of these events it emitted
     ("DisputeOpened", "challenge"),
+    ("DisputeDefended", "defend"),
     ("Responded", "respond"),
     ("Bisected", "bisect"),
     ("ExecutionClaimed", "claimExecution"),
     ("LocalValuesLoaded", "loadLocalValues"),
     ("StepPlayed", "step"),
-    ("DisputeClosed", "closeDispute"),
+    ("BondShareClaimed", "claimBondShare"),
     ("DisputeResolved", "timeout"),
 )
 

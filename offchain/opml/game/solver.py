@@ -17,11 +17,12 @@ class Phase(IntEnum):
     """``IOpmlGame.Phase``."""
 
     NONE = 0
-    GRAPH = 1
-    EXECUTION_CLAIM = 2
-    EXECUTION = 3
-    STEP = 4
-    RESOLVED = 5
+    DEFENSE = 1
+    GRAPH = 2
+    EXECUTION_CLAIM = 3
+    EXECUTION = 4
+    STEP = 5
+    RESOLVED = 6
 
 
 class Party(IntEnum):
@@ -51,6 +52,7 @@ class DisputeView:
     hi_party: Party
     mid_hash: bytes
     claimed_state: bytes
+    share_claimed: bool = False
 
     @property
     def mid(self) -> int:
@@ -67,6 +69,11 @@ NO_CLAIM = bytes(32)
 
 def other(party: Party) -> Party:
     return Party.CHALLENGER if party is Party.SERVER else Party.SERVER
+
+
+@dataclass(frozen=True)
+class Defend:
+    """The server stakes its side of a new dispute."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ class Timeout:
     pass
 
 
-Move = Bisect | Respond | ClaimExecution | PlayStep | Timeout
+Move = Defend | Bisect | Respond | ClaimExecution | PlayStep | Timeout
 
 
 @dataclass(frozen=True)
@@ -121,12 +128,20 @@ def _bisection_trace(view: DisputeView, traces: Traces) -> PositionTrace:
     return trace
 
 
+def timeout_move(view: DisputeView, me: Party, now: int) -> Timeout | None:
+    """``Timeout`` when the other side missed its deadline; needs no trace."""
+    live = view.phase not in (Phase.NONE, Phase.RESOLVED)
+    return Timeout() if live and now > view.deadline and view.turn is not me else None
+
+
 def next_move(view: DisputeView, me: Party, traces: Traces, now: int) -> Move | None:
     """The move ``me`` should make now, or ``None`` to wait (the other side's turn, or over)."""
     if view.phase in (Phase.NONE, Phase.RESOLVED):
         return None
     if now > view.deadline:
-        return Timeout() if view.turn is not me else None
+        return timeout_move(view, me, now)
+    if view.phase is Phase.DEFENSE:
+        return Defend() if view.turn is me and me is Party.SERVER else None
     if view.phase is Phase.STEP:
         return _step_move(view, me, traces)
     if view.turn is not me:
