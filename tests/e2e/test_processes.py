@@ -195,7 +195,7 @@ def test_bad_input_gives_one_line(node, case, tmp_path):
         last = _rpc(node["url"], "eth_accounts", [])[9]  # TEST::9: ape's test accounts are anvil's
         _rpc(node["url"], "anvil_setBalance", [last, "0x0"])
         done = opml(node, "challenger", "--model", CNN, account="TEST::9")
-        expect = "less than the challenger bond"
+        expect = "less than the gas of one dispute"
     elif case == "malformed-model":
         done = opml(node, "model", "register", str(garbage), account="TEST::0")
         expect = "garbage.opml"

@@ -287,6 +287,13 @@ def _agent_command(role_name: str) -> Any:
         help=f"Its preimage folder [default: .opml/{role_name}-<address>].",
     )
     @click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True, help="s")
+    @click.option(
+        "--from-block",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Where to start reading the game's events (its deployment block).",
+    )
     @chain_options
     def command(**kw: Any) -> None:
         _run_agent(role_name, **kw)
@@ -304,23 +311,41 @@ def _run_agent(
     models: tuple[str, ...],
     store: Path | None,
     interval: float,
+    from_block: int,
     network: str,
     account: str,
     addresses: Path | None,
     lie_node: int | None = None,
+    min_reward: int = 1,
+    max_open_results: int = 16,
 ) -> None:
     from opml.game.agents import Agent
     from opml.game.lies import Lie
+    from opml.game.policy import AgentPolicy
     from opml.game.solver import Party
 
     held = [_read_model(path) for path in models]
     role = Party.SERVER if role_name == "server" else Party.CHALLENGER
     with connect(network, account, addresses) as c:
-        bond = int(c.game.serverBond() if role is Party.SERVER else c.game.challengerBond())
-        _require_funds(c.account, bond, f"{role_name} bond")
+        from ape import chain
+
+        policy = AgentPolicy(min_reward=min_reward, max_open_results=max_open_results)
+        # An account that cannot pay the moves of one dispute is misconfigured; one that cannot post a
+        # new bond still plays its open disputes (the agent logs each bond it cannot afford).
+        _require_funds(c.account, policy.gas_reserve(int(chain.provider.gas_price), 0), "gas of one dispute")
         folder = store or Path(".opml") / f"{role_name}-{c.account.address}"
         lie = None if lie_node is None else Lie.at_node(lie_node)
-        agent = Agent(c.game, c.account, role, held, folder, lie=lie, log=lambda line: click.echo(line))
+        agent = Agent(
+            c.game,
+            c.account,
+            role,
+            held,
+            folder,
+            lie=lie,
+            policy=policy,
+            from_block=from_block,
+            log=lambda line: click.echo(line),
+        )
         click.echo(
             f"{role_name} {c.account.address} on {network}: game {c.game.address}, {len(held)} model(s)"
         )
@@ -335,6 +360,22 @@ def _run_agent(
 
 
 server = _agent_command("server")
+server.params[:0] = [
+    click.Option(
+        ["--min-reward"],
+        type=click.IntRange(min=1),
+        default=10**12,
+        show_default=True,
+        help="wei: tasks paying less are not answered.",
+    ),
+    click.Option(
+        ["--max-open-results"],
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="Answers not yet settled beyond which no new task is answered (bonds at stake).",
+    ),
+]
 server.params.insert(
     0,
     click.Option(
