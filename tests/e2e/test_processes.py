@@ -89,12 +89,26 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+def dispute_lines(status: str) -> dict[str, str]:
+    """``challenger address (lower case) → its dispute's line`` in ``opml task status``'s output."""
+    lines = {}
+    for line in status.splitlines():
+        if line.strip().startswith("dispute ") and " by " in line:
+            lines[line.split(" by ")[1].split(":")[0].lower()] = line.strip()
+    return lines
+
+
 def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
+    """A lying server and an honest challenger, each its own long-running process, while an attacker
+    process registers the model with a non-UTF-8 uri, posts 1-wei spam tasks and opens a sock dispute
+    on the same answer: the honest challenger wins its dispute. The outcome is read from the chain
+    (either party may send the final step)."""
     folder = node["folder"]
     image = folder / "image.npy"
     np.save(image, np.asarray(digits_test_split()[0][0], np.int8).reshape(8, 8, 1))
     registered = opml(node, "model", "register", CNN, "--uri", "file://models", account="TEST::0")
     assert registered.returncode == 0 and registered.stdout.startswith("model 0:"), registered.stderr
+    honest = str(_rpc(node["url"], "eth_accounts", [])[3]).lower()  # TEST::3
 
     agents = {}
     logs = {}
@@ -103,34 +117,48 @@ def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
         command = opml_args(node, role, "--model", CNN, "--interval", "0.2", *extra, account=account)
         command += ["--store", str(folder / role)]
         agents[role] = subprocess.Popen(command, cwd=ROOT, stdout=logs[role], stderr=subprocess.STDOUT)
+    logs["attacker"] = open(folder / "attacker.log", "w")  # noqa: SIM115  # closed below
     try:
         submitted = opml(node, "task", "submit", "0", str(image), "--model", CNN, account="TEST::1")
         assert submitted.returncode == 0 and submitted.stdout.startswith("task 0:"), submitted.stderr
+        attack = [str(BIN / "python"), str(ROOT / "tests" / "e2e" / "_attacker.py")]
+        attack += [node["network"], str(node["addresses"]), CNN, "20"]
+        attacker = subprocess.Popen(attack, cwd=ROOT, stdout=logs["attacker"], stderr=subprocess.STDOUT)
         status = ""
         deadline = time.monotonic() + 400
-        while "challenger won" not in status:
+        while "challenger won" not in dispute_lines(status).get(honest, ""):
             assert time.monotonic() < deadline, status
             for role, process in agents.items():
                 assert process.poll() is None, (folder / f"{role}.log").read_text()
             time.sleep(3)
             status = opml(node, "task", "status", "0").stdout
-        assert status.startswith("task 0: rejected (model 0, multi-phase)")
-        assert "dispute 0 by" in status and ": resolved" in status
+        assert attacker.wait(timeout=60) == 0, (folder / "attacker.log").read_text()
+        status = opml(node, "task", "status", "0").stdout
+        assert status.startswith("task 0: rejected (model 0, multi-phase)"), status
+        disputes = dispute_lines(status)
+        assert len(disputes) == 2 and ": resolved" in disputes[honest], (
+            status
+        )  # the sock's and the honest one
     finally:
         for process in agents.values():
             process.send_signal(signal.SIGINT)
         for role, process in agents.items():
             process.wait(timeout=60)
             logs[role].close()
+        logs["attacker"].close()
     server_log = (folder / "server.log").read_text()
     challenger_log = (folder / "challenger.log").read_text()
-    assert "submitResult" in server_log and "claimExecution dispute 0" in server_log
-    assert "challenge" in challenger_log and "step dispute 0" in challenger_log
+    attacker_log = (folder / "attacker.log").read_text()
+    assert "poisoned registration" in attacker_log and "sock dispute opened" in attacker_log, attacker_log
+    assert "submitResult" in server_log and "claimExecution dispute" in server_log
+    assert "defend dispute" in server_log
+    assert "challenge" in challenger_log
     assert "server stopped" in server_log and "challenger stopped" in challenger_log
 
-    reported = opml(node, "report", "0", "--out", str(folder / "report"))
+    honest_dispute = int(disputes[honest].split()[1])
+    reported = opml(node, "report", str(honest_dispute), "--out", str(folder / "report"))
     assert reported.returncode == 0, reported.stderr
-    page = (folder / "report" / "dispute-0.html").read_text()
+    page = (folder / "report" / f"dispute-{honest_dispute}.html").read_text()
     assert "challenger wins" in page and "id=disassembly" in page
 
 

@@ -149,7 +149,7 @@ def _send(what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _require_funds(account: Any, amount: int, what: str) -> None:
     balance = int(account.balance)
-    if balance < amount:
+    if balance < amount or balance == 0:  # an empty account cannot send anything, even at no gas price
         raise click.ClickException(
             f"account {account.address} holds {balance} wei, less than the {what} ({amount} wei): "
             "fund it first"

@@ -20,7 +20,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 
 from opml.errors import OpmlError
-from opml.game.solver import Party
+from opml.game.solver import Party, Phase
 from opml.vm.state import decode_state
 from opml.vm.step import step as vm_step
 from opml.vm.witness import LEAF_SIZE, ProofMemory
@@ -138,10 +138,10 @@ def collect(game: Any, dispute_id: int) -> DisputeReport:
         challenger=str(d.challenger),
         input_key="0x" + bytes(task.inputKey).hex(),
         output_key="0x" + bytes(result.outputKey).hex(),
-        phase=["none", "graph", "execution claim", "execution", "step", "resolved"][int(d.phase)],
+        phase=Phase(int(d.phase)).name.lower().replace("_", " "),
         winner=Party(int(d.winner)).name.lower(),
         by_timeout=None,
-        node=int(d.node) if task.multiPhase and int(d.phase) >= 2 else None,
+        node=int(d.node) if task.multiPhase and int(d.phase) >= Phase.EXECUTION_CLAIM else None,
     )
     for txn_hash, events in by_txn.items():
         names = {name for name, _ in events}
