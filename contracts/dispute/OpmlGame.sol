@@ -40,7 +40,9 @@ contract OpmlGame is IOpmlGame {
     uint64 public immutable minChallengeWindow;
 
     Model[] private _models;
-    Task[] private _tasks;
+    /// @dev Mappings, not arrays: a move then reads no length slot (an unknown id has status None).
+    mapping(uint256 => Task) private _tasks;
+    uint256 private _taskCount;
     mapping(uint256 => Result) private _results;
     /// @dev A mapping, not an array: a move then reads no length slot (an unknown id has phase None).
     mapping(uint256 => Dispute) private _disputes;
@@ -91,7 +93,7 @@ contract OpmlGame is IOpmlGame {
     }
 
     function taskCount() external view returns (uint256) {
-        return _tasks.length;
+        return _taskCount;
     }
 
     function disputeCount() external view returns (uint256) {
@@ -165,19 +167,9 @@ contract OpmlGame is IOpmlGame {
         if (msg.value == 0) revert ZeroReward();
         if (window < minChallengeWindow) revert WindowTooShort();
         if (window > MAX_CHALLENGE_WINDOW) revert WindowTooLong();
-        taskId = _tasks.length;
-        _tasks.push(
-            Task(
-                msg.sender,
-                uint64(modelId),
-                window,
-                uint64(block.timestamp),
-                multiPhase,
-                TaskStatus.Open,
-                msg.value,
-                inputKey
-            )
-        );
+        taskId = _taskCount++;
+        _tasks[taskId] =
+            Task(msg.sender, uint64(modelId), window, uint64(block.timestamp), multiPhase, TaskStatus.Open, 0, 0, msg.value, inputKey);
     }
 
     /// @notice The requester takes the reward of a task nobody has answered back, once its answer window
@@ -427,10 +419,11 @@ contract OpmlGame is IOpmlGame {
         Result storage r = _results[d.taskId];
         if (r.openDisputes != 0) revert DisputesOpen();
         d.shareClaimed = true;
-        uint256 wins = r.challengerWins;
+        Task storage t = _tasks[d.taskId];
+        uint256 wins = t.challengerWins;
         uint256 share = serverBond / wins;
-        r.sharesClaimed += 1;
-        if (r.sharesClaimed == wins) share = serverBond - share * (wins - 1);
+        t.sharesClaimed += 1;
+        if (t.sharesClaimed == wins) share = serverBond - share * (wins - 1);
         credit[d.challenger] += share;
         emit BondShareClaimed(disputeId, d.challenger, share);
     }
@@ -449,8 +442,9 @@ contract OpmlGame is IOpmlGame {
     // ---------------------------------------------------------------------------------------------
 
     function _task(uint256 taskId) private view returns (Task storage) {
-        if (taskId >= _tasks.length) revert UnknownId();
-        return _tasks[taskId];
+        Task storage t = _tasks[taskId];
+        if (t.status == TaskStatus.None) revert UnknownId();
+        return t;
     }
 
     function _dispute(uint256 disputeId) private view returns (Dispute storage) {
@@ -525,8 +519,8 @@ contract OpmlGame is IOpmlGame {
             credit[r.server] += stakes;
         } else {
             credit[d.challenger] += stakes;
-            r.challengerWins += 1;
             Task storage t = _tasks[d.taskId];
+            t.challengerWins += 1;
             if (t.status == TaskStatus.Answered) {
                 t.status = TaskStatus.Rejected;
                 credit[t.requester] += t.reward;

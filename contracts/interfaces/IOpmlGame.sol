@@ -48,6 +48,8 @@ interface IOpmlGame {
         uint64 createdAt; //     the answer window (`moveWindow`) runs from here: no cancel before its end
         bool multiPhase;
         TaskStatus status;
+        uint32 challengerWins; // disputes of its result won by their challenger: they share the bond
+        uint32 sharesClaimed; //  how many of them have claimed their share
         uint256 reward;
         bytes32 inputKey; //     key(v_0)
     }
@@ -58,8 +60,6 @@ interface IOpmlGame {
         uint32 openDisputes;
         bytes32 outputKey; //    key(v_N), zero until the server reveals the output
         bytes32 finalState; //   the claimed S_{N−1}
-        uint32 challengerWins; // disputes won by their challenger: they share the server's bond
-        uint32 sharesClaimed; //  how many of them have claimed their share
     }
 
     /// @dev Bisection positions: phase 1 `0 … N` (position p is S_{p−1}); phase 2 `0 … steps`.
