@@ -153,6 +153,52 @@ void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc 
  * cleared). Exits ML_EXIT_MALFORMED when the break cannot grow. */
 void *ml_alloc(uint32_t size);
 
+/* --- the cost bound (cost.c): ml-spec §9, mirroring opml.ml.cost --------------------- */
+
+#define ML_MAX_NODE_STEPS  (1ull << 31) /* the cap on a node's bound: split a node above it */
+#define ML_MAX_MODEL_STEPS (1ull << 44) /* the cap on the whole-model program's bound      */
+
+/* Steps per unit: the measured cost ×1.25, rounded up (ml-spec §9.2). */
+#define ML_STEPS_NODE_BASE  20000ull /* node program, fixed                     */
+#define ML_STEPS_MODEL_BASE 10000ull /* whole-model program, fixed              */
+#define ML_STEPS_MODEL_NODE 10000ull /* whole-model program, per node           */
+#define ML_STEPS_READ_BYTE  4ull     /* per byte read through the oracle        */
+#define ML_STEPS_KECCAK     36000ull /* per keccak permutation of a key         */
+#define ML_STEPS_HASH_BYTE  14ull    /* per byte passed to a chunk-Merkle key   */
+#define ML_DENSE_MAC        6ull
+#define ML_DENSE_ROW        64ull
+#define ML_CONV_MAC         10ull
+#define ML_CONV_TAP         27ull
+#define ML_CONV_ROW         21ull
+#define ML_CONV_OUT         28ull
+#define ML_CONV_FILTER      1400ull
+#define ML_REQUANTIZE_ELEM  28ull
+#define ML_ADD_ELEM         50ull
+#define ML_RELU_ELEM        7ull
+#define ML_MAXPOOL_WIN      8ull
+#define ML_MAXPOOL_ROW      12ull
+#define ML_MAXPOOL_OUT      35ull
+#define ML_AVGPOOL_WIN      13ull
+#define ML_AVGPOOL_ROW      12ull
+#define ML_AVGPOOL_OUT      220ull
+#define ML_RESHAPE_BYTE     6ull
+#define ML_ARGMAX_ELEM      8ull
+#define ML_LUT_ELEM         8ull
+#define ML_SOFTMAX_ELEM     46ull
+
+/* The bound on the chunk-Merkle key of `nbytes` bytes. */
+uint64_t ml_hash_steps(uint64_t nbytes);
+/* What checked node `n` costs in either program: its parameter tensors read,
+ * its kernel, its output's key (ins[j]: the desc of input[j]). */
+uint64_t ml_node_work(const struct ml_node *n, const struct ml_desc *ins[2]);
+/* The node program's bound on checked node `index`. */
+uint64_t ml_node_bound(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2]);
+/* Exits ML_EXIT_MALFORMED when ml_node_bound is above ML_MAX_NODE_STEPS. */
+void ml_check_node_cost(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2]);
+/* The whole-model program's bound without its nodes: the fixed part, reading
+ * the input, the key of the N + 1 value keys. */
+uint64_t ml_model_fixed_bound(const struct ml_header *h);
+
 /* --- what both programs share (program.c) -------------------------------------------- */
 
 /* Local value `ident` (oracle-spec §1.1), which must have exactly `size` bytes. */

@@ -6,9 +6,10 @@
  * little-endian), 3 S_{k−1} (32 bytes, the agreed state before node k),
  * 4 the claimed S_k (32 bytes).
  *
- * It reads node k's record from the manifest, the keys of its inputs out of
- * S_{k−1}'s preimage (the key of value j is its part 32·j) and their bytes by
- * key, streams the weights, and computes the output and its chunk-Merkle key
+ * It reads node k's record from the manifest and its inputs' descs, checks
+ * the node and its step bound (exit 3 above 2^31, before any of its work),
+ * reads the keys of its inputs out of S_{k−1}'s preimage (the key of value j
+ * is its part 32·j) and their bytes by key, streams the weights, and computes the output and its chunk-Merkle key
  * in the VM. It prints "key 0x<64 hex>" (the output's key), computes S_k as
  * the chunk-Merkle key of S_{k−1}'s k + 1 keys followed by the new one, and
  * exits 0 if the claim equals it, 1 if not, 3 if anything it read is
@@ -42,12 +43,20 @@ int main(void)
 
     struct ml_desc descs[2];
     const struct ml_desc *ins[2] = { &descs[0], &descs[1] };
-    const uint8_t *in[2] = { 0, 0 };
-    uint8_t key[ML_KEY_SIZE];
     for (uint32_t j = 0; j < node.n_inputs; j++) {
         if (node.input[j] > k)
             ml_malformed("an input that is not computed before the node");
         ml_value_desc(&m, node.input[j], &descs[j]);
+    }
+    /* The op's rule and the step bound (ml-spec §9) before any of the node's
+     * work: a node above the cap exits 3 in a few thousand steps. */
+    struct ml_param_sizes sizes;
+    ml_check_node(k, &node, ins, &sizes);
+    ml_check_node_cost(k, &node, ins);
+
+    const uint8_t *in[2] = { 0, 0 };
+    uint8_t key[ML_KEY_SIZE];
+    for (uint32_t j = 0; j < node.n_inputs; j++) {
         ml_src_read(&state, ML_KEY_SIZE * node.input[j], key, ML_KEY_SIZE);
         in[j] = ml_read_value(key, &descs[j]);
     }

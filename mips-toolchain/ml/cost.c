@@ -1,0 +1,110 @@
+/* The cost bound of docs/ml-spec.md §9: an upper bound on the VM steps of the
+ * node and whole-model programs, from the manifest alone. It mirrors
+ * opml.ml.cost integer for integer (uint64_t: every term of a checked node is
+ * far below 2^64), so a node the Python reader rejects for its cost makes the
+ * programs exit 3 before its work, and one it accepts never does. */
+#include "ml.h"
+
+/* max(1, n + 2·d) keccak permutations for the chunk-Merkle key of `nbytes`
+ * bytes: n = ⌈nbytes/32⌉ chunks, d = ⌈log2 n⌉. */
+static uint64_t keccak_bound(uint64_t nbytes)
+{
+    uint64_t n = (nbytes + 31) / 32;
+    uint64_t d = 0;
+    while (((uint64_t)1 << d) < n)
+        d++;
+    return n + 2 * d > 1 ? n + 2 * d : 1;
+}
+
+uint64_t ml_hash_steps(uint64_t nbytes)
+{
+    return ML_STEPS_KECCAK * keccak_bound(nbytes) + ML_STEPS_HASH_BYTE * nbytes;
+}
+
+/* param_read_bytes: a dense bias is read twice (the overflow bound, then the
+ * output). */
+static uint64_t param_read_bytes(const struct ml_node *n, const struct ml_desc *x)
+{
+    int bias = !ml_key_is_zero(n->tensor_key[1]);
+    switch (n->op) {
+    case ML_DENSE: {
+        uint64_t m = n->out.dims[0];
+        return m * ml_elems(x) + (bias ? 8 * m : 0);
+    }
+    case ML_CONV2D: {
+        uint64_t oc = n->out.dims[2];
+        return oc * (uint64_t)n->p[1] * (uint64_t)n->p[2] * x->dims[2] + (bias ? 4 * oc : 0);
+    }
+    case ML_LUT:
+        return 256;
+    case ML_SOFTMAX:
+        return 4 * 256;
+    }
+    return 0;
+}
+
+static uint64_t op_work(const struct ml_node *n, const struct ml_desc *x)
+{
+    uint64_t e = ml_elems(&n->out);
+    const int32_t *p = n->p;
+    switch (n->op) {
+    case ML_DENSE: {
+        uint64_t m = n->out.dims[0];
+        return ML_DENSE_MAC * m * ml_elems(x) + ML_DENSE_ROW * m;
+    }
+    case ML_CONV2D: {
+        uint64_t kh = (uint64_t)p[1], kw = (uint64_t)p[2], c = x->dims[2];
+        return ML_CONV_MAC * e * kh * kw * c + ML_CONV_TAP * e * kh * kw + ML_CONV_ROW * e * kh +
+               ML_CONV_OUT * e + ML_CONV_FILTER * (uint64_t)n->out.dims[2];
+    }
+    case ML_REQUANTIZE:
+        return ML_REQUANTIZE_ELEM * e;
+    case ML_ADD:
+        return ML_ADD_ELEM * e;
+    case ML_RELU:
+        return ML_RELU_ELEM * e;
+    case ML_MAXPOOL:
+        return ML_MAXPOOL_WIN * e * (uint64_t)p[0] * (uint64_t)p[1] + ML_MAXPOOL_ROW * e * (uint64_t)p[0] +
+               ML_MAXPOOL_OUT * e;
+    case ML_AVGPOOL:
+        return ML_AVGPOOL_WIN * e * (uint64_t)p[0] * (uint64_t)p[1] + ML_AVGPOOL_ROW * e * (uint64_t)p[0] +
+               ML_AVGPOOL_OUT * e;
+    case ML_RESHAPE:
+        return ML_RESHAPE_BYTE * (uint64_t)ml_nbytes(&n->out);
+    case ML_ARGMAX:
+        return ML_ARGMAX_ELEM * (uint64_t)ml_elems(x);
+    case ML_LUT:
+        return ML_LUT_ELEM * e;
+    case ML_SOFTMAX:
+        return ML_SOFTMAX_ELEM * e;
+    }
+    return 0;
+}
+
+uint64_t ml_node_work(const struct ml_node *n, const struct ml_desc *ins[2])
+{
+    return ML_STEPS_READ_BYTE * param_read_bytes(n, ins[0]) + op_work(n, ins[0]) +
+           ml_hash_steps(ml_nbytes(&n->out));
+}
+
+uint64_t ml_node_bound(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2])
+{
+    uint64_t state_keys = (uint64_t)ML_KEY_SIZE * (index + 1); /* S_{k−1}'s preimage */
+    uint64_t in_bytes = 0;
+    for (uint32_t j = 0; j < n->n_inputs; j++)
+        in_bytes += ml_nbytes(ins[j]);
+    return ML_STEPS_NODE_BASE + ML_STEPS_READ_BYTE * (in_bytes + state_keys) + ml_node_work(n, ins) +
+           ml_hash_steps(state_keys + ML_KEY_SIZE);
+}
+
+void ml_check_node_cost(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2])
+{
+    if (ml_node_bound(index, n, ins) > ML_MAX_NODE_STEPS)
+        ml_malformed("a node whose step bound is above 2^31: split the node");
+}
+
+uint64_t ml_model_fixed_bound(const struct ml_header *h)
+{
+    return ML_STEPS_MODEL_BASE + ML_STEPS_READ_BYTE * (uint64_t)ml_nbytes(&h->input) +
+           ml_hash_steps((uint64_t)ML_KEY_SIZE * (h->node_count + 1));
+}
