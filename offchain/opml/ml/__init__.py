@@ -5,4 +5,5 @@
 - :mod:`opml.ml.ops`: one numpy function per operator (ml-spec §4).
 - :mod:`opml.ml.runner`: :func:`run_model` (every value, key and state ``S_i``) and a batch path.
 - :mod:`opml.ml.quantize`: the float → int8 exporter.
+- :mod:`opml.ml.cost`: the bound on the MIPS programs' VM steps (ml-spec §9), a model's ``maxSteps``.
 """

@@ -85,6 +85,11 @@ class OverflowBoundError(ModelFormatError):
     """Thrown when a dense or conv2d node breaks the int32 accumulation bound of ml-spec §4."""
 
 
+class NodeCostError(ModelFormatError):
+    """Thrown when a node's step bound (ml-spec §9) is above ``MAX_NODE_STEPS`` = 2^31, or the model's
+    above ``MAX_MODEL_STEPS`` = 2^44: no honest agent could trace such a run, so the node must be split."""
+
+
 class InvalidInputError(MLError):
     """Thrown when an input tensor does not have the model's input dtype and shape (or is not a valid
     tensor file)."""

@@ -545,7 +545,7 @@ def _where(index: int, node: Node) -> str:
 
 def check_node(index: int, node: Node, values: Sequence[TensorDesc]) -> TensorDesc:
     """Check node ``index`` against the descs of values ``0 … index`` (input refs, the op's rule, the
-    tensor-key presence, the limits); return its output desc."""
+    tensor-key presence, the limits, the step bound of ml-spec §9); return its output desc."""
     where = _where(index, node)
     if len(node.inputs) != OP_INPUTS[node.op]:
         raise InputCountError(f"{where}: {len(node.inputs)} inputs, the op takes {OP_INPUTS[node.op]}")
@@ -578,17 +578,24 @@ def check_node(index: int, node: Node, values: Sequence[TensorDesc]) -> TensorDe
     for j, desc in enumerate(param_tensors(node, ins)):
         if desc is not None:
             _check_desc_limits(desc, f"{where} tensor {j}")
+    from opml.ml.cost import check_node_cost  # cost imports this module
+
+    check_node_cost(index, node, ins, where)
     return node.out
 
 
 def check_graph(input_desc: TensorDesc, nodes: Sequence[Node]) -> list[TensorDesc]:
-    """Check the whole graph without its tensors; return the descs of values ``0 … N``."""
+    """Check the whole graph without its tensors (the model's step bound included); return the descs of
+    values ``0 … N``."""
     _check_desc_limits(input_desc, "input")
     if not 1 <= len(nodes) <= MAX_NODES:
         raise InvalidFieldError(f"node count {len(nodes)}, want 1 … {MAX_NODES}")
     values = [input_desc]
     for i, node in enumerate(nodes):
         values.append(check_node(i, node, values))
+    from opml.ml.cost import check_model_cost  # cost imports this module
+
+    check_model_cost(values, nodes)
     return values
 
 
