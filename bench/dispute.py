@@ -73,7 +73,9 @@ def play(game: Any, model_id: int, model: Any, x: np.ndarray, multi_phase: bool,
     wall = time.perf_counter() - t0
     dispute_id = int(game.disputeCount()) - 1
     d = game.dispute(dispute_id)
-    moves = [m for agent in (liar, honest) for m in agent.moves if m.kind != "submitResult"]
+    moves = [
+        m for agent in (liar, honest) for m in agent.moves if m.kind not in ("submitResult", "revealOutput")
+    ]
     kinds: dict[str, dict[str, int]] = {}
     for m in moves:
         k = kinds.setdefault(m.kind, {"count": 0, "max": 0, "total": 0})

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from eth_utils import keccak
 
 from opml.game.lies import Lie, LyingExecutionTrace
 from opml.game.policy import AgentPolicy
@@ -70,6 +71,8 @@ from opml.oracle.keys import KeyType, key_type
 from opml.oracle.store import PreimageStore
 from opml.vm.elf import load_elf
 
+_DISCOVERED = ("TaskCreated", "ResultSubmitted", "DisputeOpened")
+"""The events discovery reads (never a string, so nothing in them can fail to decode)."""
 TASK_OPEN, TASK_ANSWERED, TASK_FINALIZED, TASK_REJECTED, TASK_CANCELLED = 1, 2, 3, 4, 5
 DEFAULT_MAX_VM_STEPS = 10_000_000_000
 """Steps after which an agent stops tracing a program: far above any model the format allows."""
@@ -169,6 +172,8 @@ class Agent:
         self.store = PreimageStore(self.store_dir)
         self.address = str(self.account.address)
         self._programs = canonical_program_states()
+        self._server_bond = int(self.game.serverBond())  # immutables of the game: read once
+        self._stake = int(self.game.challengerBond())
         self._cursor = self.from_block - 1
         self._name = f"{self.role.name.lower()} {self.address[:10]}"
 
@@ -232,26 +237,36 @@ class Agent:
     # --- discovery ----------------------------------------------------------------------------------
 
     def _discover(self) -> None:
-        """Read the events of the blocks since the cursor: one query per event kind, however many
-        tasks and disputes exist."""
+        """Read the events of the blocks since the cursor in one log query, however many tasks and
+        disputes exist: new tasks (with their inputs), committed answers, opened disputes."""
         from ape import chain
+        from ape.types import LogFilter
 
         head = int(chain.blocks.height)
         start = self._cursor + 1
         if head < start:
             return
-        for log in self._logs(self.game.TaskCreated, start, head):
-            self._on_task_created(int(log.taskId), int(log.modelId), bytes(log.inputKey), bytes(log.input))
-        for log in self._logs(self.game.ResultSubmitted, start, head):
-            task = self._tasks.get(int(log.taskId))
-            if task is not None:
-                task.server, task.final_state = str(log.server), bytes(log.finalState)
-        for log in self._logs(self.game.DisputeOpened, start, head):
-            self._on_dispute_opened(int(log.disputeId), int(log.taskId), str(log.challenger))
+        events = [getattr(self.game, name).abi for name in _DISCOVERED]
+        query = LogFilter(
+            addresses=[self.game.address],
+            events=events,
+            topic_filter=[["0x" + keccak(text=abi.selector).hex() for abi in events]],
+            start_block=start,
+            stop_block=head,
+        )
+        for log in sorted(
+            chain.provider.get_contract_logs(query), key=lambda g: (g.block_number, g.log_index)
+        ):
+            if log.event_name == "TaskCreated":
+                self._on_task_created(
+                    int(log.taskId), int(log.modelId), bytes(log.inputKey), bytes(log.input)
+                )
+            elif log.event_name == "ResultSubmitted" and int(log.taskId) in self._tasks:
+                self._tasks[int(log.taskId)].server = str(log.server)
+                self._tasks[int(log.taskId)].final_state = bytes(log.finalState)
+            elif log.event_name == "DisputeOpened":
+                self._on_dispute_opened(int(log.disputeId), int(log.taskId), str(log.challenger))
         self._cursor = head
-
-    def _logs(self, event: Any, start: int, stop: int) -> list[Any]:
-        return list(event.range(start, stop + 1))
 
     def _on_task_created(self, task_id: int, model_id: int, input_key: bytes, data: bytes) -> None:
         if task_id in self._tasks:
@@ -405,7 +420,7 @@ class Agent:
             if self.lie is None and not self._dry_run(task, x, run):
                 self._pending.discard(task.task_id)
                 return 0
-            bond, stake = int(self.game.serverBond()), int(self.game.challengerBond())
+            bond, stake = self._server_bond, self._stake
             if not self._can_afford(f"task {task.task_id}", bond, stake):
                 return 0
             sent = self._send(
@@ -458,7 +473,7 @@ class Agent:
         if task.final_state == run.states[-1] or not self._dry_run(task, x, run):
             self._pending.discard(task.task_id)
             return 0
-        bond = int(self.game.challengerBond())
+        bond = self._stake
         if not self._can_afford(f"task {task.task_id}", bond, 0):
             return 0
         if self._send("challenge", None, self.game.challenge, task.task_id, value=bond) is not None:
@@ -506,8 +521,7 @@ class Agent:
                 f"late {view.dispute_id}", f"dispute {view.dispute_id}: moving within the deadline margin"
             )
         if move is None and view.phase is Phase.DEFENSE:
-            stake = int(self.game.challengerBond())
-            if view.turn is me and self._can_afford(f"dispute {view.dispute_id}", stake, 0):
+            if view.turn is me and self._can_afford(f"dispute {view.dispute_id}", self._stake, 0):
                 move = Defend()
         elif move is None and (view.turn is me or view.phase is Phase.STEP):
             move, execution = self._bisection_move(view, me)
@@ -563,7 +577,7 @@ class Agent:
     def _play(self, view: DisputeView, move: Move, execution: Any) -> None:
         game, i = self.game, view.dispute_id
         if isinstance(move, Defend):
-            self._send("defend", i, game.defend, i, value=int(game.challengerBond()))
+            self._send("defend", i, game.defend, i, value=self._stake)
         elif isinstance(move, Bisect):
             self._send("bisect", i, game.bisect, i, move.claim)
         elif isinstance(move, Respond):
