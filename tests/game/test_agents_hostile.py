@@ -323,3 +323,26 @@ def test_a_failing_dispute_is_retried_and_never_stops_the_others(
     assert resolutions(game) == [(0, Party.CHALLENGER), (1, Party.CHALLENGER)]
     errors = [line for line in lines if "dispute 0: ConnectionError: node went away" in line]
     assert len(errors) == 3 and "retrying in" in errors[0]
+
+
+@pytest.mark.parametrize("field", ["maxSteps", "inputBytes"])
+def test_a_registration_with_another_step_bound_or_input_size_is_not_used(
+    field, model, x_bytes, game, chain, deployer, requester, server, challenger, tmp_path
+):
+    """A registration of the real model whose step bound is not ``model_step_bound`` (one too small
+    would let a liar's claims be refused on-chain; one too large would let it force more rounds) or
+    whose input size is another: honest agents neither answer nor check its tasks."""
+    args = list(registration_args(model))
+    args[3 if field == "maxSteps" else 2] += 1
+    receipt = game.registerModel(*args, sender=deployer)
+    model_id = int(receipt.events[0].modelId)
+    if field == "maxSteps":
+        game.createTask(model_id, x_bytes, TASK_WINDOW, True, sender=requester, value=REWARD)
+    else:
+        game.createTask(model_id, x_bytes + b"\x00", TASK_WINDOW, True, sender=requester, value=REWARD)
+    agents = [
+        Agent(game, server, Party.SERVER, [model], tmp_path / "s", **QUIET),
+        Agent(game, challenger, Party.CHALLENGER, [model], tmp_path / "c", **QUIET),
+    ]
+    assert sum(agent.poll() for agent in agents) == 0
+    assert int(game.task(0).status) == 1 and all(not agent._pending for agent in agents)
