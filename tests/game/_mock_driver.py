@@ -1,5 +1,6 @@
 """A move-by-move driver of ``OpmlGame`` disputes against ``AlphabetVM`` (no MIPS), and a Python
-reference of the same rules, for the adversarial matrix of ``test_game_mock.py``.
+reference of the same rules (the moves of a dispute, and the money of tasks, results and disputes),
+for the adversarial matrix of ``test_game_mock.py``.
 
 The world of a task (docs/protocol.md):
 
@@ -18,6 +19,11 @@ The world of a task (docs/protocol.md):
   from the truth from step ``L`` on: real VM states ("vm": ``(t + OFFSET, running)``, whose preimages it
   holds, so it can step from them) or hashes nobody can open ("garbage").
 
+**Defense** (protocol §4, §5). ``challenge`` opens a dispute in phase ``Defense`` with the server to
+move: its ``defend`` stakes ``challengerBond`` as the challenger did (the dispute's winner takes both
+stakes), and only then does the bisection start. A server that does not defend loses by timeout (the
+challenger gets its own stake back, and a share of the server's bond).
+
 **Rounds and moves** (protocol §4.1). A bisection over ``n ≥ 2`` positions is played in rounds, one per
 halving. In a phase's round ``j`` one party (the *claimant*: the challenger for even ``j``, the server
 for odd ``j``) claims the state at the midpoint and the other (the *judge*) gives its verdict on it.
@@ -30,12 +36,18 @@ numbered from 0 within each phase: this is what ``quit_at = (phase, i)`` names.
 Parties are plans (:class:`ServerPlan`, :class:`ChallengerPlan`) and :func:`next_move` is their
 strategy. :class:`Rules` is the Python reference of the contract's rules; :func:`predict` plays the
 plans on it, :meth:`Table.play` plays them on-chain (checking the contract against a :class:`Rules`
-replica after every move) and records what happened, and :meth:`Table.settle` ends everything (finalize
-or close, withdraw) and checks that the game holds no wei.
+replica after every move) and records what happened. :class:`Books` is the Python reference of the
+money (protocol §3, §5): the errors of the task-level calls, what each call credits, and what the game
+still holds for each task; every call the :class:`Table` makes is predicted by it (a predicted error must
+be the chain's revert) and checked against the chain after it (credits, balance, task, result and
+dispute fields), and the reference itself must conserve wei (held = credits + locked).
+:meth:`Table.settle` ends a task (finalize, or claim the bond shares of a rejected one), lets everybody
+withdraw, and checks that nothing stays locked and the game holds no wei.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,15 +57,16 @@ from functools import cached_property
 import ape
 from eth_abi import encode
 
-from opml.game.solver import Party, Phase
 from opml.oracle import ChunkTree, localize_ident
 from opml.vm.hashing import keccak256
 
 # --- parameters -----------------------------------------------------------------------------------
 
-SERVER_BOND = 10**17 + 1  # odd: the requester's half (bond − bond/2) is the larger one
-CHALLENGER_BOND = 6 * 10**16 + 3
+SERVER_BOND = 10**17 + 1  # 1 mod 2, 2 mod 3: two or three equal shares leave a remainder
+CHALLENGER_BOND = 6 * 10**16 + 3  # above SERVER_BOND / 2: see test_socks_dilute_the_honest_share
 REWARD = 3 * 10**16 + 7
+MAX_STEPS = 16
+"""Every mock model's step bound (``maxSteps``): the matrix claims at most 11 steps."""
 MOVE_WINDOW = 600
 MIN_WINDOW = 3600
 WINDOW = 2 * 3600
@@ -64,15 +77,39 @@ RUNNING, VALID, INVALID = 3, 0, 1
 OFFSET = 1000
 """A "vm" liar's states past its lie are at ``t + OFFSET``, far from ``haltAt``."""
 
-BISECTION = (Phase.GRAPH, Phase.EXECUTION)
+
+class Phase(IntEnum):
+    """``IOpmlGame.Phase``."""
+
+    NONE = 0
+    DEFENSE = 1
+    GRAPH = 2
+    EXECUTION_CLAIM = 3
+    EXECUTION = 4
+    STEP = 5
+    RESOLVED = 6
+
+
+class Party(IntEnum):
+    """``IOpmlGame.Party``."""
+
+    NONE = 0
+    SERVER = 1
+    CHALLENGER = 2
 
 
 class TaskStatus(IntEnum):
+    """``IOpmlGame.TaskStatus``."""
+
     NONE = 0
     OPEN = 1
     ANSWERED = 2
     FINALIZED = 3
     REJECTED = 4
+    CANCELLED = 5
+
+
+BISECTION = (Phase.GRAPH, Phase.EXECUTION)
 
 
 def other(party: Party) -> Party:
@@ -205,9 +242,10 @@ class Graph:
     def final_state(self) -> bytes:
         return self.tree.key
 
-    def submit_args(self) -> tuple:
-        """``(output, finalState, stateRoot, siblings)`` of ``submitResult``."""
-        return (self.output, self.final_state, self.tree.root, list(self.tree.siblings(self.n)))
+    def reveal_args(self) -> tuple:
+        """``(output, stateRoot, siblings)`` of ``revealOutput`` (``submitResult`` commits to
+        ``final_state`` alone)."""
+        return (self.output, self.tree.root, list(self.tree.siblings(self.n)))
 
 
 def _value_key(rng: random.Random) -> bytes:
@@ -263,8 +301,8 @@ class ServerPlan:
     where that is the server's claim (it must be), else the server's own position at ``hi``, or a random
     hash where that equals the challenger's ``hiHash`` (it must differ; only after a flipped verdict).
 
-    ``quit_at``: ``(phase, i)`` (it does not make its ``i``-th move of that phase), ``"claim"`` (no
-    ``claimExecution``), ``"step"`` (it does not step) or None."""
+    ``quit_at``: ``"defend"`` (it does not defend), ``(phase, i)`` (it does not make its ``i``-th move
+    of that phase), ``"claim"`` (no ``claimExecution``), ``"step"`` (it does not step) or None."""
 
     account: object
     graph: Graph
@@ -337,8 +375,8 @@ class ChallengerPlan:
 
 @dataclass(frozen=True)
 class View:
-    """The fields of ``IOpmlGame.Dispute`` the game's rules change (all but the fixed ones, the deadline
-    and ``localsLoaded``)."""
+    """The fields of ``IOpmlGame.Dispute`` the game's moves change (all but the fixed ones, the
+    deadline, ``localsLoaded`` and ``shareClaimed``, which :class:`Books` follows)."""
 
     phase: Phase
     turn: Party
@@ -352,6 +390,7 @@ class View:
     mid_hash: bytes
     agreed: bytes
     claimed: bytes
+    defended: bool
 
     @classmethod
     def of(cls, d) -> View:
@@ -369,6 +408,7 @@ class View:
             bytes(d.midHash),
             bytes(d.agreedState),
             bytes(d.claimedState),
+            bool(d.defended),
         )
 
     @property
@@ -377,20 +417,30 @@ class View:
 
 
 class RuleError(Exception):
-    """A move the rules refuse (the contract's error name)."""
+    """A call the rules refuse: the contract's (or the VM's) error name and its arguments."""
+
+    def __init__(self, name: str, **args):
+        super().__init__(name, args)
+        self.name, self.args_ = name, args
 
 
 @dataclass
 class Rules:
     """The Python reference of one dispute under protocol §4 (what ``OpmlGame`` does from
-    ``challenge`` on). ``events`` are the game's events about the dispute, as tuples:
-    ``("Bisected", phase, party, position, claim)``, ``("Responded", phase, party, position, agree)``,
-    ``("PhaseOneEnded", node)``, ``("ExecutionClaimed", steps, finalState, claimedState)``,
-    ``("StepPlayed", position, postState)``, ``("DisputeResolved", winner, byTimeout)``."""
+    ``challenge`` on, bonds apart: :class:`Books`). ``events`` are the game's events about the dispute,
+    as tuples: ``("DisputeDefended",)``, ``("Bisected", phase, party, position, claim)``,
+    ``("Responded", phase, party, position, agree)``, ``("PhaseOneEnded", node)``,
+    ``("ExecutionClaimed", steps, finalState, claimedState)``, ``("StepPlayed", position, postState)``,
+    ``("DisputeResolved", winner, byTimeout)``. A refused move raises :class:`RuleError` before it
+    changes anything (the checks of the contract, in its order, from the phase on: the caller's turn is
+    :meth:`_mover`'s, time and third parties are :class:`Table`'s)."""
 
     multi: bool
     vm: Trace  # the VM the step runs on (haltAt, haltStatus)
     input_key: bytes
+    n: int = 0
+    final_state: bytes = ZERO  # the result's S_{N−1}
+    max_steps: int = MAX_STEPS
     program: bytes = PROGRAM
     commitment: bytes = COMMITMENT
     phase: Phase = Phase.NONE
@@ -405,22 +455,16 @@ class Rules:
     mid_hash: bytes = ZERO
     agreed: bytes = ZERO
     claimed: bytes = ZERO
+    defended: bool = False
     events: list = field(default_factory=list)
 
     @classmethod
-    def open(cls, multi: bool, n: int, input_key: bytes, final_state: bytes, vm: Trace) -> Rules:
-        """The dispute as ``challenge`` leaves it."""
-        r = cls(multi, vm, bytes(input_key))
-        r.hi_party, r.hi_hash = Party.SERVER, bytes(final_state)
-        if multi:
-            r.phase, r.hi = Phase.GRAPH, n
-            r.lo_hash = ChunkTree.from_bytes(bytes(input_key)).key  # S_{−1}
-            if n == 1:
-                r._enter_execution()
-            else:
-                r.turn = Party.CHALLENGER
-        else:
-            r._enter_execution()
+    def open(
+        cls, multi: bool, n: int, input_key: bytes, final_state: bytes, vm: Trace, max_steps: int = MAX_STEPS
+    ) -> Rules:
+        """The dispute as ``challenge`` leaves it: the server must defend."""
+        r = cls(multi, vm, bytes(input_key), n, bytes(final_state), max_steps)
+        r.phase, r.turn = Phase.DEFENSE, Party.SERVER
         return r
 
     def view(self) -> View:
@@ -437,6 +481,7 @@ class Rules:
             self.mid_hash,
             self.agreed,
             self.claimed,
+            self.defended,
         )
 
     @property
@@ -445,7 +490,7 @@ class Rules:
 
     def _mover(self, party: Party):
         if self.phase == Phase.RESOLVED:
-            raise RuleError("WrongPhase")
+            raise RuleError("WrongPhase", phase=self.phase)
         if party != self.turn:
             raise RuleError("NotYourTurn")
 
@@ -456,10 +501,30 @@ class Rules:
         self.events.append(("Bisected", self.phase, self.turn, self.mid, self.mid_hash))
         self.turn = other(self.turn)
 
+    def defend(self, party: Party, value: int = CHALLENGER_BOND):
+        """The server's stake; then phase 1 (multi-phase, N > 1) or the execution claim."""
+        self._mover(party)
+        if self.phase != Phase.DEFENSE:
+            raise RuleError("WrongPhase", phase=self.phase)
+        if value != CHALLENGER_BOND:
+            raise RuleError("WrongBond", expected=CHALLENGER_BOND)
+        self.defended = True
+        self.events.append(("DisputeDefended",))
+        self.hi_party, self.hi_hash = Party.SERVER, self.final_state
+        if self.multi:
+            self.phase, self.hi = Phase.GRAPH, self.n
+            self.lo_hash = ChunkTree.from_bytes(self.input_key).key  # S_{−1}
+            if self.n == 1:
+                self._enter_execution()
+            else:
+                self.turn = Party.CHALLENGER
+        else:
+            self._enter_execution()
+
     def bisect(self, party: Party, claim: bytes):
         self._mover(party)
         if self.phase not in BISECTION:
-            raise RuleError("WrongPhase")
+            raise RuleError("WrongPhase", phase=self.phase)
         if self.mid_hash != ZERO:
             raise RuleError("WrongMove")
         self._claim(claim)
@@ -467,10 +532,13 @@ class Rules:
     def respond(self, party: Party, agree: bool, claim: bytes):
         self._mover(party)
         if self.phase not in BISECTION:
-            raise RuleError("WrongPhase")
+            raise RuleError("WrongPhase", phase=self.phase)
         if self.mid_hash == ZERO:
             raise RuleError("WrongMove")
         mid, phase = self.mid, self.phase
+        lo, hi = (mid, self.hi) if agree else (self.lo, mid)
+        if (hi - lo > 1) != (bytes(claim) != ZERO):
+            raise RuleError("InvalidClaim")
         if agree:
             self.lo, self.lo_hash = mid, self.mid_hash
         else:
@@ -480,8 +548,6 @@ class Rules:
         if self.hi - self.lo > 1:
             self._claim(claim)
             return
-        if bytes(claim) != ZERO:
-            raise RuleError("InvalidClaim")
         if phase == Phase.GRAPH:
             self._enter_execution()
         else:
@@ -496,11 +562,13 @@ class Rules:
     def claim_execution(self, party: Party, steps: int, final_state: bytes, claimed: bytes):
         self._mover(party)
         if self.phase != Phase.EXECUTION_CLAIM:
-            raise RuleError("WrongPhase")
+            raise RuleError("WrongPhase", phase=self.phase)
         if steps == 0 or bytes(final_state)[0] != VALID:
             raise RuleError("NotAValidExit")
         if (bytes(claimed) == self.hi_hash) != (self.hi_party == Party.SERVER) or bytes(claimed) == ZERO:
             raise RuleError("InconsistentClaim")
+        if steps > self.max_steps:
+            raise RuleError("StepsOverBound", maxSteps=self.max_steps)
         if self.multi:
             self.agreed = self.lo_hash
         self.claimed = bytes(claimed)
@@ -512,18 +580,23 @@ class Rules:
         else:
             self.phase, self.turn = Phase.EXECUTION, Party.CHALLENGER
 
-    def step(self, state: bytes):
+    def step(self, state: bytes, proof: bytes = b""):
+        """Anyone's step: ``AlphabetVM`` reverts ``BadWitness`` on a malformed state or a forged proof."""
         if self.phase != Phase.STEP:
-            raise RuleError("WrongPhase")
+            raise RuleError("WrongPhase", phase=self.phase)
+        if len(state) != 64:
+            raise RuleError("BadWitness")
         if vm_hash(state) != self.lo_hash:
             raise RuleError("WrongPreState")
+        if proof[:1] == b"\xff":
+            raise RuleError("BadWitness")
         post = vm_hash(vm_step(state, self.vm.halt_at, self.vm.halt_status))
         self.events.append(("StepPlayed", self.lo, post))
         self._resolve(self.hi_party if post == self.hi_hash else other(self.hi_party), False)
 
     def timeout(self):
         if self.phase == Phase.RESOLVED:
-            raise RuleError("WrongPhase")
+            raise RuleError("WrongPhase", phase=self.phase)
         self._resolve(other(self.turn), True)
 
     def _resolve(self, winner: Party, by_timeout: bool):
@@ -543,6 +616,217 @@ class Rules:
         return {1: (self.commitment, 32), 2: (self.input_key, 32), 3: (self.claimed, 32), 4: None}
 
 
+# --- the money in Python --------------------------------------------------------------------------
+
+
+@dataclass
+class TaskBook:
+    """A task and its result as far as money goes."""
+
+    requester: str
+    reward: int
+    window: int
+    created: int
+    status: TaskStatus = TaskStatus.OPEN
+    server: str | None = None
+    submitted: int = 0
+    final_state: bytes = ZERO
+    revealed: bool = False
+    open: int = 0  # open disputes
+    wins: int = 0  # disputes won by their challenger
+    shares: int = 0  # bond shares claimed
+    bond_out: int = 0  # what of the server's bond has been credited
+    challengers: set = field(default_factory=set)
+
+
+@dataclass
+class DisputeBook:
+    task: int
+    challenger: str
+    defended: bool = False
+    winner: Party = Party.NONE
+    share_claimed: bool = False
+
+
+class Books:
+    """The Python reference of the game's money (protocol §3, §5) for the tasks of one :class:`Table`:
+    each method checks what the contract checks (raising :class:`RuleError` before any change) and then
+    does what it does, returning the task-level events it emits as tuples. ``credit`` is what this
+    table's calls credited and nobody withdrew yet; ``held`` what they sent in, less withdrawals.
+
+    Rules (issue 17): a dispute's stakes (``challengerBond``, and the server's as much once it defended)
+    go to its winner; each challenger win counts in ``challengerWins``, and the first one rejects the
+    task and refunds the requester its reward; once a rejected result has no open dispute, each won
+    dispute claims ``serverBond / challengerWins``, the last claim the remainder. A result whose window
+    passed with no dispute open is finalized (revealed: the server takes reward + bond) or rejected
+    (never revealed: the requester takes both)."""
+
+    def __init__(self):
+        self.tasks: dict[int, TaskBook] = {}
+        self.disputes: dict[int, DisputeBook] = {}
+        self.credit: Counter = Counter()
+        self.held = 0
+        self.dirty: set = set()  # accounts credited since the last check
+
+    def _pay(self, account: str, amount: int):
+        self.credit[account] += amount
+        self.dirty.add(account)
+
+    def locked(self, task_id: int | None = None) -> int:
+        """What the game holds for a task (default: all of them) beyond the credits: an unsettled
+        reward, what is left of the server's bond, the stakes of open disputes."""
+        total = 0
+        for tid, t in self.tasks.items():
+            if task_id is not None and tid != task_id:
+                continue
+            if t.status in (TaskStatus.OPEN, TaskStatus.ANSWERED):
+                total += t.reward
+            if t.server is not None:
+                total += SERVER_BOND - t.bond_out
+        for d in self.disputes.values():
+            if (task_id is None or d.task == task_id) and d.winner == Party.NONE:
+                total += CHALLENGER_BOND * (2 if d.defended else 1)
+        return total
+
+    def conserved(self) -> bool:
+        return self.held == sum(self.credit.values()) + self.locked()
+
+    # --- tasks and results ----------------------------------------------------------------------
+
+    def create(self, task_id: int, requester: str, reward: int, window: int, now: int) -> list:
+        assert task_id not in self.tasks
+        self.tasks[task_id] = TaskBook(requester, reward, window, now)
+        self.held += reward
+        return []
+
+    def cancel(self, task_id: int, sender: str, now: int) -> list:
+        t = self.tasks[task_id]
+        if sender != t.requester:
+            raise RuleError("NotRequester")
+        if t.status != TaskStatus.OPEN:
+            raise RuleError("WrongTaskStatus", status=t.status)
+        if now <= t.created + MOVE_WINDOW:
+            raise RuleError("AnswerWindowOpen")
+        t.status = TaskStatus.CANCELLED
+        self._pay(t.requester, t.reward)
+        return [("TaskCancelled", task_id)]
+
+    def commit(self, task_id: int, server: str, final_state: bytes, value: int, now: int) -> list:
+        t = self.tasks[task_id]
+        if t.status != TaskStatus.OPEN:
+            raise RuleError("WrongTaskStatus", status=t.status)
+        if value != SERVER_BOND:
+            raise RuleError("WrongBond", expected=SERVER_BOND)
+        t.status, t.server, t.submitted, t.final_state = TaskStatus.ANSWERED, server, now, bytes(final_state)
+        self.held += value
+        return [("ResultSubmitted", task_id, server, bytes(final_state))]
+
+    def reveal(self, task_id: int, sender: str, graph: Graph) -> list:
+        """``graph``: the values the reveal's output and proof come from; they open the committed
+        ``S_{N−1}`` iff it is ``graph``'s."""
+        t = self.tasks[task_id]
+        if t.status != TaskStatus.ANSWERED:
+            raise RuleError("WrongTaskStatus", status=t.status)
+        if sender != t.server:
+            raise RuleError("NotServer")
+        if t.revealed:
+            raise RuleError("AlreadyRevealed")
+        if graph.final_state != t.final_state:
+            raise RuleError("OutputNotInState")
+        t.revealed = True
+        return [("OutputRevealed", task_id, graph.keys[-1], graph.output)]
+
+    def finalize(self, task_id: int, now: int) -> list:
+        t = self.tasks[task_id]
+        if t.status != TaskStatus.ANSWERED:
+            raise RuleError("WrongTaskStatus", status=t.status)
+        if now <= t.submitted + t.window:
+            raise RuleError("WindowOpen")
+        if t.open:
+            raise RuleError("DisputesOpen")
+        t.bond_out = SERVER_BOND
+        if not t.revealed:
+            t.status = TaskStatus.REJECTED
+            self._pay(t.requester, t.reward + SERVER_BOND)
+            return [("ResultRejected", task_id, True)]
+        t.status = TaskStatus.FINALIZED
+        self._pay(t.server, t.reward + SERVER_BOND)
+        return [("ResultFinalized", task_id, t.server)]
+
+    # --- disputes -------------------------------------------------------------------------------
+
+    def challenge(self, task_id: int, dispute_id: int, challenger: str, value: int, now: int) -> list:
+        t = self.tasks[task_id]
+        if t.status != TaskStatus.ANSWERED:
+            raise RuleError("WrongTaskStatus", status=t.status)
+        if now > t.submitted + t.window:
+            raise RuleError("WindowClosed")
+        if challenger == t.server or challenger in t.challengers:
+            raise RuleError("ChallengeNotAllowed")
+        if value != CHALLENGER_BOND:
+            raise RuleError("WrongBond", expected=CHALLENGER_BOND)
+        t.challengers.add(challenger)
+        t.open += 1
+        self.disputes[dispute_id] = DisputeBook(task_id, challenger)
+        self.held += value
+        return []
+
+    def defend(self, dispute_id: int) -> list:
+        """The server's stake (the move itself is :meth:`Rules.defend`'s)."""
+        d = self.disputes[dispute_id]
+        assert not d.defended
+        d.defended = True
+        self.held += CHALLENGER_BOND
+        return []
+
+    def resolve(self, dispute_id: int, winner: Party) -> list:
+        d = self.disputes[dispute_id]
+        t = self.tasks[d.task]
+        assert d.winner == Party.NONE != winner
+        d.winner = winner
+        t.open -= 1
+        stakes = CHALLENGER_BOND * (2 if d.defended else 1)
+        if winner == Party.SERVER:
+            self._pay(t.server, stakes)
+            return []
+        self._pay(d.challenger, stakes)
+        t.wins += 1
+        if t.status == TaskStatus.ANSWERED:
+            t.status = TaskStatus.REJECTED
+            self._pay(t.requester, t.reward)
+            return [("ResultRejected", d.task, False)]
+        return []
+
+    def share(self, dispute_id: int) -> int:
+        """The share ``claimBondShare`` would credit now (no check)."""
+        t = self.tasks[self.disputes[dispute_id].task]
+        share = SERVER_BOND // t.wins
+        return SERVER_BOND - share * (t.wins - 1) if t.shares + 1 == t.wins else share
+
+    def claim_share(self, dispute_id: int) -> list:
+        d = self.disputes[dispute_id]
+        if d.winner != Party.CHALLENGER or d.share_claimed:
+            raise RuleError("NoBondShare")
+        t = self.tasks[d.task]
+        if t.open:
+            raise RuleError("DisputesOpen")
+        amount = self.share(dispute_id)
+        d.share_claimed = True
+        t.shares += 1
+        t.bond_out += amount
+        self._pay(d.challenger, amount)
+        return [("BondShareClaimed", dispute_id, d.challenger, amount)]
+
+    def withdraw(self, account: str, credit: int) -> list:
+        """``credit``: the account's whole credit on the chain (earlier tables' included)."""
+        if credit == 0:
+            raise RuleError("NothingToWithdraw")
+        self.held -= self.credit[account]
+        self.credit[account] = 0
+        self.dirty.add(account)
+        return [("Withdrawn", account, credit)]
+
+
 # --- the parties' strategy ------------------------------------------------------------------------
 
 
@@ -550,8 +834,9 @@ class Rules:
 class Transcript:
     """A dispute as played (:meth:`Table.play`) or predicted (:func:`predict`).
 
-    ``txs``: ``(kind, phase, party)`` per transaction that moved the dispute, ``kind`` one of ``bisect``,
-    ``respond``, ``claim``, ``step`` (party: who stepped), ``timeout`` (party: whose turn it was);
+    ``txs``: ``(kind, phase, party)`` per transaction that moved the dispute, ``kind`` one of ``defend``,
+    ``bisect``, ``respond``, ``claim``, ``step`` (party: who stepped), ``timeout`` (party: whose turn it
+    was);
     ``events``: the game's events about it, as in :class:`Rules`."""
 
     txs: list = field(default_factory=list)
@@ -612,9 +897,11 @@ class Transcript:
 
 
 def next_move(view: View, server: ServerPlan, challenger: ChallengerPlan, tr: Transcript, vm: Trace):
-    """What the party whose turn it is does: ``("timeout",)`` (it does not move), ``("bisect", claim)``,
-    ``("respond", agree, claim)``, ``("claim", steps, finalState, claimedState)`` or
-    ``("step", party, stateData)``."""
+    """What the party whose turn it is does: ``("timeout",)`` (it does not move), ``("defend",)``,
+    ``("bisect", claim)``, ``("respond", agree, claim)``, ``("claim", steps, finalState, claimedState)``
+    or ``("step", party, stateData)``."""
+    if view.phase == Phase.DEFENSE:
+        return ("timeout",) if server.quit_at == "defend" else ("defend",)
     if view.phase in BISECTION:
         party = view.turn
         plan = server if party == Party.SERVER else challenger
@@ -666,6 +953,8 @@ def apply_move(rules: Rules, party: Party, move: tuple):
     kind = move[0]
     if kind == "timeout":
         rules.timeout()
+    elif kind == "defend":
+        rules.defend(party)
     elif kind == "bisect":
         rules.bisect(party, move[1])
     elif kind == "respond":
@@ -701,11 +990,11 @@ def predict(server: ServerPlan, challenger: ChallengerPlan, multi_phase: bool, v
 
 
 def phase_one(server: ServerPlan, challenger: ChallengerPlan) -> Rules | None:
-    """Phase 1 in Python up to ``claimExecution`` included (it does not depend on the VM); None if the
-    dispute ends before."""
+    """The defense and phase 1 in Python, up to ``claimExecution`` included (it does not depend on the
+    VM); None if the dispute ends before."""
     rules = Rules.open(True, server.graph.n, server.graph.keys[0], server.graph.final_state, server.trace)
     tr = Transcript()
-    while rules.phase in (Phase.GRAPH, Phase.EXECUTION_CLAIM):
+    while rules.phase in (Phase.DEFENSE, Phase.GRAPH, Phase.EXECUTION_CLAIM):
         view = rules.view()
         move = next_move(view, server, challenger, tr, server.trace)
         tr.txs.append(tx_of(move, view))
@@ -714,6 +1003,29 @@ def phase_one(server: ServerPlan, challenger: ChallengerPlan) -> Rules | None:
 
 
 # --- on-chain -------------------------------------------------------------------------------------
+
+DISPUTE_EVENTS = (
+    "DisputeDefended",
+    "Bisected",
+    "Responded",
+    "PhaseOneEnded",
+    "ExecutionClaimed",
+    "StepPlayed",
+    "DisputeResolved",
+)
+TASK_EVENTS = (
+    "TaskCancelled",
+    "ResultSubmitted",
+    "OutputRevealed",
+    "ResultFinalized",
+    "ResultRejected",
+    "BondShareClaimed",
+    "Withdrawn",
+)
+
+
+def _addr(account) -> str:
+    return getattr(account, "address", account)
 
 
 class Ledger:
@@ -724,14 +1036,22 @@ class Ledger:
         self.got: Counter = Counter()
 
     def net(self, account) -> int:
-        a = getattr(account, "address", account)
+        a = _addr(account)
         return self.got[a] - self.paid[a]
 
 
 @dataclass
 class Table:
     """A deployed ``OpmlGame`` with its ``AlphabetVM``, a keeper (a third party that calls
-    ``timeout``/``finalize``/``closeDispute``/``loadLocalValues``) and a ledger."""
+    ``timeout``/``finalize``/``claimBondShare``/``loadLocalValues``), a ledger and the :class:`Books`.
+
+    Every call made through the table is first played on the references (:class:`Rules` for a
+    dispute's moves, :class:`Books` for the money and the task-level rules): a call they refuse must
+    revert on the chain with the same error and change nothing; a call they accept must succeed with
+    their events, after which the chain must show their dispute (:class:`View`), their credits, their
+    task and result fields and the game's balance (checked after every call, a dispute's balance after
+    every move). Tests send their refused calls raw (``ape.reverts``) and their accepted ones through
+    the table."""
 
     game: object
     vm: object
@@ -739,11 +1059,19 @@ class Table:
     keeper: object
     chain: object
     ledger: Ledger = field(default_factory=Ledger)
+    books: Books = field(default_factory=Books)
 
     disputes: dict = field(default_factory=dict)  # task id → dispute ids opened through `challenge`
     transcripts: dict = field(default_factory=dict)  # dispute id → Transcript
     replicas: dict = field(default_factory=dict)  # dispute id → Rules, kept in step with the chain
+    deadlines: dict = field(default_factory=dict)  # dispute id → its deadline, by the rules
     _modes: dict = field(default_factory=dict)  # task id → multiPhase
+    base_credit: dict = field(default_factory=dict)  # account → its credit before this table
+    base_balance: int | None = None
+
+    def __post_init__(self):
+        # The decks are shared by a module's tests: whatever an earlier (failed) test left is the base.
+        self.base_balance = self.game.balance
 
     @cached_property
     def halt_at(self) -> int:
@@ -756,48 +1084,318 @@ class Table:
     def truth_trace(self) -> Trace:
         return Trace(self.halt_at, self.halt_status)
 
-    # --- task and result ------------------------------------------------------------------------
+    # --- the references against the chain --------------------------------------------------------
 
-    def register(self, n: int, sender) -> int:
+    def _watch(self, *accounts):
+        """Records the credit of accounts this table may credit, before it does."""
+        for account in accounts:
+            a = _addr(account)
+            if a not in self.base_credit:
+                self.base_credit[a] = self.game.credit(a)
+
+    def reverts(self, error: RuleError):
+        """``ape.reverts`` for a :class:`RuleError` (the game's error, else the VM's)."""
+        names = {e.name for e in self.game.contract_type.errors}
+        source = self.game if error.name in names else self.vm
+        return ape.reverts(getattr(source, error.name), **error.args_)
+
+    def _call(self, apply, send, task_id: int | None, expect: str | None):
+        """Plays ``apply(now)`` on the books, then ``send()`` on the chain: a refusal must be the
+        chain's revert; an accepted call must emit the books' task-level events. ``expect``: the error
+        the call must be refused with (None: it must be accepted). Returns the receipt (None when
+        refused)."""
+        now = self.chain.pending_timestamp
+        try:
+            effects = apply(now)
+        except RuleError as error:
+            assert error.name == expect, f"refused with {error.name}{error.args_}, not {expect}"
+            with self.reverts(error):
+                send()
+            self.check(task_id)
+            return None
+        assert expect is None, f"accepted, not refused with {expect}"
+        rc = send()
+        assert rc.timestamp == now
+        assert self._task_events(rc) == effects, (self._task_events(rc), effects)
+        self.check(task_id)
+        return rc
+
+    def check(self, task_id: int | None = None):
+        """The chain against the books: the game's balance and the credits of the accounts credited
+        since the last check; the task, its result and its disputes (default: every task)."""
+        b, game = self.books, self.game
+        assert b.conserved(), "the reference does not conserve wei"
+        assert game.balance - self.base_balance == b.held
+        for a in sorted(b.dirty):
+            assert game.credit(a) == self.base_credit[a] + b.credit[a], a
+        b.dirty.clear()
+        for tid, t in b.tasks.items():
+            if task_id is not None and tid != task_id:
+                continue
+            task = game.task(tid)
+            got = (TaskStatus(task.status), task.challengerWins, task.sharesClaimed)
+            assert got == (t.status, t.wins, t.shares)
+            if t.server is None:
+                continue
+            r = game.result(tid)
+            got = (r.server, r.openDisputes, bytes(r.outputKey) != ZERO)
+            assert got == (t.server, t.open, t.revealed)
+            assert bytes(r.finalState) == t.final_state and r.submittedAt == t.submitted
+            for did, d in b.disputes.items():
+                if d.task == tid:
+                    c = game.dispute(did)
+                    got = (c.challenger, c.taskId, bool(c.defended), bool(c.shareClaimed), Party(c.winner))
+                    assert got == (d.challenger, tid, d.defended, d.share_claimed, d.winner)
+
+    def _task_events(self, rc) -> list:
+        out = []
+        for e in rc.events:
+            if e.contract_address != self.game.address or e.event_name not in TASK_EVENTS:
+                continue
+            name = e.event_name
+            if name == "TaskCancelled":
+                out.append((name, e.taskId))
+            elif name == "ResultSubmitted":
+                out.append((name, e.taskId, e.server, bytes(e.finalState)))
+            elif name == "OutputRevealed":
+                out.append((name, e.taskId, bytes(e.outputKey), bytes(e.output)))
+            elif name == "ResultFinalized":
+                out.append((name, e.taskId, e.server))
+            elif name == "ResultRejected":
+                out.append((name, e.taskId, e.expired))
+            elif name == "BondShareClaimed":
+                out.append((name, e.disputeId, e.challenger, e.amount))
+            else:
+                out.append((name, e.account, e.amount))
+        return out
+
+    # --- tasks and results ----------------------------------------------------------------------
+
+    def register(self, n: int, sender, input_bytes: int = 1, max_steps: int = MAX_STEPS) -> int:
         program = self.vm.stateHash(self.vm.initialState())
-        rc = self.game.registerModel(COMMITMENT, n, program, program, "ipfs://mock", sender=sender)
+        rc = self.game.registerModel(
+            COMMITMENT, n, input_bytes, max_steps, program, program, "ipfs://mock", sender=sender
+        )
         return rc.events[0].modelId
 
     def create_task(self, requester, model_id, input_bytes, multi_phase=True, window=WINDOW) -> int:
+        self._watch(requester)
         rc = self.game.createTask(model_id, input_bytes, window, multi_phase, sender=requester, value=REWARD)
         self.ledger.paid[requester.address] += REWARD
         [ev] = rc.events
         assert bytes(ev.inputKey) == ChunkTree.from_bytes(input_bytes).key and bytes(ev.input) == input_bytes
         self._modes[ev.taskId] = multi_phase
+        self.books.create(ev.taskId, requester.address, REWARD, window, rc.timestamp)
+        t = self.game.task(ev.taskId)
+        assert (t.requester, t.modelId, t.window, t.createdAt, t.multiPhase, t.reward) == (
+            requester.address,
+            model_id,
+            window,
+            rc.timestamp,
+            multi_phase,
+            REWARD,
+        )
+        self.check(ev.taskId)
         return ev.taskId
 
-    def submit(self, task_id, server, graph: Graph):
-        rc = self.game.submitResult(task_id, *graph.submit_args(), sender=server, value=SERVER_BOND)
-        self.ledger.paid[server.address] += SERVER_BOND
+    def cancel(self, task_id, requester, *, expect=None):
+        return self._call(
+            lambda now: self.books.cancel(task_id, requester.address, now),
+            lambda: self.game.cancelTask(task_id, sender=requester),
+            task_id,
+            expect,
+        )
+
+    def commit(self, task_id, server, final_state: bytes, value: int = SERVER_BOND, *, expect=None):
+        """``submitResult``: the server's commitment (its S_{N−1}) and bond."""
+        self._watch(server)
+        rc = self._call(
+            lambda now: self.books.commit(task_id, server.address, final_state, value, now),
+            lambda: self.game.submitResult(task_id, final_state, sender=server, value=value),
+            task_id,
+            expect,
+        )
+        if rc is not None:
+            self.ledger.paid[server.address] += value
         return rc
 
-    def challenge(self, task_id, challenger) -> int:
-        """Opens a dispute, and its :class:`Rules` replica and transcript (the challenge's own events:
-        ``PhaseOneEnded`` when phase 1 has no move)."""
+    def reveal(self, task_id, sender, graph: Graph, *, expect=None):
+        """``revealOutput`` with ``graph``'s output and its proof."""
+        return self._call(
+            lambda now: self.books.reveal(task_id, sender.address, graph),
+            lambda: self.game.revealOutput(task_id, *graph.reveal_args(), sender=sender),
+            task_id,
+            expect,
+        )
+
+    def submit(self, task_id, server, graph: Graph):
+        """The whole answer: the commitment, then the output's reveal. Returns the commitment's receipt
+        (its time is ``submittedAt``)."""
+        rc = self.commit(task_id, server, graph.final_state)
+        assert rc is not None and self.reveal(task_id, server, graph) is not None
+        return rc
+
+    def finalize(self, task_id, sender=None, *, expect=None):
+        return self._call(
+            lambda now: self.books.finalize(task_id, now),
+            lambda: self.game.finalize(task_id, sender=sender or self.keeper),
+            task_id,
+            expect,
+        )
+
+    def claim_share(self, dispute_id, sender=None, *, expect=None):
+        task_id = self.books.disputes[dispute_id].task
+        return self._call(
+            lambda now: self.books.claim_share(dispute_id),
+            lambda: self.game.claimBondShare(dispute_id, sender=sender or self.keeper),
+            task_id,
+            expect,
+        )
+
+    def withdraw(self, account, *, expect=None):
+        credit = self.game.credit(account)
+        rc = self._call(
+            lambda now: self.books.withdraw(account.address, credit),
+            lambda: self.game.withdraw(sender=account),
+            None,
+            expect,
+        )
+        if rc is not None:
+            self.ledger.got[account.address] += credit
+            # Whatever an earlier table left to this account went out too.
+            self.base_balance -= self.base_credit.get(account.address, 0)
+            self.base_credit[account.address] = 0
+        return rc
+
+    # --- disputes -------------------------------------------------------------------------------
+
+    def challenge(self, task_id, challenger, value: int = CHALLENGER_BOND, *, expect=None) -> int | None:
+        """Opens a dispute, and its :class:`Rules` replica and transcript; None if the books refuse
+        the challenge (then it reverted with their error)."""
         game = self.game
-        rc = game.challenge(task_id, sender=challenger, value=CHALLENGER_BOND)
-        self.ledger.paid[challenger.address] += CHALLENGER_BOND
+        self._watch(challenger)
+        dispute_id = game.disputeCount()
+        rc = self._call(
+            lambda now: self.books.challenge(task_id, dispute_id, challenger.address, value, now),
+            lambda: game.challenge(task_id, sender=challenger, value=value),
+            task_id,
+            expect,
+        )
+        if rc is None:
+            return None
+        self.ledger.paid[challenger.address] += value
         [opened] = [e for e in rc.events if e.event_name == "DisputeOpened"]
-        dispute_id = opened.disputeId
-        assert (opened.taskId, opened.challenger) == (task_id, challenger.address)
+        assert (opened.disputeId, opened.taskId) == (dispute_id, task_id)
+        assert opened.challenger == challenger.address
         self.disputes.setdefault(task_id, []).append(dispute_id)
         t, r = game.task(task_id), game.result(task_id)
-        n = game.model(t.modelId).nodeCount
-        replica = Rules.open(t.multiPhase, n, bytes(t.inputKey), bytes(r.finalState), self.truth_trace())
+        model = game.model(t.modelId)
+        inputs = (model.nodeCount, bytes(t.inputKey), bytes(r.finalState), self.truth_trace())
+        replica = Rules.open(t.multiPhase, *inputs, model.maxSteps)
         self.replicas[dispute_id] = replica
         tr = Transcript(dispute_id=dispute_id)
         tr.events = self._events(rc, dispute_id, None)
-        assert tr.events == replica.events
+        assert tr.events == replica.events == []
         self.transcripts[dispute_id] = tr
+        self.deadlines[dispute_id] = rc.timestamp + MOVE_WINDOW
         d = game.dispute(dispute_id)
         assert View.of(d) == replica.view() and d.challenger == challenger.address
-        assert d.deadline == rc.timestamp + MOVE_WINDOW and not d.localsLoaded
+        assert d.deadline == self.deadlines[dispute_id] and not d.localsLoaded
         return dispute_id
+
+    def move(
+        self, dispute_id: int, by, kind: str, *args, value: int | None = None, expect: str | None = None
+    ):
+        """One call on a dispute from ``by``: ``defend`` (``value``: the stake, default
+        ``challengerBond``), ``bisect`` (claim), ``respond`` (agree, claim), ``claim`` (steps,
+        finalState, claimedState), ``step`` (stateData[, proof]; anyone) or ``timeout`` (anyone).
+
+        The replica (a copy) plays it first, with the contract's checks before the phase's: a resolved
+        dispute, the deadline, a caller who is not a party, not its turn. Refused: the chain must revert
+        with the same error and the dispute stay as it was; returns None. Accepted: the chain must show
+        the replica's dispute, events and deadline, and the books' money; returns the receipt.
+        ``expect``: the error the move must be refused with (None: it must be accepted)."""
+        game, books = self.game, self.books
+        replica, book = self.replicas[dispute_id], books.disputes[dispute_id]
+        server = books.tasks[book.task].server
+        who = _addr(by)
+        party = {server: Party.SERVER, book.challenger: Party.CHALLENGER}.get(who, Party.NONE)
+        stake = CHALLENGER_BOND if value is None else value
+        now, deadline = self.chain.pending_timestamp, self.deadlines[dispute_id]
+        trial = copy.deepcopy(replica)
+        before = replica.view()
+        try:
+            if trial.phase == Phase.RESOLVED:
+                raise RuleError("WrongPhase", phase=Phase.RESOLVED)
+            if kind == "timeout":
+                if now <= deadline:
+                    raise RuleError("DeadlineNotPassed")
+                trial.timeout()
+            elif now > deadline:
+                raise RuleError("DeadlinePassed")
+            elif kind == "step":
+                trial.step(*args)
+            elif party == Party.NONE:
+                raise RuleError("NotParty")
+            elif kind == "defend":
+                trial.defend(party, stake)
+            elif kind == "bisect":
+                trial.bisect(party, *args)
+            elif kind == "respond":
+                trial.respond(party, *args)
+            else:
+                assert kind == "claim", kind
+                trial.claim_execution(party, *args)
+        except RuleError as error:
+            assert error.name == expect, f"refused with {error.name}{error.args_}, not {expect}"
+            chain_before = game.dispute(dispute_id)
+            with self.reverts(error):
+                self._send(dispute_id, by, kind, args, stake)
+            assert game.dispute(dispute_id) == chain_before
+            return None
+        assert expect is None, f"accepted, not refused with {expect}"
+        rc = self._send(dispute_id, by, kind, args, stake)
+        assert rc.timestamp == now
+        self.replicas[dispute_id] = replica = trial
+        view = View.of(game.dispute(dispute_id))
+        assert view == replica.view(), f"contract {view} != rules {replica.view()}"
+        tr = self.transcripts[dispute_id]
+        new = self._events(rc, dispute_id, before.phase)
+        assert new == replica.events[len(tr.events) :], (new, replica.events[len(tr.events) :])
+        tr.events += new
+        mover = party if kind == "step" else before.turn
+        tr.txs.append((kind, before.phase, mover))
+        if replica.phase != Phase.RESOLVED:
+            self.deadlines[dispute_id] = rc.timestamp + MOVE_WINDOW
+        assert game.dispute(dispute_id).deadline == self.deadlines[dispute_id]
+        effects = []
+        if kind == "defend":
+            self.ledger.paid[who] += stake
+            effects += books.defend(dispute_id)
+        if replica.phase == Phase.RESOLVED:
+            effects += books.resolve(dispute_id, replica.winner)
+        assert self._task_events(rc) == effects, (self._task_events(rc), effects)
+        if effects or kind == "defend" or replica.phase == Phase.RESOLVED:
+            self.check(book.task)
+        else:
+            assert game.balance - self.base_balance == books.held
+        return rc
+
+    def _send(self, dispute_id, by, kind, args, stake):
+        game = self.game
+        if kind == "defend":
+            return game.defend(dispute_id, sender=by, value=stake)
+        if kind == "bisect":
+            return game.bisect(dispute_id, *args, sender=by)
+        if kind == "respond":
+            return game.respond(dispute_id, *args, sender=by)
+        if kind == "claim":
+            return game.claimExecution(dispute_id, *args, sender=by)
+        if kind == "step":
+            state, proof = (args[0], args[1]) if len(args) > 1 else (args[0], b"")
+            return game.step(dispute_id, state, proof, sender=by)
+        assert kind == "timeout", kind
+        return game.timeout(dispute_id, sender=by)
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -806,13 +1404,22 @@ class Table:
         self.chain.pending_timestamp = timestamp
 
     def past_deadline(self, dispute_id: int, check: bool = True):
-        """Checks that ``timeout`` reverts at the deadline, then moves the clock past it."""
-        deadline = self.game.dispute(dispute_id).deadline
+        """Checks that ``timeout`` reverts at the deadline (if the clock is not past it already), then
+        moves the clock past it."""
+        deadline = self.deadlines[dispute_id]
+        if self.chain.pending_timestamp > deadline:
+            return
         if check:
             self.at(deadline)
-            with ape.reverts(self.game.DeadlineNotPassed):
-                self.game.timeout(dispute_id, sender=self.keeper)
+            assert self.move(dispute_id, self.keeper, "timeout", expect="DeadlineNotPassed") is None
         self.at(deadline + 1)
+
+    def timeout(self, dispute_id: int):
+        """The clock past the dispute's deadline, then ``timeout`` by the keeper."""
+        self.past_deadline(dispute_id)
+        rc = self.move(dispute_id, self.keeper, "timeout")
+        assert rc is not None
+        return rc
 
     # --- the dispute ----------------------------------------------------------------------------
 
@@ -823,43 +1430,42 @@ class Table:
         challenger: ChallengerPlan,
         *,
         until=None,
+        moves: int | None = None,
         load_locals: bool = False,
         max_moves: int = 400,
     ) -> Transcript | None:
-        """Plays the dispute to its end (or returns None on reaching phase ``until``), checking after
-        every move that the contract's dispute is the :class:`Rules` replica's, that it emitted the
-        replica's events and that the deadline moved to the move's time + ``moveWindow``.
+        """Plays the dispute by the plans to its end, or returns None on reaching phase ``until`` or
+        after ``moves`` transactions. Every move goes through :meth:`move` (the replica and the books
+        against the chain).
 
-        ``load_locals``: the keeper checks that ``loadLocalValues`` reverts in phases ``Graph`` and
-        ``ExecutionClaim``, calls it once phase ``Execution`` or ``Step`` is reached (checking the values
-        of protocol §4.3, the event, and that a second call reverts), and that it reverts once the
-        dispute is resolved."""
+        ``load_locals``: the keeper checks that ``loadLocalValues`` reverts in phases ``Defense``,
+        ``Graph`` and ``ExecutionClaim``, calls it once phase ``Execution`` or ``Step`` is reached
+        (checking the values of protocol §4.3, the event, and that a second call reverts), and that it
+        reverts once the dispute is resolved."""
         game = self.game
-        tr, replica = self.transcripts[dispute_id], self.replicas[dispute_id]
-        vm = self.truth_trace()
-        deadline = None
-        for _ in range(max_moves):
-            d = game.dispute(dispute_id)
-            view = View.of(d)
-            assert view == replica.view(), f"contract {view} != rules {replica.view()}"
+        tr, vm = self.transcripts[dispute_id], self.truth_trace()
+        for sent in range(max_moves):
+            view = self.replicas[dispute_id].view()
             if view.phase == Phase.RESOLVED:
                 break
-            if deadline is not None:
-                assert d.deadline == deadline
-            if view.phase == until:
+            if view.phase == until or sent == moves:
                 return None
             if view.phase == Phase.STEP:
                 tr.step_lo = view.lo
             if load_locals:
                 self._locals_gate(dispute_id, view.phase, tr)
             move = next_move(view, server, challenger, tr, vm)
-            rc = self._send(dispute_id, view, move, server, challenger)
-            apply_move(replica, view.turn, move)
-            tr.txs.append(tx_of(move, view))
-            new = self._events(rc, dispute_id, view.phase)
-            assert new == replica.events[len(tr.events) :], (new, replica.events[len(tr.events) :])
-            tr.events += new
-            deadline = rc.timestamp + MOVE_WINDOW
+            kind = move[0]
+            if kind == "timeout":
+                self.past_deadline(dispute_id)
+                rc = self.move(dispute_id, self.keeper, "timeout")
+            elif kind == "step":
+                by = server.account if move[1] == Party.SERVER else challenger.account
+                rc = self.move(dispute_id, by, "step", move[2])
+            else:
+                by = server.account if view.turn == Party.SERVER else challenger.account
+                rc = self.move(dispute_id, by, kind, *move[1:])
+            assert rc is not None, f"the plan's move {move} was refused"
         else:
             raise AssertionError("the dispute did not end")
         tr.finish(View.of(game.dispute(dispute_id)), self._multi(game.dispute(dispute_id).taskId))
@@ -868,31 +1474,21 @@ class Table:
                 game.loadLocalValues(dispute_id, sender=self.keeper)
         return tr
 
-    def _send(self, dispute_id, view: View, move: tuple, server: ServerPlan, challenger: ChallengerPlan):
-        game, kind = self.game, move[0]
-        account = server.account if view.turn == Party.SERVER else challenger.account
-        if kind == "timeout":
-            return self._timeout(dispute_id)
-        if kind == "bisect":
-            return game.bisect(dispute_id, move[1], sender=account)
-        if kind == "respond":
-            return game.respond(dispute_id, move[1], move[2], sender=account)
-        if kind == "claim":
-            return game.claimExecution(dispute_id, *move[1:], sender=server.account)
-        assert kind == "step"
-        stepper = server.account if move[1] == Party.SERVER else challenger.account
-        return game.step(dispute_id, move[2], b"", sender=stepper)
-
     def _events(self, rc, dispute_id: int, phase) -> list:
         """The game's events of ``rc`` about the dispute, as :class:`Rules` tuples (``phase``: the phase
         the move was made in)."""
         out = []
         for e in rc.events:
-            if e.contract_address != self.game.address or e.event_name in ("DisputeOpened", "Withdrawn"):
+            if e.contract_address != self.game.address:
+                continue
+            name = e.event_name
+            if name not in DISPUTE_EVENTS:
+                assert name in (*TASK_EVENTS, "DisputeOpened"), e
                 continue
             assert e.disputeId == dispute_id, e
-            name = e.event_name
-            if name == "Bisected":
+            if name == "DisputeDefended":
+                out.append((name,))
+            elif name == "Bisected":
                 out.append((name, phase, Party(e.party), e.position, bytes(e.claim)))
             elif name == "Responded":
                 out.append((name, phase, Party(e.party), e.position, e.agree))
@@ -903,15 +1499,9 @@ class Table:
                 out.append((name, e.steps, bytes(e.finalState), bytes(e.claimedState)))
             elif name == "StepPlayed":
                 out.append((name, e.position, bytes(e.postState)))
-            elif name == "DisputeResolved":
-                out.append((name, Party(e.winner), e.byTimeout))
             else:
-                raise AssertionError(f"unexpected event {e}")
+                out.append((name, Party(e.winner), e.byTimeout))
         return out
-
-    def _timeout(self, dispute_id):
-        self.past_deadline(dispute_id)
-        return self.game.timeout(dispute_id, sender=self.keeper)
 
     def _multi(self, task_id: int) -> bool:
         if task_id not in self._modes:
@@ -921,7 +1511,7 @@ class Table:
     # --- local values ---------------------------------------------------------------------------
 
     def _locals_gate(self, dispute_id: int, phase: Phase, tr: Transcript):
-        if phase in (Phase.GRAPH, Phase.EXECUTION_CLAIM) and phase not in tr.gates:
+        if phase in (Phase.DEFENSE, Phase.GRAPH, Phase.EXECUTION_CLAIM) and phase not in tr.gates:
             with ape.reverts(self.game.LocalValuesNotLoadable):
                 self.game.loadLocalValues(dispute_id, sender=self.keeper)
             tr.gates.add(phase)
@@ -974,64 +1564,72 @@ class Table:
         return self.disputes.get(task_id, [])
 
     def settle(self, task_id: int, accounts, *, empty: bool = True, check_window: bool = False) -> TaskStatus:
-        """Finalizes (after the window) or closes what is left, lets ``accounts`` withdraw, and checks
-        that nothing stays locked and (``empty``) that the game holds no wei."""
-        game = self.game
-        t, r = game.task(task_id), game.result(task_id)
-        status = TaskStatus(t.status)
-        if status == TaskStatus.ANSWERED:
-            assert r.openDisputes == 0
-            end = r.submittedAt + t.window
+        """Ends a task whose disputes are all resolved: finalizes it after the window (``check_window``:
+        checking ``WindowOpen`` at the window's last second), or claims the bond share of each dispute
+        its challenger won, in the order of their ids (the last takes the remainder). Then checks that
+        the game holds nothing for the task, lets ``accounts`` withdraw, and (``empty``) that the game
+        holds no wei."""
+        game, book = self.game, self.books.tasks[task_id]
+        assert book.open == 0 == game.result(task_id).openDisputes, "a dispute is still open"
+        if book.status == TaskStatus.ANSWERED:
+            end = book.submitted + book.window
             if self.chain.pending_timestamp <= end:
                 if check_window:
                     self.at(end)
-                    with ape.reverts(game.WindowOpen):
-                        game.finalize(task_id, sender=self.keeper)
+                    assert self.finalize(task_id, expect="WindowOpen") is None
                 self.at(end + 1)
-            game.finalize(task_id, sender=self.keeper)
-            status = TaskStatus.FINALIZED
-        elif status == TaskStatus.REJECTED:
-            for i in self.disputes_of(task_id):
-                if Phase(game.dispute(i).phase) != Phase.RESOLVED:
-                    rc = game.closeDispute(i, sender=self.keeper)
-                    assert [e.event_name for e in rc.events] == ["DisputeClosed"]
-                    assert Phase(game.dispute(i).phase) == Phase.RESOLVED
-        t, r = game.task(task_id), game.result(task_id)
-        assert TaskStatus(t.status) == status in (TaskStatus.FINALIZED, TaskStatus.REJECTED)
-        assert r.openDisputes == 0
+            assert self.finalize(task_id) is not None
+        for i in self.disputes_of(task_id):
+            d = self.books.disputes[i]
+            if d.winner == Party.CHALLENGER and not d.share_claimed:
+                assert self.claim_share(i) is not None
+        assert self.books.locked(task_id) == 0, "wei stays locked"
+        self.check(task_id)
+        assert book.status in (TaskStatus.FINALIZED, TaskStatus.REJECTED, TaskStatus.CANCELLED)
         self.withdraw_all(accounts, empty=empty)
-        return status
+        return book.status
 
     def withdraw_all(self, accounts, *, empty: bool = True):
         for account in {a.address: a for a in accounts}.values():
-            amount = self.game.credit(account)
-            if amount:
-                rc = self.game.withdraw(sender=account)
-                [ev] = [e for e in rc.events if e.event_name == "Withdrawn"]
-                assert ev.amount == amount
-                self.ledger.got[account.address] += amount
+            if self.game.credit(account):
+                assert self.withdraw(account) is not None
         if empty:
-            assert self.game.balance == 0, "wei left in the game"
+            assert self.books.held == 0 and not any(self.books.credit.values())
+            assert self.game.balance == self.base_balance == 0, "wei left in the game"
 
 
-def expected_nets(server, requester, outcomes: dict, finalized: bool) -> Counter:
-    """Net wei per address by protocol §5. ``outcomes``: challenger address → ``"won"``, ``"lost"`` or
-    ``"closed"``."""
+def expected_nets(server, requester, disputes: dict, *, revealed: bool = True) -> Counter:
+    """Net wei per address of one task by protocol §5, in closed form. ``disputes``: challenger →
+    ``(winner, defended)``, in the order of the disputes' ids (:meth:`Table.settle` claims the bond
+    shares in that order: the last claim takes the remainder).
+
+    Each dispute: the challenger's stake, and the server's if it defended, to the winner (an undefended
+    dispute only the challenger can win). Any challenger win: the requester gets the reward back and the
+    winners share the server's bond. None: the server takes reward and bond if it revealed its output,
+    else the requester does."""
     net: Counter = Counter()
-    net[requester.address] -= REWARD
-    net[server.address] -= SERVER_BOND
-    half = SERVER_BOND // 2
-    assert list(outcomes.values()).count("won") <= 1
-    for addr, outcome in outcomes.items():
-        if outcome == "won":
-            net[addr] += half
-            net[requester.address] += REWARD + SERVER_BOND - half
-        elif outcome == "lost":
-            net[addr] -= CHALLENGER_BOND
-            net[server.address] += CHALLENGER_BOND
-        else:
-            assert outcome == "closed"
-    if finalized:
-        assert "won" not in outcomes.values()
-        net[server.address] += REWARD + SERVER_BOND
+    server, requester = _addr(server), _addr(requester)
+    net[requester] -= REWARD
+    net[server] -= SERVER_BOND
+    winners = []
+    for challenger, (winner, defended) in disputes.items():
+        challenger = _addr(challenger)
+        assert winner in (Party.SERVER, Party.CHALLENGER) and (defended or winner == Party.CHALLENGER)
+        net[challenger] -= CHALLENGER_BOND
+        if defended:
+            net[server] -= CHALLENGER_BOND
+        stakes = CHALLENGER_BOND * (2 if defended else 1)
+        net[challenger if winner == Party.CHALLENGER else server] += stakes
+        if winner == Party.CHALLENGER:
+            winners.append(challenger)
+    if winners:
+        net[requester] += REWARD
+        share = SERVER_BOND // len(winners)
+        for w in winners:
+            net[w] += share
+        net[winners[-1]] += SERVER_BOND - share * len(winners)
+    elif revealed:
+        net[server] += REWARD + SERVER_BOND
+    else:
+        net[requester] += REWARD + SERVER_BOND
     return net

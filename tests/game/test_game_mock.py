@@ -1,7 +1,8 @@
 """The verification game against ``AlphabetVM``: an adversarial matrix of honest and lying servers and
 challengers (docs/protocol.md §3–§5), played move by move by ``_mock_driver``.
 
-A bisection round is one halving and one transaction (protocol §4.1): the challenger opens each phase
+A dispute opens in phase ``Defense``: the server stakes ``challengerBond`` (``defend``) or loses by
+timeout. A bisection round is one halving and one transaction (protocol §4.1): the challenger opens each phase
 with ``bisect`` (its claim at the midpoint); every later move is a ``respond`` by whoever's turn it is,
 the verdict on the other side's pending claim and its own claim at the next midpoint. Rounds are
 numbered over the dispute from 0; in a phase's round ``j`` the challenger claims for even ``j`` and the
@@ -9,13 +10,16 @@ server for odd ``j``, and the other side judges. A party's part in a round (its 
 what ``flip`` makes a lie; ``quit_at = (phase, i)`` is a party's ``i``-th transaction of that phase.
 
 Every played case checks, after every move, that the contract's dispute is the Python reference's
-(``_mock_driver.Rules``) and that its events are the reference's; that the whole transcript (moves and
+(``_mock_driver.Rules``) and that its events are the reference's, and after every call that moves
+money that the credits, the balance and the task, result and dispute fields are those of the money
+reference (``_mock_driver.Books``, which must conserve wei); that the whole transcript (moves and
 events: every claim with its author and position, every verdict) is the one ``predict`` gives; who
 wins (and, where one side is honest, that it is the honest side); the rounds and transactions per phase
 (protocol §4.1, §6); ``loadLocalValues`` (it reverts before phase 2's bisection and after the end,
-writes the values of protocol §4.3 once); each account's net wei against protocol §5; that the task
-ends Finalized or Rejected with every dispute Resolved, and that the game holds no wei once everybody
-has withdrawn. Randomness (graph values, lies) is seeded.
+writes the values of protocol §4.3 once); each account's net wei against protocol §5 in closed form
+(``expected_nets``); that the task ends Finalized or Rejected with every dispute Resolved and every
+bond share claimed, that nothing stays locked, and that the game holds no wei once everybody has
+withdrawn. Randomness (graph values, lies) is seeded.
 
 ``AlphabetVM`` ignores local values, so each case runs on the game whose VM exits with the node
 program's verdict on the node the dispute reaches (``plans``, ``node_verdict``).
@@ -30,6 +34,7 @@ from _mock_driver import (
     CHALLENGER_BOND,
     COMMITMENT,
     INVALID,
+    MAX_STEPS,
     MIN_WINDOW,
     MOVE_WINDOW,
     REWARD,
@@ -37,9 +42,11 @@ from _mock_driver import (
     VALID,
     WINDOW,
     ZERO,
+    Books,
     ChallengerPlan,
     Party,
     Phase,
+    RuleError,
     ServerPlan,
     Table,
     TaskStatus,
@@ -63,7 +70,8 @@ from opml.oracle import ChunkTree, localize_ident
 INPUT = b"an input of more than one chunk: " + bytes(range(40))
 NODE_COUNTS = (1, 4, 5)
 HALTS = (1, 4, 6)
-GRAPH, CLAIM, EXECUTION, STEP, RESOLVED = (
+DEFENSE, GRAPH, CLAIM, EXECUTION, STEP, RESOLVED = (
+    Phase.DEFENSE,
     Phase.GRAPH,
     Phase.EXECUTION_CLAIM,
     Phase.EXECUTION,
@@ -75,7 +83,8 @@ SERVER, CHALLENGER = Party.SERVER, Party.CHALLENGER
 
 @pytest.fixture(scope="module")
 def decks(project, deployer, oracle):
-    """One ``OpmlGame`` per ``AlphabetVM(haltAt, haltStatus)``, each with a model per node count."""
+    """One ``OpmlGame`` per ``AlphabetVM(haltAt, haltStatus)``, each with a model per node count (input
+    ``INPUT``, step bound ``MAX_STEPS``)."""
     out = {}
     for halt_at in HALTS:
         for status in (VALID, INVALID):
@@ -86,7 +95,9 @@ def decks(project, deployer, oracle):
             program = vm.stateHash(vm.initialState())
             models = {}
             for n in NODE_COUNTS:
-                rc = game.registerModel(COMMITMENT, n, program, program, "ipfs://mock", sender=deployer)
+                rc = game.registerModel(
+                    COMMITMENT, n, len(INPUT), MAX_STEPS, program, program, "ipfs://mock", sender=deployer
+                )
                 models[n] = rc.events[0].modelId
             out[(halt_at, status)] = (vm, game, models)
     return out
@@ -100,6 +111,22 @@ def keeper(accounts):
 @pytest.fixture
 def challenger2(accounts):
     return accounts[4]
+
+
+@pytest.fixture
+def server2(accounts):
+    return accounts[6]
+
+
+@pytest.fixture
+def sock(accounts):
+    """An account of the server's own, challenging its result."""
+    return accounts[7]
+
+
+@pytest.fixture
+def challenger3(accounts):
+    return accounts[8]
 
 
 @pytest.fixture
@@ -190,6 +217,9 @@ def run(table, requester, sp, cp, truth, verdict, *, n, multi=True, honest_onlin
     assert got.events == want.events
     assert got.txs == want.txs
     assert got.outcome == want.outcome
+    defended = sp.quit_at != "defend"
+    assert got.txs[0] == (("defend" if defended else "timeout"), DEFENSE, SERVER)
+    assert got.events[0] == (("DisputeDefended",) if defended else ("DisputeResolved", CHALLENGER, True))
     check_rounds(got, n if multi else None, sp.trace.claimed_steps)
     check_claims(got, sp, cp, truth, multi)
 
@@ -203,13 +233,12 @@ def run(table, requester, sp, cp, truth, verdict, *, n, multi=True, honest_onlin
 
     everyone = [requester, sp.account, cp.account, tb.keeper]
     status = tb.settle(task_id, everyone, check_window=True)
-    outcome = "won" if got.winner == CHALLENGER else "lost"
-    assert status == (TaskStatus.REJECTED if outcome == "won" else TaskStatus.FINALIZED)
-    nets = expected_nets(sp.account, requester, {cp.account.address: outcome}, status == TaskStatus.FINALIZED)
+    assert status == (TaskStatus.REJECTED if got.winner == CHALLENGER else TaskStatus.FINALIZED)
+    nets = expected_nets(sp.account, requester, {cp.account: (got.winner, defended)})
     for account in everyone:
         assert tb.ledger.net(account) == nets[account.address], account
     if status == TaskStatus.REJECTED:
-        assert tb.ledger.net(requester) >= 0
+        assert tb.ledger.net(requester) == 0  # the reward back
     if honest_online:
         honest_wins(got, sp, cp, tb, truth)
     return tb, got
@@ -274,14 +303,16 @@ def check_local_values(tb, dispute_id, got, multi, input_key):
 
 
 def honest_wins(got, sp, cp, tb, truth):
-    """The protocol's promise: the honest side wins and loses no wei."""
+    """The protocol's promise: the honest side wins, and takes the other side's stake (an honest
+    server, also the reward; an honest challenger, the liar's whole bond, as the only winner)."""
     server_honest = sp.graph == truth and sp.trace.lie_from is None and sp.honest_play
+    defended = sp.quit_at != "defend"
     if server_honest:  # a challenger of an honest result lies, however it plays
-        assert got.winner == SERVER
-        assert tb.ledger.net(sp.account) >= 0
+        assert got.winner == SERVER and defended
+        assert tb.ledger.net(sp.account) == REWARD + CHALLENGER_BOND
     elif cp.honest:
         assert got.winner == CHALLENGER
-        assert tb.ledger.net(cp.account) >= 0
+        assert tb.ledger.net(cp.account) == SERVER_BOND + (CHALLENGER_BOND if defended else 0)
 
 
 # --- a lying server against an honest challenger --------------------------------------------------
@@ -297,7 +328,7 @@ def test_server_lies_from_each_node(table, requester, server, challenger, lie_no
     assert got.node == lie_node and got.winner == CHALLENGER and not got.by_timeout
     assert got.kinds()[-1] == "step"
     assert got.claimed == sp.graph.positions[lie_node + 1]
-    assert tb.ledger.net(server) == -SERVER_BOND
+    assert tb.ledger.net(server) == -SERVER_BOND - CHALLENGER_BOND
     # Rounds: ⌈log2 5⌉ = 3 is the most; the paths to nodes 0, 1 and 2 take ⌊log2 5⌋ = 2.
     assert got.rounds[GRAPH] == (2 if lie_node < 3 else 3) == path_rounds(5, lie_node)
     assert got.rounds[EXECUTION] == 3 == path_rounds(6, 5)
@@ -359,8 +390,8 @@ def test_server_lies_at_each_round(table, requester, server, challenger, server_
     tb, got = run(table, requester, sp, cp, truth, verdict, n=4)
     assert got.winner == CHALLENGER
     assert got.rounds == {GRAPH: 2, EXECUTION: 2}
-    assert tb.ledger.net(server) == -SERVER_BOND
-    assert tb.ledger.net(challenger) == SERVER_BOND // 2
+    assert tb.ledger.net(server) == -SERVER_BOND - CHALLENGER_BOND
+    assert tb.ledger.net(challenger) == SERVER_BOND + CHALLENGER_BOND
 
 
 # --- an honest server against a lying challenger --------------------------------------------------
@@ -391,7 +422,8 @@ def test_challenger_claim_defended_by_the_server():
     first = phase_one(sp, cp)
     lie = cp.claim(GRAPH, 2, 0)
     assert lie != truth.positions[2]
-    assert first.events[:3] == [
+    assert first.events[:4] == [
+        ("DisputeDefended",),
         ("Bisected", GRAPH, CHALLENGER, 2, lie),
         ("Responded", GRAPH, SERVER, 2, False),
         ("Bisected", GRAPH, SERVER, 1, truth.positions[1]),
@@ -477,12 +509,12 @@ def test_round_counts(table, requester, server, challenger, n, t, lie):
         assert want_graph == max_rounds(n)
     if t & (t - 1) == 0:
         assert want_exec == max_rounds(t)
-    # Transactions (protocol §6): challenge, phase 1, claimExecution, phase 2, step.
+    # Transactions (protocol §6): challenge, defend, phase 1, claimExecution, phase 2, step.
     for phase, size, h in ((GRAPH, n, want_graph), (EXECUTION, t, want_exec)):
         assert got.moves(phase) == (1 + h if size > 1 else 0) <= 1 + max_rounds(size)
     kinds = got.kinds()
-    assert len(kinds) + 1 == 1 + got.moves(GRAPH) + 1 + got.moves(EXECUTION) + 1
-    assert kinds.count("claim") == 1 and kinds.count("step") == 1
+    assert len(kinds) + 1 == 1 + 1 + got.moves(GRAPH) + 1 + got.moves(EXECUTION) + 1
+    assert kinds.count("defend") == kinds.count("claim") == kinds.count("step") == 1
 
 
 def test_worst_paths_reach_ceil_log2():
@@ -540,34 +572,108 @@ def test_reference_is_sound():
     assert set(seen) == {(CHALLENGER, CHALLENGER), (SERVER, SERVER)}
 
 
+def test_money_reference_is_conserved():
+    """The money reference (``Books``) over many random tasks: any number of disputes, each defended
+    or not, won by either side (an undefended one only by its challenger), resolved in any order,
+    shares claimed in any order after refused early claims: it conserves wei at every step, ends with
+    nothing locked, and each account's total is the closed form of ``expected_nets``."""
+    rng = random.Random(17)
+    for case in range(300):
+        books, now = Books(), 1000
+        requester, server = "R", "S"
+        challengers = [f"C{i}" for i in range(rng.randint(0, 5))]
+        revealed = rng.random() < 0.8
+        graph = honest_graph(INPUT, 2, case)
+        books.create(0, requester, REWARD, WINDOW, now)
+        books.commit(0, server, graph.final_state, SERVER_BOND, now)
+        if revealed:
+            books.reveal(0, server, graph)
+        outcomes = {}
+        for i, c in enumerate(challengers):
+            books.challenge(0, i, c, CHALLENGER_BOND, now)
+            defended = rng.random() < 0.6
+            if defended:
+                books.defend(i)
+            winner = rng.choice([SERVER, CHALLENGER]) if defended else CHALLENGER
+            outcomes[c] = (winner, defended)
+            assert books.conserved()
+        order = list(range(len(challengers)))
+        rng.shuffle(order)
+        for n, i in enumerate(order):
+            with pytest.raises(RuleError, match="NoBondShare"):  # not resolved yet
+                books.claim_share(i)
+            for j in order[:n]:  # resolved: no share while a dispute is open
+                won = outcomes[challengers[j]][0] == CHALLENGER
+                with pytest.raises(RuleError, match="DisputesOpen" if won else "NoBondShare"):
+                    books.claim_share(j)
+            books.resolve(i, outcomes[challengers[i]][0])
+            assert books.conserved()
+        if not any(w == CHALLENGER for w, _ in outcomes.values()):
+            books.finalize(0, now + WINDOW + 1)
+        claims = [i for i in order if outcomes[challengers[i]][0] == CHALLENGER]
+        rng.shuffle(claims)
+        for i in claims:
+            books.claim_share(i)
+            assert books.conserved()
+        assert books.locked() == 0, case
+        ordered = {challengers[i]: outcomes[challengers[i]] for i in claims}
+        ordered.update({c: o for c, o in outcomes.items() if c not in ordered})
+        nets = expected_nets(server, requester, ordered, revealed=revealed)
+        paid = Counter({requester: REWARD, server: SERVER_BOND})
+        for c, (_winner, defended) in outcomes.items():
+            paid[c] += CHALLENGER_BOND
+            paid[server] += CHALLENGER_BOND if defended else 0
+        for a in {requester, server, *challengers}:
+            assert books.credit[a] - paid[a] == nets[a], (case, a)
+        assert sum(nets.values()) == 0
+
+
 # --- honest result, no challenge ------------------------------------------------------------------
 
 
 def test_unchallenged_result_finalizes(table, requester, server, challenger, keeper):
     """No challenge: ``finalize`` at the window's last second reverts, one second later it pays the
-    server reward + bond."""
+    server reward + bond. The output is revealed after the commitment, by the server only, once, and
+    only the output its ``S_{N−1}`` holds as leaf N."""
     tb, models = table(6, VALID)
     game = tb.game
     graph = honest_graph(INPUT, 5, 51)
+    wrong = lying_graph(graph, 4, 51)  # another output (and S_{N−1})
     task_id = tb.create_task(requester, models[5], INPUT)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.OPEN):
-        game.finalize(task_id, sender=keeper)
-    rc = tb.submit(task_id, server, graph)
+    assert tb.finalize(task_id, expect="WrongTaskStatus") is None
+    assert tb.reveal(task_id, server, graph, expect="WrongTaskStatus") is None
+    rc = tb.commit(task_id, server, graph.final_state)
+    [ev] = [e for e in rc.events if e.event_name == "ResultSubmitted"]
+    assert (ev.server, bytes(ev.finalState)) == (server.address, graph.final_state)  # no output yet
     end = rc.timestamp + WINDOW
-    assert game.result(task_id).submittedAt == rc.timestamp
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.ANSWERED):
-        game.submitResult(task_id, *graph.submit_args(), sender=server, value=SERVER_BOND)
+    assert bytes(game.result(task_id).outputKey) == ZERO
+    assert tb.commit(task_id, server, graph.final_state, expect="WrongTaskStatus") is None
+    assert tb.reveal(task_id, challenger, graph, expect="NotServer") is None  # even with the right output
+    assert tb.reveal(task_id, server, wrong, expect="OutputNotInState") is None
+    output, root, siblings = graph.reveal_args()
+    for bad in (
+        (output + b"!", root, siblings),
+        (output, wrong.tree.root, siblings),
+        (output, root, siblings[:-1]),
+        (output, root, [*siblings, ZERO]),
+    ):
+        with ape.reverts(game.OutputNotInState):
+            game.revealOutput(task_id, *bad, sender=server)
+    for size in (0, 4097):
+        with ape.reverts(game.InvalidDataSize):
+            game.revealOutput(task_id, bytes(size), root, siblings, sender=server)
+    rc = tb.reveal(task_id, server, graph)
+    assert bytes(game.result(task_id).outputKey) == graph.keys[-1]
+    assert tb.reveal(task_id, server, graph, expect="AlreadyRevealed") is None
     tb.at(end)
-    with ape.reverts(game.WindowOpen):
-        game.finalize(task_id, sender=keeper)
+    assert tb.finalize(task_id, expect="WindowOpen") is None
     tb.at(end + 1)
-    rc = game.finalize(task_id, sender=keeper)
+    rc = tb.finalize(task_id)
     assert [e.event_name for e in rc.events] == ["ResultFinalized"]
     assert game.credit(server) == REWARD + SERVER_BOND
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.FINALIZED):
-        game.finalize(task_id, sender=keeper)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.FINALIZED):
-        game.challenge(task_id, sender=challenger, value=CHALLENGER_BOND)
+    assert tb.finalize(task_id, expect="WrongTaskStatus") is None
+    assert tb.challenge(task_id, challenger, expect="WrongTaskStatus") is None
+    assert tb.reveal(task_id, server, graph, expect="WrongTaskStatus") is None
     assert tb.settle(task_id, [requester, server, keeper]) == TaskStatus.FINALIZED
     assert tb.ledger.net(server) == REWARD and tb.ledger.net(requester) == -REWARD
     with ape.reverts(game.NothingToWithdraw):
@@ -589,6 +695,7 @@ def test_finalize_with_open_dispute(table, requester, server, challenger, keeper
         game.finalize(task_id, sender=keeper)
     with ape.reverts(game.WindowClosed):
         game.challenge(task_id, sender=keeper, value=CHALLENGER_BOND)
+    assert tb.finalize(task_id, expect="DisputesOpen") is None
     got = tb.play(dispute_id, sp, cp)
     assert got.winner == SERVER
     assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.FINALIZED
@@ -600,6 +707,8 @@ def test_finalize_with_open_dispute(table, requester, server, challenger, keeper
 
 TIMEOUTS = [
     # (who misses its move, which, multi-phase)
+    ("server", "defend", True),
+    ("server", "defend", False),
     ("server", (GRAPH, 0), True),  # its first respond of phase 1
     ("server", (GRAPH, 1), True),  # its second (the one that ends phase 1)
     ("server", "claim", True),
@@ -626,10 +735,12 @@ def _timeout_id(case):
 @pytest.mark.parametrize("honest_quits", [False, True], ids=["liar-quits", "honest-quits"])
 @pytest.mark.parametrize("case", TIMEOUTS, ids=[_timeout_id(c) for c in TIMEOUTS])
 def test_timeouts(table, requester, server, challenger, case, honest_quits):
-    """The side whose turn it is loses after the deadline, at every kind of move; ``timeout`` at the
-    deadline itself reverts ``DeadlineNotPassed`` (checked by the driver before every timeout). The side
-    that quits is the liar (a lying server; an honest server's challenger, which agrees with
-    everything), or the honest side, which then loses too (protocol §1: parties are online)."""
+    """The side whose turn it is loses after the deadline, at every kind of move (the server's
+    ``defend`` included); ``timeout`` at the deadline itself reverts ``DeadlineNotPassed`` (checked by
+    the driver before every timeout). The side that quits is the liar (a lying server; an honest
+    server's challenger, which agrees with everything), or the honest side, which then loses too
+    (protocol §1: parties are online). An undefended dispute pays its challenger only its own stake
+    back (and the server's bond)."""
     who, at, multi = case
     server_quits = who == "server"
     lying_server = server_quits != honest_quits
@@ -646,13 +757,17 @@ def test_timeouts(table, requester, server, challenger, case, honest_quits):
         always=None if lying_server else True,
         seed=61,
     )
-    _tb, got = run(table, requester, sp, cp, truth, verdict, n=5, multi=multi, honest_online=not honest_quits)
+    tb, got = run(table, requester, sp, cp, truth, verdict, n=5, multi=multi, honest_online=not honest_quits)
     quitter = SERVER if server_quits else CHALLENGER
-    phase = {"claim": CLAIM, "step": STEP}[at] if isinstance(at, str) else at[0]
+    phase = {"defend": DEFENSE, "claim": CLAIM, "step": STEP}[at] if isinstance(at, str) else at[0]
     assert got.txs[-1] == ("timeout", phase, quitter)
     assert got.winner == other(quitter) and got.by_timeout
     if isinstance(at, tuple):
         assert got.moves(phase, quitter) == at[1]
+    if at == "defend":
+        assert got.txs == [("timeout", DEFENSE, SERVER)]
+        assert tb.ledger.net(challenger) == SERVER_BOND
+        assert tb.ledger.net(server) == -SERVER_BOND
 
 
 def test_honest_server_offline_at_step_loses(table, requester, server, challenger):
@@ -664,7 +779,7 @@ def test_honest_server_offline_at_step_loses(table, requester, server, challenge
     tb, got = run(table, requester, sp, cp, truth, verdict, n=5, honest_online=False)
     assert got.winner == CHALLENGER and got.by_timeout
     assert got.txs[-1] == ("timeout", STEP, SERVER)
-    assert tb.ledger.net(server) == -SERVER_BOND
+    assert tb.ledger.net(server) == -SERVER_BOND - CHALLENGER_BOND
 
 
 # --- both sides lying -----------------------------------------------------------------------------
@@ -713,62 +828,58 @@ def test_both_lie(table, requester, server, challenger, seed):
 
 
 def test_two_challengers_honest_wins(table, requester, server, challenger, challenger2, keeper):
-    """A lying result, an honest challenger and a lying one (who agrees with everything): the honest one
-    wins, the result is rejected, and the other dispute can only be closed (its bond refunded)."""
+    """A lying result, an honest challenger and a sloppy one (who agrees with every claim): the honest
+    one wins and the result is rejected, but that ends no other dispute. The sloppy one's is played on
+    after the rejection (moves, the step), no new challenge is taken, the bond shares wait until it is
+    over, and the rejection refunds the requester once. Agreeing with a lying server's every claim
+    leaves the sloppy challenger the last step, which it wins too: the two share the server's bond."""
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=81)
+    sloppy = ChallengerPlan(challenger2, truth, cp.trace, always=True, seed=81)
     tb, models = table(6, verdict)
     game = tb.game
     task_id = tb.create_task(requester, models[5], INPUT)
     tb.submit(task_id, server, sp.graph)
-    d_liar = tb.challenge(task_id, challenger2)
+    d_sloppy = tb.challenge(task_id, challenger2)
     d_honest = tb.challenge(task_id, cp.account)
     assert game.result(task_id).openDisputes == 2
-    assert game.localContext(d_liar) != game.localContext(d_honest)
-    # The liar's dispute gets one round in (its claim at 2, the server's agreement and claim at 3),
-    # then waits on the liar.
-    game.bisect(d_liar, truth.positions[2], sender=challenger2)
-    game.respond(d_liar, True, sp.graph_claim(3), sender=server)
-    with ape.reverts(game.ResultNotRejected):
-        game.closeDispute(d_liar, sender=keeper)
+    assert game.localContext(d_sloppy) != game.localContext(d_honest)
+    # The sloppy dispute gets its defense and one round in (its claim at 2, the server's agreement and
+    # claim at 3), then waits on its challenger.
+    assert tb.play(d_sloppy, sp, sloppy, moves=3) is None
+    d = game.dispute(d_sloppy)
+    assert Phase(d.phase) == GRAPH and Party(d.turn) == CHALLENGER and (d.lo, d.hi) == (2, 5)
+    assert tb.claim_share(d_sloppy, expect="NoBondShare") is None  # not won
 
     got = tb.play(d_honest, sp, cp)
     assert got.winner == CHALLENGER
     assert game.task(task_id).status == TaskStatus.REJECTED
+    assert game.credit(requester) == REWARD
+    assert tb.claim_share(d_honest, expect="DisputesOpen") is None  # the sloppy dispute is not over
+    assert tb.challenge(task_id, keeper, expect="WrongTaskStatus") is None
+    assert tb.finalize(task_id, expect="WrongTaskStatus") is None
 
-    # Moves, steps and timeouts on the other dispute revert; only closing is left.
-    d = game.dispute(d_liar)
-    assert Phase(d.phase) == GRAPH and Party(d.turn) == CHALLENGER and (d.lo, d.hi) == (2, 5)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.respond(d_liar, True, truth.positions[4], sender=challenger2)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.bisect(d_liar, truth.positions[3], sender=challenger2)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.step(d_liar, vm_state(0, 3), b"", sender=keeper)
-    with ape.reverts(game.LocalValuesNotLoadable):
-        game.loadLocalValues(d_liar, sender=keeper)
-    tb.at(d.deadline + 1)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.timeout(d_liar, sender=keeper)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.challenge(task_id, sender=keeper, value=CHALLENGER_BOND)
-    rc = game.closeDispute(d_liar, sender=keeper)
-    assert [e.event_name for e in rc.events] == ["DisputeClosed"]
-    assert game.credit(challenger2) == CHALLENGER_BOND
-    with ape.reverts(game.WrongPhase, phase=RESOLVED):
-        game.closeDispute(d_liar, sender=keeper)
-    with ape.reverts(game.WrongPhase, phase=RESOLVED):
-        game.respond(d_liar, True, truth.positions[4], sender=challenger2)
+    # The sloppy dispute goes on as the reference says.
+    got_sloppy = tb.play(d_sloppy, sp, sloppy, load_locals=True)
+    want = predict(sp, sloppy, True, verdict)
+    assert (got_sloppy.events, got_sloppy.txs) == (want.events, want.txs)
+    assert got_sloppy.winner == CHALLENGER and got_sloppy.txs[-1] == ("step", STEP, CHALLENGER)
+    assert game.task(task_id).challengerWins == 2
+    assert game.credit(requester) == REWARD  # refunded once
 
     everyone = [requester, server, challenger, challenger2, keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
-    nets = expected_nets(server, requester, {challenger.address: "won", challenger2.address: "closed"}, False)
+    outcomes = {challenger2: (CHALLENGER, True), challenger: (CHALLENGER, True)}
+    nets = expected_nets(server, requester, outcomes)
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
-    assert tb.ledger.net(challenger) == SERVER_BOND // 2 and tb.ledger.net(challenger2) == 0
+    assert tb.ledger.net(challenger) == CHALLENGER_BOND + SERVER_BOND - SERVER_BOND // 2
+    assert tb.ledger.net(challenger2) == CHALLENGER_BOND + SERVER_BOND // 2
+    assert tb.ledger.net(server) == -SERVER_BOND - 2 * CHALLENGER_BOND
 
 
 def test_two_challengers_liar_resolves_first(table, requester, server, challenger, challenger2):
-    """The lying challenger loses first (the server is paid its bond at once); the honest one still
-    rejects the result afterwards."""
+    """The lying challenger loses first (the server is paid both stakes of that dispute at once, and
+    keeps them); the honest one still rejects the result afterwards, and is the only one to share the
+    server's bond."""
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=4, seed=82)
     # The liar finds node 4 as the honest one does (rounds 0–2), then lies in its part of every
     # phase-2 round: the step it is left with is one the server computed right. (With one toy VM per
@@ -782,14 +893,18 @@ def test_two_challengers_liar_resolves_first(table, requester, server, challenge
     d_liar = tb.challenge(task_id, challenger2)
     got_liar = tb.play(d_liar, sp, liar, load_locals=True)
     assert got_liar.winner == SERVER and got_liar.node == 4
-    assert tb.game.credit(server) == CHALLENGER_BOND
+    assert tb.game.credit(server) == 2 * CHALLENGER_BOND
     assert tb.game.task(task_id).status == TaskStatus.ANSWERED
     got = tb.play(d_honest, sp, cp, load_locals=True)
     assert got.winner == CHALLENGER and got.events == predict(sp, cp, True, verdict).events
+    assert tb.claim_share(d_liar, expect="NoBondShare") is None  # the server won it
     everyone = [requester, server, challenger, challenger2, tb.keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
-    nets = expected_nets(server, requester, {challenger.address: "won", challenger2.address: "lost"}, False)
+    nets = expected_nets(server, requester, {challenger: (CHALLENGER, True), challenger2: (SERVER, True)})
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+    assert (
+        tb.ledger.net(challenger) == SERVER_BOND + CHALLENGER_BOND and tb.ledger.net(server) == -SERVER_BOND
+    )
 
 
 def test_two_lying_challengers_against_honest_server(table, requester, server, challenger, challenger2):
@@ -803,7 +918,7 @@ def test_two_lying_challengers_against_honest_server(table, requester, server, c
     assert tb.play(d1, sp, cp).winner == SERVER
     everyone = [requester, server, challenger, challenger2, tb.keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.FINALIZED
-    nets = expected_nets(server, requester, {challenger.address: "lost", challenger2.address: "lost"}, True)
+    nets = expected_nets(server, requester, {challenger: (SERVER, True), challenger2: (SERVER, True)})
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
     assert tb.ledger.net(server) == REWARD + 2 * CHALLENGER_BOND
 
@@ -834,14 +949,17 @@ def test_forged_witness_and_wrong_pre_state(table, requester, server, challenger
     # A forged witness: the VM reverts, so the step does.
     with ape.reverts(vm.BadWitness):
         game.step(dispute_id, pre, b"\xff" + bytes(31), sender=keeper)
+    assert tb.move(dispute_id, keeper, "step", pre, b"\xff", expect="BadWitness") is None
     # Pre-states that do not hash to the agreed state: the next one, the server's, a running state
     # one position off, and a malformed one (the VM's stateHash reverts).
     for wrong in (cp.trace.state(4), sp.trace.state(4), vm_state(3, 0), vm_state(2, 3)):
         with ape.reverts(game.WrongPreState):
             game.step(dispute_id, wrong, b"", sender=keeper)
+        assert tb.move(dispute_id, keeper, "step", wrong, expect="WrongPreState") is None
     with ape.reverts(vm.BadWitness):
         game.step(dispute_id, pre + b"\x00", b"", sender=keeper)
-    # No move but the step is left.
+    assert tb.move(dispute_id, server, "step", pre + b"\x00", expect="BadWitness") is None
+    # No move but the step is left; the defense is long over.
     with ape.reverts(game.WrongPhase, phase=STEP):
         game.bisect(dispute_id, sp.trace.hash(3), sender=server)
     with ape.reverts(game.WrongPhase, phase=STEP):
@@ -850,16 +968,22 @@ def test_forged_witness_and_wrong_pre_state(table, requester, server, challenger
         game.respond(dispute_id, True, ZERO, sender=challenger)
     with ape.reverts(game.WrongPhase, phase=STEP):
         game.claimExecution(dispute_id, 6, sp.trace.hash(6), sp.graph_claim(2), sender=server)
+    with ape.reverts(game.WrongPhase, phase=STEP):
+        game.defend(dispute_id, sender=server, value=CHALLENGER_BOND)
+    assert tb.move(dispute_id, server, "defend", expect="WrongPhase") is None
+    assert tb.move(dispute_id, challenger, "defend", expect="NotYourTurn") is None
     assert game.dispute(dispute_id) == before
     assert [game.credit(a) for a in (server, challenger, requester)] == credits
 
     # Anyone may step; the honest pre-state gives the true post-state, not the server's claim.
-    rc = game.step(dispute_id, pre, b"", sender=keeper)
+    rc = tb.move(dispute_id, keeper, "step", pre)
     [played] = [e for e in rc.events if e.event_name == "StepPlayed"]
     assert played.position == 3 and bytes(played.postState) == vm_hash(cp.trace.state(4))
     assert Party(game.dispute(dispute_id).winner) == CHALLENGER
     with ape.reverts(game.WrongPhase, phase=RESOLVED):
         game.step(dispute_id, pre, b"", sender=keeper)
+    assert tb.move(dispute_id, keeper, "step", pre, expect="WrongPhase") is None
+    assert tb.move(dispute_id, keeper, "timeout", expect="WrongPhase") is None
     assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.REJECTED
 
 
@@ -880,7 +1004,7 @@ def test_step_winner_is_hi_party_iff_post_state_matches(
     pre = cp.trace.opens(d.loHash)
     post = vm_hash(cp.trace.state(d.lo + 1))
     assert (post == bytes(d.hiHash)) == (hi_party == CHALLENGER)
-    rc = tb.game.step(dispute_id, pre, b"", sender=keeper)  # a third party
+    rc = tb.move(dispute_id, keeper, "step", pre)  # a third party
     [resolved] = [e for e in rc.events if e.event_name == "DisputeResolved"]
     assert Party(resolved.winner) == CHALLENGER and not resolved.byTimeout
     assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.REJECTED
@@ -889,13 +1013,14 @@ def test_step_winner_is_hi_party_iff_post_state_matches(
 # --- replays and refused moves --------------------------------------------------------------------
 
 
-def test_refused_moves(table, requester, server, challenger, challenger2, keeper, accounts):
+def test_refused_moves(table, requester, server, challenger, challenger2, keeper, server2):
     """Moves with an unknown or another dispute's id, by third parties or out of turn, a second move in
     one round, bisect with a claim pending and respond with none (``WrongMove``), zero claims and a claim
     on the move that ends the bisection (``InvalidClaim``), execution claims that contradict phase 1
-    (``InconsistentClaim``) or are no valid exit, moves after the deadline; self-challenges, double
-    challenges, wrong bonds, challenges after the window."""
-    server2 = accounts[6]
+    (``InconsistentClaim``) or are no valid exit, moves after the deadline; every move but ``defend``
+    in phase ``Defense``, a defense by anyone but the server or with another stake than
+    ``challengerBond``; self-challenges, double challenges, wrong bonds, challenges after the window.
+    Each refusal the driver sends is also predicted by the Python rules (``expect``)."""
     truth, sp, _cp, verdict = plans(server, challenger, n=5, t=6, lie_node=1, seed=101)
     true = truth.positions
     tb, models = table(6, verdict)
@@ -904,32 +1029,29 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
     task_b = tb.create_task(requester, models[5], INPUT)
 
     with ape.reverts(game.WrongBond, expected=SERVER_BOND):
-        game.submitResult(task_a, *sp.graph.submit_args(), sender=server, value=SERVER_BOND - 1)
-    output, final_state, root, siblings = sp.graph.submit_args()
-    with ape.reverts(game.OutputNotInState):
-        game.submitResult(
-            task_a, output + b"!", final_state, root, siblings, sender=server, value=SERVER_BOND
-        )
+        game.submitResult(task_a, sp.graph.final_state, sender=server, value=SERVER_BOND - 1)
+    assert tb.commit(task_a, server, sp.graph.final_state, SERVER_BOND + 1, expect="WrongBond") is None
+    with ape.reverts(game.UnknownId):
+        game.submitResult(task_b + 1, sp.graph.final_state, sender=server, value=SERVER_BOND)
+    with ape.reverts(game.UnknownId):
+        game.revealOutput(task_b + 1, *sp.graph.reveal_args(), sender=server)
     with ape.reverts(game.UnknownId):
         game.challenge(task_b + 1, sender=challenger, value=CHALLENGER_BOND)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.OPEN):
-        game.challenge(task_a, sender=challenger, value=CHALLENGER_BOND)
+    assert tb.challenge(task_a, challenger, expect="WrongTaskStatus") is None  # Open
     tb.submit(task_a, server, sp.graph)
     end_b = tb.submit(task_b, server2, sp.graph).timestamp + WINDOW
 
-    with ape.reverts(game.ChallengeNotAllowed):
-        game.challenge(task_a, sender=server, value=CHALLENGER_BOND)
-    with ape.reverts(game.WrongBond, expected=CHALLENGER_BOND):
-        game.challenge(task_a, sender=challenger, value=CHALLENGER_BOND + 1)
-    with ape.reverts(game.WrongBond, expected=CHALLENGER_BOND):
-        game.challenge(task_a, sender=challenger, value=0)
+    assert tb.challenge(task_a, server, expect="ChallengeNotAllowed") is None
+    assert tb.challenge(task_a, challenger, CHALLENGER_BOND + 1, expect="WrongBond") is None
+    assert tb.challenge(task_a, challenger, 0, expect="WrongBond") is None
     d_a = tb.challenge(task_a, challenger)
-    with ape.reverts(game.ChallengeNotAllowed):
-        game.challenge(task_a, sender=challenger, value=CHALLENGER_BOND)
+    assert tb.challenge(task_a, challenger, expect="ChallengeNotAllowed") is None
     d_b = tb.challenge(task_b, challenger2)
     assert game.challenged(task_a, challenger) and not game.challenged(task_a, challenger2)
 
     # An unknown id.
+    with ape.reverts(game.UnknownId):
+        game.defend(d_b + 1, sender=server, value=CHALLENGER_BOND)
     for fn, args, who in [
         (game.bisect, (true[2],), challenger),
         (game.respond, (True, true[1]), server),
@@ -937,12 +1059,48 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
         (game.loadLocalValues, (), keeper),
         (game.step, (vm_state(0, 3), b""), keeper),
         (game.timeout, (), keeper),
-        (game.closeDispute, (), keeper),
+        (game.claimBondShare, (), keeper),
     ]:
         with ape.reverts(game.UnknownId):
             fn(d_b + 1, *args, sender=who)
     with ape.reverts(game.UnknownId):
         game.dispute(d_b + 1)
+
+    # The defense: only the server's, with exactly the challenger's stake; nothing else before it.
+    d = game.dispute(d_a)
+    assert (Phase(d.phase), Party(d.turn), Party(d.hiParty), d.defended) == (
+        DEFENSE,
+        SERVER,
+        Party.NONE,
+        False,
+    )
+    assert (d.lo, d.hi, bytes(d.loHash), bytes(d.hiHash), bytes(d.midHash)) == (0, 0, ZERO, ZERO, ZERO)
+    for who in (keeper, challenger2, server2):  # a third party; B's challenger and server on A's dispute
+        assert tb.move(d_a, who, "defend", expect="NotParty") is None
+    assert tb.move(d_b, server, "defend", expect="NotParty") is None  # A's server on B's dispute
+    assert tb.move(d_a, challenger, "defend", expect="NotYourTurn") is None
+    for stake in (0, CHALLENGER_BOND - 1, CHALLENGER_BOND + 1, SERVER_BOND):
+        with ape.reverts(game.WrongBond, expected=CHALLENGER_BOND):
+            game.defend(d_a, sender=server, value=stake)
+        assert tb.move(d_a, server, "defend", value=stake, expect="WrongBond") is None
+    assert tb.move(d_a, challenger, "bisect", true[2], expect="NotYourTurn") is None
+    with ape.reverts(game.WrongPhase, phase=DEFENSE):
+        game.bisect(d_a, true[2], sender=server)
+    assert tb.move(d_a, server, "respond", True, true[2], expect="WrongPhase") is None
+    assert (
+        tb.move(d_a, server, "claim", 6, sp.trace.hash(6), sp.graph.final_state, expect="WrongPhase") is None
+    )
+    assert tb.move(d_a, keeper, "step", vm_state(0, 3), expect="WrongPhase") is None
+    assert tb.move(d_a, keeper, "timeout", expect="DeadlineNotPassed") is None
+    with ape.reverts(game.LocalValuesNotLoadable):
+        game.loadLocalValues(d_a, sender=keeper)
+    assert tb.claim_share(d_a, expect="NoBondShare") is None
+    assert game.dispute(d_a) == d
+    # Both servers defend; a second defense is refused.
+    rc = tb.move(d_b, server2, "defend")
+    assert [e.event_name for e in rc.events] == ["DisputeDefended"] and rc.events[0].disputeId == d_b
+    tb.move(d_a, server, "defend")
+    assert tb.move(d_a, server, "defend", expect="NotYourTurn") is None  # the challenger's turn now
 
     # Phase 1 opens with the challenger to move and no claim pending.
     d = game.dispute(d_a)
@@ -959,6 +1117,8 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
         game.respond(d_a, True, sp.graph_claim(2), sender=server)
     with ape.reverts(game.NotYourTurn):
         game.claimExecution(d_a, 6, sp.trace.hash(6), sp.graph_claim(2), sender=server)
+    with ape.reverts(game.NotYourTurn):
+        game.defend(d_a, sender=server, value=CHALLENGER_BOND)
     with ape.reverts(game.WrongMove):  # no claim to answer
         game.respond(d_a, True, true[2], sender=challenger)
     with ape.reverts(game.InvalidClaim):
@@ -969,12 +1129,10 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
         game.step(d_a, vm_state(0, 3), b"", sender=keeper)
     with ape.reverts(game.LocalValuesNotLoadable):
         game.loadLocalValues(d_a, sender=keeper)
-    with ape.reverts(game.ResultNotRejected):
-        game.closeDispute(d_a, sender=keeper)
     assert game.dispute(d_a) == d
 
     # Round 0: the challenger's claim at 2 (true); a second move in the same round is refused.
-    rc = game.bisect(d_a, true[2], sender=challenger)
+    rc = tb.move(d_a, challenger, "bisect", true[2])
     [ev] = [e for e in rc.events if e.event_name == "Bisected"]
     assert (ev.disputeId, Party(ev.party), ev.position, bytes(ev.claim)) == (d_a, CHALLENGER, 2, true[2])
     with ape.reverts(game.NotYourTurn):
@@ -983,13 +1141,16 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
         game.respond(d_a, False, true[1], sender=challenger)
     with ape.reverts(game.WrongMove):  # a claim is pending: the server must answer it
         game.bisect(d_a, sp.graph_claim(2), sender=server)
+    with ape.reverts(game.WrongPhase, phase=GRAPH):  # the server's turn, but no defense phase
+        game.defend(d_a, sender=server, value=CHALLENGER_BOND)
     with ape.reverts(game.InvalidClaim):  # [0, 2] is left: the server must claim at 1
         game.respond(d_a, False, ZERO, sender=server)
     for who in (keeper, challenger2):
         with ape.reverts(game.NotParty):
             game.respond(d_a, False, sp.graph_claim(1), sender=who)
+    assert tb.move(d_a, server, "respond", False, ZERO, expect="InvalidClaim") is None
     # The server (its S_1 differs from the truth from here on) disputes it and claims at 1.
-    rc = game.respond(d_a, False, sp.graph_claim(1), sender=server)
+    rc = tb.move(d_a, server, "respond", False, sp.graph_claim(1))
     names = [(e.event_name, Party(e.party), e.position) for e in rc.events]
     assert names == [("Responded", SERVER, 2), ("Bisected", SERVER, 1)]
     d = game.dispute(d_a)
@@ -1001,9 +1162,10 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
     # The verdict that ends phase 1 carries no claim.
     with ape.reverts(game.InvalidClaim):
         game.respond(d_a, True, true[1], sender=challenger)
+    assert tb.move(d_a, challenger, "respond", True, true[1], expect="InvalidClaim") is None
     # A move at the deadline is in time.
     tb.at(d.deadline)
-    rc = game.respond(d_a, True, ZERO, sender=challenger)
+    rc = tb.move(d_a, challenger, "respond", True, ZERO)
     assert [e.event_name for e in rc.events] == ["Responded", "PhaseOneEnded"]
     d = game.dispute(d_a)
     assert (Phase(d.phase), Party(d.turn), d.node, d.lo, d.hi) == (CLAIM, SERVER, 1, 1, 2)
@@ -1023,6 +1185,13 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
     for claimed in (true[2], ZERO):
         with ape.reverts(game.InconsistentClaim):
             game.claimExecution(d_a, 6, sp.trace.hash(6), claimed, sender=server)
+        assert tb.move(d_a, server, "claim", 6, sp.trace.hash(6), claimed, expect="InconsistentClaim") is None
+    with ape.reverts(game.StepsOverBound, maxSteps=MAX_STEPS):
+        game.claimExecution(d_a, MAX_STEPS + 1, sp.trace.hash(6), sp.graph_claim(2), sender=server)
+    assert (
+        tb.move(d_a, server, "claim", 2**64 - 1, sp.trace.hash(6), sp.graph_claim(2), expect="StepsOverBound")
+        is None
+    )
     with ape.reverts(game.LocalValuesNotLoadable):
         game.loadLocalValues(d_a, sender=keeper)
     assert game.dispute(d_a) == d
@@ -1031,12 +1200,16 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
     tb.at(d.deadline + 1)
     with ape.reverts(game.DeadlinePassed):
         game.claimExecution(d_a, 6, sp.trace.hash(6), sp.graph_claim(2), sender=server)
+    assert (
+        tb.move(d_a, server, "claim", 6, sp.trace.hash(6), sp.graph_claim(2), expect="DeadlinePassed") is None
+    )
     with ape.reverts(game.DeadlinePassed):
         game.bisect(d_b, true[2], sender=challenger2)
     with ape.reverts(game.DeadlinePassed):
         game.respond(d_b, True, true[2], sender=challenger2)
-    game.timeout(d_a, sender=keeper)
-    game.timeout(d_b, sender=keeper)
+    assert tb.move(d_b, keeper, "step", vm_state(0, 3), expect="DeadlinePassed") is None
+    tb.move(d_a, keeper, "timeout")
+    tb.move(d_b, challenger2, "timeout")  # anyone, a party too
     assert Party(game.dispute(d_a).winner) == CHALLENGER
     assert Party(game.dispute(d_b).winner) == SERVER
     for fn, args, who in [
@@ -1050,26 +1223,32 @@ def test_refused_moves(table, requester, server, challenger, challenger2, keeper
         game.bisect(d_b, true[2], sender=challenger2)
     with ape.reverts(game.LocalValuesNotLoadable):
         game.loadLocalValues(d_a, sender=keeper)
+    with ape.reverts(game.WrongPhase, phase=RESOLVED):
+        game.defend(d_a, sender=server, value=CHALLENGER_BOND)
     with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
         game.challenge(task_a, sender=challenger2, value=CHALLENGER_BOND)
-    with ape.reverts(game.ChallengeNotAllowed):
-        game.challenge(task_b, sender=challenger2, value=CHALLENGER_BOND)  # one dispute per challenger
+    assert tb.challenge(task_a, challenger2, expect="WrongTaskStatus") is None
+    assert tb.challenge(task_b, challenger2, expect="ChallengeNotAllowed") is None  # one per challenger
+    assert tb.claim_share(d_b, expect="NoBondShare") is None  # the server won it
+    tb.at(end_b)
+    assert tb.finalize(task_b, expect="WindowOpen") is None
     tb.at(end_b + 1)
     with ape.reverts(game.WindowClosed):
         game.challenge(task_b, sender=challenger, value=CHALLENGER_BOND)
+    assert tb.challenge(task_b, challenger, expect="WindowClosed") is None
 
     everyone = [requester, server, server2, challenger, challenger2, keeper]
     assert tb.settle(task_a, [], empty=False) == TaskStatus.REJECTED
+    assert tb.claim_share(d_a, expect="NoBondShare") is None  # claimed by settle: not twice
     assert tb.settle(task_b, everyone) == TaskStatus.FINALIZED
-    nets = expected_nets(server, requester, {challenger.address: "won"}, False)
-    nets.update(expected_nets(server2, requester, {challenger2.address: "lost"}, True))
+    nets = expected_nets(server, requester, {challenger: (CHALLENGER, True)})
+    nets.update(expected_nets(server2, requester, {challenger2: (SERVER, True)}))
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
     assert tb.ledger.net(server2) == REWARD + CHALLENGER_BOND  # a lie nobody proved: it stands
 
 
-def test_step_pre_state_from_another_dispute(table, requester, server, challenger, challenger2, accounts):
+def test_step_pre_state_from_another_dispute(table, requester, server, challenger, challenger2, server2):
     """Two disputes at the step at different positions: neither's pre-state opens the other's."""
-    server2 = accounts[6]
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=1, lie_step=2, seed=102)
     tb, models = table(6, verdict)
     game = tb.game
@@ -1091,13 +1270,15 @@ def test_step_pre_state_from_another_dispute(table, requester, server, challenge
     # Each server's own states do not open the other dispute either.
     with ape.reverts(game.WrongPreState):
         game.step(d_a, sp_b.trace.state(4), b"", sender=server)
-    game.step(d_a, cp.trace.state(a.lo), b"", sender=challenger)
-    game.step(d_b, cp.trace.state(b.lo), b"", sender=challenger2)
+    assert tb.move(d_a, server, "step", sp_b.trace.state(4), expect="WrongPreState") is None
+    tb.move(d_a, challenger, "step", cp.trace.state(a.lo))
+    tb.move(d_b, challenger2, "step", cp.trace.state(b.lo))
     assert Party(game.dispute(d_a).winner) == Party(game.dispute(d_b).winner) == CHALLENGER
     everyone = [requester, server, server2, challenger, challenger2]
     assert tb.settle(task_a, [], empty=False) == TaskStatus.REJECTED
     assert tb.settle(task_b, everyone) == TaskStatus.REJECTED
-    assert tb.ledger.net(requester) == 2 * (SERVER_BOND - SERVER_BOND // 2)
+    assert tb.ledger.net(requester) == 0  # both rewards back
+    assert tb.ledger.net(challenger) == tb.ledger.net(challenger2) == SERVER_BOND + CHALLENGER_BOND
 
 
 # --- the phase-2 local values ---------------------------------------------------------------------
@@ -1188,15 +1369,22 @@ def test_local_values(table, requester, server, challenger, keeper, lie_node, hi
     assert tb.local_values(dispute_id) == want  # written once
     with ape.reverts(game.LocalValuesNotLoadable):  # not after the end
         game.loadLocalValues(dispute_id, sender=keeper)
+    # The result is rejected; the other dispute is played on to its end, as the reference says.
+    other_got = tb.play(other_id, sp, agreeing)
+    want_other = predict(sp, agreeing, True, verdict)
+    assert (other_got.events, other_got.winner) == (want_other.events, want_other.winner)
     everyone = [requester, server, challenger, keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
-    assert tb.ledger.net(keeper) == 0  # its dispute was closed and refunded
+    nets = expected_nets(
+        server, requester, {challenger: (CHALLENGER, True), keeper: (other_got.winner, True)}
+    )
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
 
 
 @pytest.mark.parametrize("multi", [True, False])
 def test_local_values_without_phase_one(table, requester, server, challenger, multi):
     """With N = 1 (multi-phase: k = 0, S_{−1} computed on-chain) or in single-phase mode, phase 2 starts
-    at ``challenge`` with ``hiHash`` the result's S_{N−1}, the server's: its ``claimedState`` must be
+    at ``defend`` with ``hiHash`` the result's S_{N−1}, the server's: its ``claimedState`` must be
     that. The values are loadable once the execution is claimed."""
     n = 1 if multi else 4
     truth, sp, cp, verdict = plans(server, challenger, n=n, t=4, multi=multi, lie_node=0, seed=121)
@@ -1206,7 +1394,9 @@ def test_local_values_without_phase_one(table, requester, server, challenger, mu
     tb.submit(task_id, server, sp.graph)
     dispute_id = tb.challenge(task_id, challenger)
     tr = tb.transcripts[dispute_id]
-    assert tr.events == ([("PhaseOneEnded", 0)] if multi else [])
+    assert tr.events == [] and Phase(game.dispute(dispute_id).phase) == DEFENSE
+    tb.move(dispute_id, server, "defend")
+    assert tr.events == [("DisputeDefended",)] + ([("PhaseOneEnded", 0)] if multi else [])
     d = game.dispute(dispute_id)
     assert Phase(d.phase) == CLAIM and Party(d.turn) == SERVER
     assert (Party(d.hiParty), bytes(d.hiHash)) == (SERVER, sp.graph.final_state)
@@ -1231,6 +1421,11 @@ def test_local_values_without_phase_one(table, requester, server, challenger, mu
         game.claimExecution(dispute_id, steps, final, sp.graph.final_state, sender=challenger)
     with ape.reverts(game.WrongPhase, phase=CLAIM):
         game.step(dispute_id, vm_state(0, 3), b"", sender=challenger)
+    with ape.reverts(game.WrongPhase, phase=CLAIM):
+        game.defend(dispute_id, sender=server, value=CHALLENGER_BOND)
+    # The step bound: at most the model's maxSteps.
+    with ape.reverts(game.StepsOverBound, maxSteps=MAX_STEPS):
+        game.claimExecution(dispute_id, MAX_STEPS + 1, final, sp.graph.final_state, sender=server)
     assert tb.local_values(dispute_id, idents=(1,)) == {1: None}
 
     assert tb.play(dispute_id, sp, cp, until=EXECUTION) is None
@@ -1257,8 +1452,8 @@ def test_local_values_without_phase_one(table, requester, server, challenger, mu
 
 def test_local_values_in_the_step_and_on_a_rejected_result(table, requester, server, challenger, challenger2):
     """``loadLocalValues`` works in phase ``Step`` too (a dispute whose execution is one step), and on a
-    dispute that is still open after another dispute rejected the result (it writes values nobody will
-    read; the dispute can then only be closed)."""
+    dispute that is still open after another dispute rejected the result: that dispute is played on,
+    and its step (which reads them) decides it."""
     truth, sp, cp, verdict = plans(server, challenger, n=4, t=1, lie_node=2, seed=131)
     tb, models = table(1, verdict)
     game = tb.game
@@ -1275,9 +1470,340 @@ def test_local_values_in_the_step_and_on_a_rejected_result(table, requester, ser
     assert Phase(d.phase) == STEP
     values = tb.load_local_values(d_2)
     assert values[2][0][:4] == (2).to_bytes(4, "little") and values[4] == (sp.graph.positions[3], 32)
-    with ape.reverts(game.WrongTaskStatus, status=TaskStatus.REJECTED):
-        game.step(d_2, cp.trace.state(0), b"", sender=challenger2)
+    assert tb.claim_share(d_1, expect="DisputesOpen") is None
+    got_2 = tb.play(d_2, sp, cp2)
+    assert got_2.txs[-1] == ("step", STEP, CHALLENGER) and got_2.winner == CHALLENGER
     everyone = [requester, server, challenger, challenger2, tb.keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
-    nets = expected_nets(server, requester, {challenger.address: "won", challenger2.address: "closed"}, False)
+    nets = expected_nets(server, requester, {challenger: (CHALLENGER, True), challenger2: (CHALLENGER, True)})
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+
+
+# --- issue 17: the defense, each dispute's own stakes, bond shares --------------------------------
+
+
+def test_an_honest_server_must_defend_every_dispute(table, requester, server, challenger, challenger2):
+    """Two challengers of an honest result. The server defends the first at its deadline's last second
+    (in time) and wins it (both stakes); it misses the second's defense (one second late is refused),
+    which its challenger wins by timeout: its own stake back, the whole server bond (the only winner),
+    and the result is rejected (protocol §1: parties are online)."""
+    _truth, sp, cp, verdict = plans(server, challenger, n=4, t=4, always=False, seed=161)
+    assert verdict == VALID
+    tb, models = table(4, verdict)
+    game = tb.game
+    task_id = tb.create_task(requester, models[4], INPUT)
+    tb.submit(task_id, server, sp.graph)
+    d_1 = tb.challenge(task_id, challenger)
+    d_2 = tb.challenge(task_id, challenger2)
+    deadline_1, deadline_2 = tb.deadlines[d_1], tb.deadlines[d_2]
+    assert game.dispute(d_2).deadline == deadline_2 == deadline_1 + 1
+    tb.at(deadline_1)
+    tb.move(d_1, server, "defend")
+    tb.at(deadline_2 + 1)
+    with ape.reverts(game.DeadlinePassed):
+        game.defend(d_2, sender=server, value=CHALLENGER_BOND)
+    assert tb.move(d_2, server, "defend", expect="DeadlinePassed") is None
+    rc = tb.timeout(d_2)
+    names = [e.event_name for e in rc.events]
+    assert names == ["ResultRejected", "DisputeResolved"]
+    assert game.credit(challenger2) == CHALLENGER_BOND and game.credit(requester) == REWARD
+    assert not game.dispute(d_2).defended
+    assert tb.claim_share(d_2, expect="DisputesOpen") is None
+    got = tb.play(d_1, sp, cp)  # played on after the rejection: the honest server still wins it
+    assert got.winner == SERVER and got.txs[0] == ("defend", DEFENSE, SERVER)
+    everyone = [requester, server, challenger, challenger2]
+    assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
+    nets = expected_nets(server, requester, {challenger: (SERVER, True), challenger2: (CHALLENGER, False)})
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+    assert tb.ledger.net(challenger2) == SERVER_BOND
+    assert tb.ledger.net(server) == CHALLENGER_BOND - SERVER_BOND
+
+
+def _sock_plans(sp, cp, sock, sock_end):
+    """The server's plan in its sock's dispute, and the sock's: ``wins-undefended`` (no defense),
+    ``wins-defended`` (a defense, then the server misses its first move), ``loses`` (a defense, then
+    the sock misses its bisect)."""
+    server_quit = {"wins-undefended": "defend", "wins-defended": (GRAPH, 0), "loses": None}[sock_end]
+    sock_quit = (GRAPH, 0) if sock_end == "loses" else None
+    server_plan = ServerPlan(sp.account, sp.graph, sp.trace, quit_at=server_quit, seed=sp.seed)
+    return server_plan, ChallengerPlan(sock, cp.graph, cp.trace, quit_at=sock_quit, seed=sp.seed)
+
+
+@pytest.mark.parametrize("order", ["sock-first", "honest-first"])
+@pytest.mark.parametrize("honest_end", ["defended", "undefended"])
+@pytest.mark.parametrize("sock_end", ["wins-undefended", "wins-defended", "loses"])
+def test_sock_challenger(table, requester, server, challenger, sock, keeper, sock_end, honest_end, order):
+    """A lying server, its sock challenger (challenging first) and an honest challenger on one result,
+    for every way the sock's dispute ends, with the honest dispute defended (played to the step) or
+    left undefended, and either dispute ending first (sock first, honest defended: the honest dispute
+    is in phase 2 when the sock wins, and played on to the end). The first challenger win rejects the
+    result and refunds the requester; shares wait for both disputes; the honest challenger ends with
+    more than it started (the liar's stake, where the liar staked, plus its share of the bond) and the
+    liar's accounts (server + sock) with exactly as much less; nothing stays locked."""
+    _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=141)
+    sock_server, sock_plan = _sock_plans(sp, cp, sock, sock_end)
+    honest_server = (
+        sp if honest_end == "defended" else ServerPlan(server, sp.graph, sp.trace, quit_at="defend")
+    )
+    tb, models = table(6, verdict)
+    game = tb.game
+    task_id = tb.create_task(requester, models[5], INPUT)
+    tb.submit(task_id, server, sp.graph)
+    d_sock = tb.challenge(task_id, sock)
+    d_honest = tb.challenge(task_id, challenger)
+
+    # The sock's dispute up to its last move (a timeout; the reference says when).
+    want_sock = predict(sock_server, sock_plan, True, verdict)
+    assert want_sock.txs[-1][0] == "timeout" and want_sock.winner == (
+        SERVER if sock_end == "loses" else CHALLENGER
+    )
+    assert tb.play(d_sock, sock_server, sock_plan, moves=len(want_sock.txs) - 1) is None
+    first, second = (d_sock, d_honest) if order == "sock-first" else (d_honest, d_sock)
+    if order == "sock-first" and honest_end == "defended":
+        assert tb.play(d_honest, honest_server, cp, until=EXECUTION) is None
+    plans_of = {d_sock: (sock_server, sock_plan), d_honest: (honest_server, cp)}
+    got = {first: tb.play(first, *plans_of[first])}
+    if got[first].winner == CHALLENGER:
+        assert game.task(task_id).status == TaskStatus.REJECTED and game.credit(requester) == REWARD
+        assert tb.claim_share(first, expect="DisputesOpen") is None
+    got[second] = tb.play(second, *plans_of[second])
+    assert got[d_sock].events == want_sock.events
+    assert got[d_honest].winner == CHALLENGER
+    assert game.task(task_id).challengerWins == (1 if sock_end == "loses" else 2)
+    if sock_end == "loses":
+        assert tb.claim_share(d_sock, expect="NoBondShare") is None
+
+    everyone = [requester, server, sock, challenger, keeper]
+    assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
+    assert tb.claim_share(d_honest, expect="NoBondShare") is None  # not twice
+    outcomes = {
+        sock: (got[d_sock].winner, sock_end != "wins-undefended"),
+        challenger: (CHALLENGER, honest_end == "defended"),
+    }
+    nets = expected_nets(server, requester, outcomes)
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+    honest = tb.ledger.net(challenger)
+    liar = tb.ledger.net(server) + tb.ledger.net(sock)
+    share = SERVER_BOND if sock_end == "loses" else SERVER_BOND - SERVER_BOND // 2  # the last claim's
+    assert honest == share + (CHALLENGER_BOND if honest_end == "defended" else 0)
+    assert honest > 0 and liar == -honest < 0 and tb.ledger.net(requester) == 0
+    if honest_end == "defended":
+        assert honest >= CHALLENGER_BOND  # at least the liar's stake
+    else:
+        # Left undefended, the honest dispute pays only the bond share: less than the liar's stake when
+        # the sock took a share too (see test_a_lie_costs_at_least_a_stake_whatever_socks_the_liar_uses).
+        assert (honest < CHALLENGER_BOND) == (sock_end != "loses")
+
+
+def _sock_swarm(tb, models, requester, sp, cp, socks):
+    """A lying result challenged by ``socks`` (the server's own accounts) and then an honest challenger;
+    the server defends none. Returns the nets of the honest challenger and of the liar (server +
+    socks) once everything is settled."""
+    task_id = tb.create_task(requester, models[5], INPUT)
+    tb.submit(task_id, sp.account, sp.graph)
+    ids = [tb.challenge(task_id, s) for s in socks]
+    honest_id = tb.challenge(task_id, cp.account)
+    for i in [*ids, honest_id]:
+        tb.timeout(i)
+    everyone = [requester, sp.account, cp.account, *socks]
+    assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
+    assert tb.ledger.net(requester) == 0
+    liar = tb.ledger.net(sp.account) + sum(tb.ledger.net(s) for s in socks)
+    return tb.ledger.net(cp.account), liar
+
+
+def test_socks_dilute_the_honest_share(table, requester, server, challenger, accounts):
+    """What the contract does: undefended disputes cost the server's socks nothing (each gets its
+    stake back) and each takes an equal share of the bond, so with m socks the honest challenger gets
+    ``serverBond / (m + 1)`` and the liar loses only that (see the strict xfail below)."""
+    socks = [accounts[i] for i in (4, 7, 8, 9)]
+    _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=142)
+    tb, models = table(6, verdict)
+    honest, liar = _sock_swarm(tb, models, requester, sp, cp, socks)
+    assert honest == SERVER_BOND - 4 * (SERVER_BOND // 5) == -liar
+    assert honest < CHALLENGER_BOND  # less than the stake a lie was supposed to cost
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="contract (issue 17): an undefended dispute pays its challenger its stake back plus an equal "
+    "bond share, so a lying server dilutes the honest challenger's reward with free sock challenges",
+)
+def test_a_lie_costs_at_least_a_stake_whatever_socks_the_liar_uses(
+    table, requester, server, challenger, accounts
+):
+    """The property the sock case asks for: the honest challenger nets at least ``challengerBond`` (the
+    liar's stake), and the liar loses at least as much, however many socks it uses."""
+    socks = [accounts[i] for i in (4, 7, 8, 9)]
+    _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=143)
+    tb, models = table(6, verdict)
+    honest, liar = _sock_swarm(tb, models, requester, sp, cp, socks)
+    assert honest >= CHALLENGER_BOND and liar <= -CHALLENGER_BOND
+
+
+def test_bond_shares_of_three_winners(table, requester, server, challenger, challenger2, challenger3, keeper):
+    """Three challengers win against a lying result (by the step, by an undefended timeout, by the
+    server's timeout after its defense). The shares are claimable once all three disputes are over, by
+    anyone, once each, and add up to the server's bond exactly though it is not divisible by 3: in
+    whatever order they are claimed, the last takes the remainder."""
+    assert SERVER_BOND % 3 == 2
+    truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=3, seed=171)
+    tb, models = table(6, verdict)
+    game = tb.game
+    task_id = tb.create_task(requester, models[5], INPUT)
+    tb.submit(task_id, server, sp.graph)
+    d_1, d_2, d_3 = (tb.challenge(task_id, c) for c in (challenger, challenger2, challenger3))
+    quits = ServerPlan(server, sp.graph, sp.trace, quit_at=(GRAPH, 0), seed=171)
+    assert tb.play(d_3, quits, ChallengerPlan(challenger3, truth, cp.trace), moves=2) is None
+    assert tb.play(d_1, sp, cp).winner == CHALLENGER
+    assert tb.claim_share(d_1, expect="DisputesOpen") is None
+    tb.timeout(d_2)  # never defended
+    assert tb.claim_share(d_2, expect="DisputesOpen") is None
+    tb.timeout(d_3)  # the server's respond, missed
+    assert [Party(game.dispute(i).winner) for i in (d_1, d_2, d_3)] == [CHALLENGER] * 3
+    assert [game.dispute(i).defended for i in (d_1, d_2, d_3)] == [True, False, True]
+    assert game.task(task_id).challengerWins == 3
+    third = SERVER_BOND // 3
+    shares = []
+    for i in (d_3, d_1, d_2):
+        rc = tb.claim_share(i, sender=challenger if i == d_3 else keeper)  # anyone; credited to the winner
+        [ev] = [e for e in rc.events if e.event_name == "BondShareClaimed"]
+        shares.append(ev.amount)
+        assert tb.claim_share(i, expect="NoBondShare") is None
+    assert shares == [third, third, SERVER_BOND - 2 * third] and sum(shares) == SERVER_BOND
+    assert game.task(task_id).sharesClaimed == 3
+    everyone = [requester, server, challenger, challenger2, challenger3, keeper]
+    assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
+    outcomes = {
+        challenger3: (CHALLENGER, True),
+        challenger: (CHALLENGER, True),
+        challenger2: (CHALLENGER, False),
+    }
+    nets = expected_nets(server, requester, outcomes)  # in claim order: challenger2's claim was last
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+    assert tb.ledger.net(server) == -SERVER_BOND - 2 * CHALLENGER_BOND
+
+
+# --- issue 17: commit-reveal, the answer window, the step bound -----------------------------------
+
+
+def test_cancel_only_after_the_answer_window(table, requester, server, keeper):
+    """A task can be cancelled by its requester only once ``moveWindow`` has passed since it was
+    created, with no answer: an answer sent within that window cannot be raced by a cancel. A commit
+    (even an unrevealed one) ends cancelling; an answer after the window is still taken."""
+    tb, models = table(6, VALID)
+    game = tb.game
+    graph = honest_graph(INPUT, 5, 151)
+    t_1 = tb.create_task(requester, models[5], INPUT)
+    t_2 = tb.create_task(requester, models[5], INPUT)
+    t_3 = tb.create_task(requester, models[5], INPUT)
+    created = game.task(t_1).createdAt
+    assert tb.cancel(t_1, server, expect="NotRequester") is None
+    assert tb.cancel(t_1, requester, expect="AnswerWindowOpen") is None
+    assert tb.commit(t_2, server, graph.final_state) is not None  # within its answer window
+    tb.at(created + MOVE_WINDOW)
+    assert tb.cancel(t_1, requester, expect="AnswerWindowOpen") is None  # the window's last second
+    rc = tb.cancel(t_1, requester)  # one second later (a reverted transaction is mined too)
+    assert rc.timestamp == created + MOVE_WINDOW + 1
+    assert game.credit(requester) == REWARD
+    assert tb.cancel(t_1, requester, expect="WrongTaskStatus") is None  # Cancelled
+    assert tb.commit(t_1, server, graph.final_state, expect="WrongTaskStatus") is None
+    assert tb.challenge(t_1, keeper, expect="WrongTaskStatus") is None
+    assert tb.finalize(t_1, expect="WrongTaskStatus") is None
+    assert tb.cancel(t_2, requester, expect="WrongTaskStatus") is None  # Answered, not revealed yet
+    tb.at(created + 3 * MOVE_WINDOW)
+    assert tb.commit(t_3, server, graph.final_state) is not None  # late, but not cancelled: taken
+    assert tb.reveal(t_2, server, graph) is not None and tb.reveal(t_3, server, graph) is not None
+    assert tb.settle(t_1, [], empty=False) == TaskStatus.CANCELLED
+    assert tb.settle(t_2, [], empty=False) == TaskStatus.FINALIZED
+    assert tb.settle(t_3, [requester, server, keeper]) == TaskStatus.FINALIZED
+    assert tb.ledger.net(requester) == -2 * REWARD and tb.ledger.net(server) == 2 * REWARD
+
+
+def test_copied_commitment_pays_the_copier_nothing(table, requester, server, challenger2, keeper):
+    """A copier gets the honest server's commitment (its S_{N−1}) in first. The server's own commit is
+    then refused; only the result's server may reveal, so the honest server cannot, and the copier does
+    not have the output (guesses are not leaf N of the committed state). At the window's end
+    ``finalize`` rejects the result as never revealed: the requester gets the reward and the copier's
+    bond; the copier loses its bond, the honest server nothing."""
+    copier = challenger2
+    tb, models = table(6, VALID)
+    game = tb.game
+    graph = honest_graph(INPUT, 5, 152)
+    task_id = tb.create_task(requester, models[5], INPUT)
+    end = tb.commit(task_id, copier, graph.final_state).timestamp + WINDOW
+    assert tb.commit(task_id, server, graph.final_state, expect="WrongTaskStatus") is None  # Answered
+    assert tb.reveal(task_id, server, graph, expect="NotServer") is None
+    guess = lying_graph(graph, 4, 152)  # a guessed output, with the proof of its own state
+    assert tb.reveal(task_id, copier, guess, expect="OutputNotInState") is None
+    _output, root, siblings = graph.reveal_args()  # even the true root and path: without the output
+    with ape.reverts(game.OutputNotInState):
+        game.revealOutput(task_id, guess.output, root, siblings, sender=copier)
+    tb.at(end)
+    assert tb.finalize(task_id, expect="WindowOpen") is None
+    tb.at(end + 1)
+    rc = tb.finalize(task_id)
+    [ev] = [e for e in rc.events if e.event_name == "ResultRejected"]
+    assert ev.expired and game.credit(requester) == REWARD + SERVER_BOND
+    assert tb.reveal(task_id, copier, graph, expect="WrongTaskStatus") is None  # too late for anyone
+    everyone = [requester, server, copier, keeper]
+    assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
+    nets = expected_nets(copier, requester, {}, revealed=False)
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+    assert tb.ledger.net(copier) == -SERVER_BOND and tb.ledger.net(server) == 0
+    assert tb.ledger.net(requester) == SERVER_BOND
+
+
+def test_unrevealed_result_that_wins_its_dispute(table, requester, server, challenger, keeper):
+    """A server that commits the true S_{N−1}, defends and wins its dispute but never reveals the output
+    keeps the dispute's stakes, and loses its bond and the reward to the requester at the window's end.
+    A reveal is taken at any time before ``finalize``: during the dispute, or after the window."""
+    _truth, sp, cp, verdict = plans(server, challenger, n=4, t=4, always=False, seed=153)
+    tb, models = table(4, verdict)
+    for reveal in (False, True):
+        task_id = tb.create_task(requester, models[4], INPUT)
+        end = tb.commit(task_id, server, sp.graph.final_state).timestamp + WINDOW
+        dispute_id = tb.challenge(task_id, challenger)
+        assert tb.play(dispute_id, sp, cp).winner == SERVER
+        if reveal:
+            tb.at(end + 1)
+            assert tb.reveal(task_id, server, sp.graph) is not None  # after the window: still taken
+        everyone = [requester, server, challenger, keeper]
+        status = tb.settle(task_id, everyone, check_window=True)
+        assert status == (TaskStatus.FINALIZED if reveal else TaskStatus.REJECTED)
+    nets = expected_nets(server, requester, {challenger: (SERVER, True)}, revealed=False)
+    nets.update(expected_nets(server, requester, {challenger: (SERVER, True)}, revealed=True))
+    assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
+
+
+def test_steps_over_the_bound(table, requester, server, challenger, keeper):
+    """``claimExecution`` takes at most the model's ``maxSteps``: one more (or 2^64 − 1) reverts
+    ``StepsOverBound``; exactly ``maxSteps`` (a lie past the program's halt) is taken, and phase 2 then
+    bisects over ``maxSteps`` steps (⌈log2 16⌉ = 4 rounds) to the step the honest challenger wins."""
+    _truth, sp, cp, verdict = plans(
+        server, challenger, n=5, t=6, lie_node=2, lie_step=9, steps=MAX_STEPS, seed=154
+    )
+    tb, models = table(6, verdict)
+    game = tb.game
+    task_id = tb.create_task(requester, models[5], INPUT)
+    tb.submit(task_id, server, sp.graph)
+    dispute_id = tb.challenge(task_id, challenger)
+    assert tb.play(dispute_id, sp, cp, until=CLAIM) is None
+    assert game.model(models[5]).maxSteps == MAX_STEPS
+    view = tb.replicas[dispute_id].view()
+    claimed = sp.claimed_state(view)
+    for steps in (MAX_STEPS + 1, 2**48 + 1, 2**64 - 1):
+        with ape.reverts(game.StepsOverBound, maxSteps=MAX_STEPS):
+            game.claimExecution(dispute_id, steps, sp.trace.hash(MAX_STEPS), claimed, sender=server)
+        assert (
+            tb.move(
+                dispute_id, server, "claim", steps, sp.trace.hash(MAX_STEPS), claimed, expect="StepsOverBound"
+            )
+            is None
+        )
+    got = tb.play(dispute_id, sp, cp)
+    want = predict(sp, cp, True, verdict)
+    assert (got.events, got.txs) == (want.events, want.txs)
+    assert ("ExecutionClaimed", MAX_STEPS, sp.trace.hash(MAX_STEPS), claimed) in got.events
+    assert got.winner == CHALLENGER and got.rounds[EXECUTION] == 4 and got.step_lo == 8
+    assert tb.settle(task_id, [requester, server, challenger, keeper]) == TaskStatus.REJECTED
