@@ -346,3 +346,59 @@ def test_a_registration_with_another_step_bound_or_input_size_is_not_used(
     ]
     assert sum(agent.poll() for agent in agents) == 0
     assert int(game.task(0).status) == 1 and all(not agent._pending for agent in agents)
+
+
+LOCAL_STEP = 562
+"""The step of the MLP's node-1 program, from this position, reads a local value (found by
+/tmp/review's search in the review of issue 17; pinned here)."""
+
+
+class QuitsInPhaseTwo(Agent):
+    """A sock that stops playing once phase 2 starts (its dispute times out, the server wins it)."""
+
+    def _act_on_dispute(self, view):
+        if view.phase in (Phase.EXECUTION, Phase.STEP):
+            return 0
+        return super()._act_on_dispute(view)
+
+
+class NeverSteps(Agent):
+    """A sock that steers phase 2 to a step and then leaves the step to the server."""
+
+    def _act_on_dispute(self, view):
+        if view.phase is Phase.STEP and self._head_time <= view.deadline:
+            return 0
+        return super()._act_on_dispute(view)
+
+
+def test_a_shared_trace_proves_each_disputes_step_with_its_own_local_values(
+    model, x_bytes, game, chain, accounts, deployer, requester, server, tmp_path
+):
+    """Two socks steer their disputes on one honest result to the same node with the same local values,
+    so the server shares one trace; the first sock quits, the second leaves the server a step that reads
+    a local value of its own dispute. The server proves it with that dispute's oracle context (a proof
+    recorded under the first dispute's context could never be revealed) and wins both."""
+    model_id = register(game, model, deployer)
+    task_id = post_task(game, model_id, x_bytes, requester)
+    honest = Agent(
+        game, server, Party.SERVER, [model], tmp_path / "s", policy=AgentPolicy(retry_seconds=0.0), **QUIET
+    )
+    lie = Lie.at_step(1, LOCAL_STEP + 1)
+    sock_a = QuitsInPhaseTwo(game, accounts[5], Party.CHALLENGER, [model], tmp_path / "a", lie=lie, **QUIET)
+    sock_b = NeverSteps(game, accounts[6], Party.CHALLENGER, [model], tmp_path / "b", lie=lie, **QUIET)
+    play_until(chain, [honest], lambda: int(game.task(task_id).status) == 2)
+    play_until(
+        chain,
+        [sock_a, honest],
+        lambda: int(game.disputeCount()) == 1 and Phase(int(game.dispute(0).phase)) is Phase.EXECUTION,
+    )
+    sock_b.poll()  # dispute 1: the same node, the same local values
+    assert int(game.disputeCount()) == 2
+    play_until(
+        chain,
+        [honest, sock_a, sock_b],
+        lambda: all(Phase(int(game.dispute(i).phase)) is Phase.RESOLVED for i in (0, 1)),
+    )
+    assert int(game.dispute(1).lo) == LOCAL_STEP and bool(game.dispute(1).localsLoaded)
+    assert resolutions(game) == [(0, Party.SERVER), (1, Party.SERVER)]
+    assert honest.traces.computed == 1

@@ -161,6 +161,7 @@ class Agent:
     _models_seen: dict[int, Model | None] = field(default_factory=dict)
     _dry_runs: dict[int, bool] = field(default_factory=dict)
     _failures: dict[str, _Failure] = field(default_factory=dict)
+    _oracles: dict[int, Any] = field(default_factory=dict)
     _logged: set[str] = field(default_factory=set)
     _cursor: int = -1
     _head_time: int = 0
@@ -349,6 +350,7 @@ class Agent:
             setup = model_program_setup(
                 task.model, x, claim, self.store, caller=caller, local_context=context
             )
+        self._oracles[view.dispute_id] = setup.oracle  # the dispute's own context, for its step proofs
         key = trace_key(program_state_hash(setup.state), setup.local_values)
         return self.traces.get(key, view.dispute_id, lambda: self._trace(setup))
 
@@ -513,6 +515,7 @@ class Agent:
         me = Party.CHALLENGER if view.challenger == self.address else Party.SERVER
         if view.phase is Phase.RESOLVED:
             self.traces.release(view.dispute_id)
+            self._oracles.pop(view.dispute_id, None)
             return self._claim_share(view, me)
         move: Move | None = timeout_move(view, me, self._head_time)
         execution = None
@@ -586,7 +589,7 @@ class Agent:
             args = (i, move.steps, move.final_state, move.claimed_state)
             self._send("claimExecution", i, game.claimExecution, *args)
         elif isinstance(move, PlayStep):
-            proof: StepProof = execution.step_proof(move.position)
+            proof: StepProof = execution.step_proof(move.position, self._oracles[i])
             self._reveal(view, proof)
             self._send("step", i, game.step, i, proof.state_data, proof.proof)
         elif isinstance(move, Timeout):

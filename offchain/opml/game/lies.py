@@ -85,6 +85,6 @@ class LyingExecutionTrace:
         fake = keccak256(b"opml lie" + self.honest.hash_at(position))
         return _with_status(fake, STATUS_UNFINISHED)
 
-    def step_proof(self, position: int) -> StepProof:
+    def step_proof(self, position: int, oracle: Any = None) -> StepProof:
         """The liar plays the disputed step too (from the agreed, honest pre-state): it loses by it."""
-        return self.honest.step_proof(position)
+        return self.honest.step_proof(position, oracle)

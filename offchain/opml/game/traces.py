@@ -13,7 +13,7 @@ from typing import Protocol
 from opml.ml.phase import ProgramSetup
 from opml.ml.runner import RunResult
 from opml.vm.fast import Trace
-from opml.vm.preimage import OracleRead, RecordingOracle
+from opml.vm.preimage import OracleRead, OracleView, RecordingOracle
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.step import step
 from opml.vm.witness import step_witness
@@ -87,11 +87,13 @@ class ExecutionTrace:
             return self.initial_hash
         return program_state_hash(self.trace.state_at(position, copy=False))
 
-    def step_proof(self, position: int) -> StepProof:
-        """The witness of the step from ``position`` and the oracle questions it asks."""
+    def step_proof(self, position: int, oracle: OracleView | None = None) -> StepProof:
+        """The witness of the step from ``position`` and the oracle questions it asks, as ``oracle``
+        answers them (default: the setup's). A trace shared between disputes is proven with each
+        dispute's own view: local values are keyed by the dispute's context."""
         pre = self.trace.state_at(position)
         witness = step_witness(pre)
-        recorder = RecordingOracle(self.setup.oracle)
+        recorder = RecordingOracle(self.setup.oracle if oracle is None else oracle)
         post = pre.copy()
         post.stdout = post.stderr = None
         step(post, recorder)
