@@ -196,7 +196,7 @@ def run_demo(
                 and all(int(game.credit(a.address)) == 0 for a in (liar, challenger))
             )
         )
-        game.withdraw(sender=requester)  # the reward back
+        game.withdraw(sender=requester)  # the reward back and half the liar's bond
         paid = {
             requester.address: 2 * REWARD,
             honest_server.address: int(game.serverBond()),

@@ -94,8 +94,8 @@ def test_a_poisoned_registration_and_a_1_wei_task_silence_nobody(
     ]
     settle(chain, game, agents, [task_id])
     honest = Party.CHALLENGER if liar_role is Party.SERVER else Party.SERVER
-    # the poisoned registration names the real model, so its 1-wei task is played too: both disputes
-    assert resolutions(game) == [(0, honest), (1, honest)]
+    # the poisoned registration names the real model: its 1-wei task is read, and not worth answering
+    assert resolutions(game) == [(0, honest)]
     assert int(game.task(task_id).status) == (TASK_REJECTED if honest is Party.CHALLENGER else TASK_FINALIZED)
 
 
@@ -283,7 +283,8 @@ def test_a_sock_cannot_take_the_honest_challengers_pay(
             game.withdraw(sender=account)
     assert int(game.balance) == 0
 
-    share = SERVER_BOND // 2 if sock_wins_first else SERVER_BOND
+    half = SERVER_BOND - SERVER_BOND // 2  # the challengers' half of the bond
+    share = half // 2 if sock_wins_first else half
     paid_in = {server.address: SERVER_BOND + 2 * CHALLENGER_BOND, sock.address: CHALLENGER_BOND}
     if sock_wins_first:
         paid_in[server.address] -= CHALLENGER_BOND  # the sock's dispute was never defended
@@ -292,7 +293,7 @@ def test_a_sock_cannot_take_the_honest_challengers_pay(
     assert withdrawn(game, challenger.address) - CHALLENGER_BOND > honest_gas  # more than it spent
     liar_out = withdrawn(game, server.address) + withdrawn(game, sock.address)
     assert liar_out - sum(paid_in.values()) <= -CHALLENGER_BOND  # the liar loses at least its stake
-    assert withdrawn(game, requester.address) == REWARD
+    assert withdrawn(game, requester.address) == REWARD + SERVER_BOND // 2
 
 
 def test_a_failing_dispute_is_retried_and_never_stops_the_others(
@@ -402,3 +403,46 @@ def test_a_shared_trace_proves_each_disputes_step_with_its_own_local_values(
     assert int(game.dispute(1).lo) == LOCAL_STEP and bool(game.dispute(1).localsLoaded)
     assert resolutions(game) == [(0, Party.SERVER), (1, Party.SERVER)]
     assert honest.traces.computed == 1
+
+
+def test_a_server_answers_only_what_it_can_defend(
+    model, x_bytes, game, chain, accounts, deployer, requester, tmp_path
+):
+    """Funds for three bonds but one stake: before, the server answered all three tasks, and an attacker
+    who disputed every result made it leave two undefended and lose them. Now it keeps a stake and a
+    dispute's gas for every result it answers: it answers fewer, defends every one and wins them all."""
+    model_id = register(game, model, deployer)
+    policy = AgentPolicy()
+    funds = 3 * SERVER_BOND + CHALLENGER_BOND + policy.gas_reserve(int(chain.provider.gas_price), 0)
+    owner = funded_account(accounts, funds)
+    server = Agent(game, owner, Party.SERVER, [model], tmp_path / "s", policy=policy, **QUIET)
+    tasks = [post_task(game, model_id, x_bytes, requester) for _ in range(3)]
+    for _ in range(6):
+        server.poll()
+    answered = [t for t in tasks if int(game.task(t).status) == 2]
+    assert 1 <= len(answered) < 3
+    attacker = accounts[7]
+    for t in answered:  # the attacker disputes every result, and never moves
+        game.challenge(t, sender=attacker, value=CHALLENGER_BOND)
+    play_until(chain, [server], lambda: all(int(game.task(t).status) == TASK_FINALIZED for t in answered))
+    assert resolutions(game) == [(i, Party.SERVER) for i in range(len(answered))]
+
+
+def test_a_model_whose_output_cannot_be_revealed_is_not_served(game, deployer, requester, server, tmp_path):
+    """An output over ``MAX_DATA_BYTES`` (an int32[1025] dense output, 4,100 bytes) could be committed
+    but never revealed, and the requester would take the bond at the window's end: an honest server
+    does not answer tasks on such a model."""
+    from opml.ml.format import Model, Node, Op, int8, int32, tensor_key
+
+    w = np.random.default_rng(0).integers(-3, 4, size=(1025, 8), dtype=np.int8).tobytes()
+    node = Node(Op.DENSE, (0,), int32(1025), tensor_keys=(tensor_key(w), None))
+    big = Model.create(int8(8), [node], {tensor_key(w): w})
+    model_id = register(game, big, deployer)
+    task_id = int(
+        game.createTask(model_id, bytes(range(1, 9)), TASK_WINDOW, True, sender=requester, value=REWARD)
+        .events[0]
+        .taskId
+    )
+    agent = Agent(game, server, Party.SERVER, [big], tmp_path / "s", **QUIET)
+    assert agent.poll() == 0
+    assert int(game.task(task_id).status) == 1 and not agent._pending

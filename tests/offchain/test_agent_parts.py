@@ -23,7 +23,7 @@ def test_back_off_doubles_up_to_its_cap():
 
 
 def test_disputes_with_equal_local_values_share_one_trace_until_the_last_is_over():
-    cache = TraceCache(capacity=2)
+    cache = TraceCache()
     key = trace_key(b"p" * 32, {4: b"claim", 1: b"model"})
     assert key == trace_key(b"p" * 32, {1: b"model", 4: b"claim"})
     traces = [cache.get(key, dispute, lambda: object()) for dispute in range(4)]
@@ -36,17 +36,16 @@ def test_disputes_with_equal_local_values_share_one_trace_until_the_last_is_over
     assert len(cache) == 0
 
 
-def test_beyond_capacity_unused_traces_go_first():
-    cache = TraceCache(capacity=2)
-    a, b, c = (trace_key(bytes([i]) * 32, {}) for i in range(3))
-    cache.get(a, 0, object)
-    cache.get(b, 1, object)
-    cache.release(0)  # dropped: nobody uses a
-    cache.get(a, 2, object)
-    cache.get(c, 3, object)  # over capacity: every entry is used, the oldest (b) goes
-    assert cache.computed == 4 and len(cache) == 2
-    cache.get(b, 1, object)  # recomputed for the dispute that still needs it
-    assert cache.computed == 5
+def test_a_trace_in_use_is_never_evicted():
+    cache = TraceCache()
+    keys = [trace_key(bytes([i]) * 32, {}) for i in range(9)]
+    for _ in range(3):  # nine live disputes on nine nodes, polled three times: nine traces, not 27
+        for dispute, key in enumerate(keys):
+            cache.get(key, dispute, object)
+    assert cache.computed == 9 and len(cache) == 9
+    for dispute in range(9):
+        cache.release(dispute)
+    assert len(cache) == 0
 
 
 def _view(turn: Party, deadline: int, phase: Phase = Phase.GRAPH) -> DisputeView:

@@ -44,7 +44,6 @@ from opml.game.solver import (
     Phase,
     PlayStep,
     Respond,
-    Timeout,
     Traces,
     execution_claimed_state,
     next_move,
@@ -162,6 +161,7 @@ class Agent:
     _dry_runs: dict[int, bool] = field(default_factory=dict)
     _failures: dict[str, _Failure] = field(default_factory=dict)
     _oracles: dict[int, Any] = field(default_factory=dict)
+    _views: dict[int, DisputeView] = field(default_factory=dict)
     _logged: set[str] = field(default_factory=set)
     _cursor: int = -1
     _head_time: int = 0
@@ -175,6 +175,7 @@ class Agent:
         self._programs = canonical_program_states()
         self._server_bond = int(self.game.serverBond())  # immutables of the game: read once
         self._stake = int(self.game.challengerBond())
+        self._max_data = int(self.game.MAX_DATA_BYTES())
         self._cursor = self.from_block - 1
         self._name = f"{self.role.name.lower()} {self.address[:10]}"
 
@@ -193,23 +194,31 @@ class Agent:
                 time.sleep(interval)
 
     def poll(self) -> int:
-        """Act on everything the chain shows now; return the number of transactions sent. Disputes
-        come first, the nearest deadline first; then tasks; then credits."""
+        """Act on everything the chain shows now; return the number of transactions sent. The disputes
+        already known come first, the nearest deadline first (discovery, which may read a burst of new
+        tasks, cannot delay them); then the disputes discovery found; then tasks; then credits."""
         from ape import chain
 
         self._head_time = int(chain.blocks.head.timestamp)
+        known = set(self._disputes)
+        sent = self._play_disputes(known)
         self._guard("discovery", self._discover)
+        sent += self._play_disputes(self._disputes - known)
+        for task_id in sorted(self._pending):
+            sent += self._guard(f"task {task_id}", partial(self._act_on_task, task_id)) or 0
+        sent += self._guard("credit", self._withdraw) or 0
+        return sent
+
+    def _play_disputes(self, dispute_ids: set[int]) -> int:
         views = []
-        for dispute_id in sorted(self._disputes):
+        for dispute_id in sorted(dispute_ids):
             view = self._guard(f"dispute {dispute_id}", partial(self._dispute, dispute_id))
             if view is not None:
+                self._views[dispute_id] = view
                 views.append(view)
         sent = 0
         for view in sorted(views, key=lambda v: v.deadline):
             sent += self._guard(f"dispute {view.dispute_id}", partial(self._act_on_dispute, view)) or 0
-        for task_id in sorted(self._pending):
-            sent += self._guard(f"task {task_id}", partial(self._act_on_task, task_id)) or 0
-        sent += self._guard("credit", self._withdraw) or 0
         return sent
 
     def _guard(self, item: str, action: Callable[[], Any]) -> Any:
@@ -238,36 +247,40 @@ class Agent:
     # --- discovery ----------------------------------------------------------------------------------
 
     def _discover(self) -> None:
-        """Read the events of the blocks since the cursor in one log query, however many tasks and
-        disputes exist: new tasks (with their inputs), committed answers, opened disputes."""
+        """Read the events of the blocks since the cursor, one log query per page of blocks however
+        many tasks and disputes exist: new tasks (with their inputs), committed answers, opened
+        disputes. The cursor moves page by page, so a node's range limit never stalls discovery."""
         from ape import chain
         from ape.types import LogFilter
 
         head = int(chain.blocks.height)
-        start = self._cursor + 1
-        if head < start:
-            return
         events = [getattr(self.game, name).abi for name in _DISCOVERED]
-        query = LogFilter(
-            addresses=[self.game.address],
-            events=events,
-            topic_filter=[["0x" + keccak(text=abi.selector).hex() for abi in events]],
-            start_block=start,
-            stop_block=head,
-        )
-        for log in sorted(
-            chain.provider.get_contract_logs(query), key=lambda g: (g.block_number, g.log_index)
-        ):
-            if log.event_name == "TaskCreated":
-                self._on_task_created(
-                    int(log.taskId), int(log.modelId), bytes(log.inputKey), bytes(log.input)
-                )
-            elif log.event_name == "ResultSubmitted" and int(log.taskId) in self._tasks:
-                self._tasks[int(log.taskId)].server = str(log.server)
-                self._tasks[int(log.taskId)].final_state = bytes(log.finalState)
-            elif log.event_name == "DisputeOpened":
-                self._on_dispute_opened(int(log.disputeId), int(log.taskId), str(log.challenger))
-        self._cursor = head
+        topics = [["0x" + keccak(text=abi.selector).hex() for abi in events]]
+        while self._cursor < head:
+            start = self._cursor + 1
+            stop = min(head, start + self.policy.log_page_blocks - 1)
+            query = LogFilter(
+                addresses=[self.game.address],
+                events=events,
+                topic_filter=topics,
+                start_block=start,
+                stop_block=stop,
+            )
+            logs = sorted(
+                chain.provider.get_contract_logs(query), key=lambda g: (g.block_number, g.log_index)
+            )
+            for log in logs:
+                self._on_log(log)
+            self._cursor = stop
+
+    def _on_log(self, log: Any) -> None:
+        if log.event_name == "TaskCreated":
+            self._on_task_created(int(log.taskId), int(log.modelId), bytes(log.inputKey), bytes(log.input))
+        elif log.event_name == "ResultSubmitted" and int(log.taskId) in self._tasks:
+            self._tasks[int(log.taskId)].server = str(log.server)
+            self._tasks[int(log.taskId)].final_state = bytes(log.finalState)
+        elif log.event_name == "DisputeOpened":
+            self._on_dispute_opened(int(log.disputeId), int(log.taskId), str(log.challenger))
 
     def _on_task_created(self, task_id: int, model_id: int, input_key: bytes, data: bytes) -> None:
         if task_id in self._tasks:
@@ -279,8 +292,8 @@ class Agent:
         task = _Task(
             task_id, model, input_key, data or None, int(t.reward), int(t.window), bool(t.multiPhase)
         )
-        if self.role is Party.SERVER and task.reward < self.policy.min_reward:
-            self._once(f"reward {task_id}", f"task {task_id}: reward {task.reward} wei below the minimum")
+        if self.role is Party.SERVER and not self.policy.worth_answering(task.reward, self._gas_price()):
+            self._once(f"reward {task_id}", f"task {task_id}: reward {task.reward} wei does not pay its gas")
             return
         self._tasks[task_id] = task
         self._pending.add(task_id)
@@ -304,6 +317,7 @@ class Agent:
                     and int(m.inputBytes) == model.input.nbytes
                     and int(m.maxSteps) == model_step_bound(model)
                     and (bytes(m.nodeProgram), bytes(m.modelProgram)) == self._programs
+                    and model.output.nbytes <= self._max_data  # else its output could not be revealed
                 ):
                     found = model
             self._models_seen[model_id] = found
@@ -386,14 +400,27 @@ class Agent:
                 )
         return self._dry_runs[task.task_id]
 
-    def _can_afford(self, what: str, bond: int, stake: int) -> bool:
-        """The money policy: ``bond`` (plus ``stake``, what a dispute on it needs from us) keeps the gas
-        of every open dispute covered. A refusal is logged, and looked at again next poll."""
+    def _gas_price(self) -> int:
         from ape import chain
 
+        return int(chain.provider.gas_price)
+
+    def _active_disputes(self) -> int:
+        """Disputes this agent plays (a server's undefended ones, which it may leave, do not count)."""
+        return sum(
+            1
+            for v in self._views.values()
+            if v.phase is not Phase.RESOLVED
+            and not (v.phase is Phase.DEFENSE and v.challenger != self.address)
+        )
+
+    def _can_afford(self, what: str, bond: int, stake: int = 0, results: int = 0) -> bool:
+        """The money policy: after ``bond``, ``stake`` (what disputes on our results may need from us)
+        and the gas of every dispute we play, of one dispute on each of our ``results`` and of one more
+        stay covered. A refusal is logged, and looked at again next poll."""
         balance = int(self.account.balance)
-        gas_price = int(chain.provider.gas_price)
-        if self.policy.can_bond(balance, bond, stake, gas_price, len(self._disputes)):
+        disputes = self._active_disputes() + results
+        if self.policy.can_bond(balance, bond, stake, self._gas_price(), disputes):
             self._logged.discard(f"funds {what}")
             return True
         self._once(f"funds {what}", f"{what}: balance {balance} wei cannot cover it and the open disputes")
@@ -422,17 +449,20 @@ class Agent:
             if self.lie is None and not self._dry_run(task, x, run):
                 self._pending.discard(task.task_id)
                 return 0
-            bond, stake = self._server_bond, self._stake
-            if not self._can_afford(f"task {task.task_id}", bond, stake):
+            # a stake and the gas of a dispute for every result we have open, and for this one
+            results = self._open_results()
+            bond, stake = self._server_bond, self._stake * (results + 1)
+            if not self._can_afford(f"task {task.task_id}", bond, stake, results):
                 return 0
             sent = self._send(
                 "submitResult", None, self.game.submitResult, task.task_id, run.states[-1], value=bond
             )
-            if sent is not None:
-                task.server, task.final_state = self.address, run.states[-1]
+            if sent is None:
+                return 0
+            task.server, task.final_state = self.address, run.states[-1]
             return 1
         if task.server != self.address:
-            self._pending.discard(task.task_id)  # another server answered
+            self._forget(task.task_id)  # another server answered
             return 0
         status = int(self.game.task(task.task_id).status)
         result = self.game.result(task.task_id)
@@ -441,15 +471,15 @@ class Agent:
             if x is None:
                 return 0
             output, root, siblings = output_proof(self._run(task, x))
-            self._send("revealOutput", None, self.game.revealOutput, task.task_id, output, root, siblings)
-            return 1
+            return _sent(
+                self._send("revealOutput", None, self.game.revealOutput, task.task_id, output, root, siblings)
+            )
         if status == TASK_ANSWERED:
             if int(result.openDisputes) == 0 and self._head_time > int(result.submittedAt) + task.window:
-                self._send("finalize", None, self.game.finalize, task.task_id)
-                return 1
+                return _sent(self._send("finalize", None, self.game.finalize, task.task_id))
             return 0
         if int(result.openDisputes) == 0:
-            self._pending.discard(task.task_id)  # settled
+            self._forget(task.task_id)  # settled
         return 0
 
     def _open_results(self) -> int:
@@ -466,26 +496,34 @@ class Agent:
             or int(self.game.task(task.task_id).status) != TASK_ANSWERED
             or self.game.challenged(task.task_id, self.address)
         ):
-            self._pending.discard(task.task_id)
+            self._forget(task.task_id)
             return 0
         x = self._input(task)
         if x is None:
             return 0  # the input may still be published before the window closes: look again
         run = self._run(task, x)
         if task.final_state == run.states[-1] or not self._dry_run(task, x, run):
-            self._pending.discard(task.task_id)
+            self._forget(task.task_id)
             return 0
         bond = self._stake
-        if not self._can_afford(f"task {task.task_id}", bond, 0):
+        if not self._can_afford(f"task {task.task_id}", bond):
             return 0
-        if self._send("challenge", None, self.game.challenge, task.task_id, value=bond) is not None:
-            self._pending.discard(task.task_id)
+        if self._send("challenge", None, self.game.challenge, task.task_id, value=bond) is None:
+            return 0
+        self._pending.discard(task.task_id)  # its dispute needs the run: kept until the dispute is over
         return 1
+
+    def _forget(self, task_id: int) -> None:
+        """The task needs nothing more from us: drop what we computed for it, unless a dispute we play
+        is on it."""
+        self._pending.discard(task_id)
+        self._dry_runs.pop(task_id, None)
+        if not any(self._views[i].task_id == task_id for i in self._disputes if i in self._views):
+            self._runs.pop(task_id, None)
 
     def _withdraw(self) -> int:
         if int(self.game.credit(self.address)) > 0:
-            self._send("withdraw", None, self.game.withdraw)
-            return 1
+            return _sent(self._send("withdraw", None, self.game.withdraw))
         return 0
 
     # --- disputes -----------------------------------------------------------------------------------
@@ -524,14 +562,13 @@ class Agent:
                 f"late {view.dispute_id}", f"dispute {view.dispute_id}: moving within the deadline margin"
             )
         if move is None and view.phase is Phase.DEFENSE:
-            if view.turn is me and self._can_afford(f"dispute {view.dispute_id}", self._stake, 0):
+            if view.turn is me and self._can_afford(f"dispute {view.dispute_id}", self._stake):
                 move = Defend()
         elif move is None and (view.turn is me or view.phase is Phase.STEP):
             move, execution = self._bisection_move(view, me)
         if move is None:
             return 0
-        self._play(view, move, execution)
-        return 1
+        return _sent(self._play(view, move, execution))
 
     def _claim_share(self, view: DisputeView, me: Party) -> int:
         """A dispute won by its challenger earns a share of the server's bond once the result has no
@@ -539,9 +576,14 @@ class Agent:
         if me is Party.CHALLENGER and view.winner is Party.CHALLENGER and not view.share_claimed:
             if int(self.game.result(view.task_id).openDisputes) > 0:
                 return 0
-            self._send("claimBondShare", view.dispute_id, self.game.claimBondShare, view.dispute_id)
-            return 1
+            return _sent(
+                self._send("claimBondShare", view.dispute_id, self.game.claimBondShare, view.dispute_id)
+            )
         self._disputes.discard(view.dispute_id)
+        self._views.pop(view.dispute_id, None)
+        task = view.task_id
+        if task not in self._pending and not any(v.task_id == task for v in self._views.values()):
+            self._runs.pop(task, None)
         return 0
 
     def _bisection_move(self, view: DisputeView, me: Party) -> tuple[Move | None, Any]:
@@ -577,23 +619,23 @@ class Agent:
         self.log(f"{self._name}: {kind}{where} (gas {receipt.gas_used})")
         return receipt
 
-    def _play(self, view: DisputeView, move: Move, execution: Any) -> None:
+    def _play(self, view: DisputeView, move: Move, execution: Any) -> Any:
+        """Send ``move``; its receipt, or ``None`` when it was not sent."""
         game, i = self.game, view.dispute_id
         if isinstance(move, Defend):
-            self._send("defend", i, game.defend, i, value=self._stake)
-        elif isinstance(move, Bisect):
-            self._send("bisect", i, game.bisect, i, move.claim)
-        elif isinstance(move, Respond):
-            self._send("respond", i, game.respond, i, move.agree, move.claim)
-        elif isinstance(move, ClaimExecution):
+            return self._send("defend", i, game.defend, i, value=self._stake)
+        if isinstance(move, Bisect):
+            return self._send("bisect", i, game.bisect, i, move.claim)
+        if isinstance(move, Respond):
+            return self._send("respond", i, game.respond, i, move.agree, move.claim)
+        if isinstance(move, ClaimExecution):
             args = (i, move.steps, move.final_state, move.claimed_state)
-            self._send("claimExecution", i, game.claimExecution, *args)
-        elif isinstance(move, PlayStep):
+            return self._send("claimExecution", i, game.claimExecution, *args)
+        if isinstance(move, PlayStep):
             proof: StepProof = execution.step_proof(move.position, self._oracles[i])
             self._reveal(view, proof)
-            self._send("step", i, game.step, i, proof.state_data, proof.proof)
-        elif isinstance(move, Timeout):
-            self._send("timeout", i, game.timeout, i)
+            return self._send("step", i, game.step, i, proof.state_data, proof.proof)
+        return self._send("timeout", i, game.timeout, i)
 
     def _reveal(self, view: DisputeView, proof: StepProof) -> None:
         """Put on-chain the oracle answers the step needs; the game writes the local values itself."""
@@ -614,6 +656,11 @@ class Agent:
             )
             if receipt is not None:
                 self.moves.append(MoveRecord("oracle", None, int(receipt.gas_used), str(receipt.txn_hash)))
+
+
+def _sent(receipt: Any) -> int:
+    """1 for a transaction sent, 0 for one that was not (a poll that sent nothing then sleeps)."""
+    return 0 if receipt is None else 1
 
 
 def _brief(exc: BaseException) -> str:

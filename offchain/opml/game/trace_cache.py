@@ -3,13 +3,11 @@
 A program's run is fixed by the program and its local values (the model commitment, ``k``, ``S_{k−1}``
 and the claimed ``S_k``, or the input key and ``S_{N−1}``): the dispute's oracle context only names
 where the contract stores them. Disputes with equal local values therefore share one trace: a liar's
-sock disputes on one node cost one run, however many there are. Entries are held while a dispute uses
-them and dropped, least recently used first, beyond ``capacity``.
+sock disputes on one node cost one run, however many there are.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -22,26 +20,24 @@ def trace_key(program_hash: bytes, local_values: dict[int, bytes]) -> TraceKey:
 
 
 class TraceCache:
-    """A bounded map from :func:`trace_key` to a trace, with the disputes that use each entry."""
+    """A map from :func:`trace_key` to a trace, with the disputes that use each entry. An entry lives
+    exactly while a dispute uses it: computed once for all of them, freed when the last is over, never
+    evicted before (a live dispute's trace would be recomputed every poll). Memory is bounded by the
+    disputes the agent plays."""
 
-    def __init__(self, capacity: int = 8) -> None:
-        self.capacity = capacity
+    def __init__(self) -> None:
         self.computed = 0
         """Traces computed since creation (a test counts them)."""
-        self._traces: OrderedDict[TraceKey, Any] = OrderedDict()
+        self._traces: dict[TraceKey, Any] = {}
         self._users: dict[TraceKey, set[int]] = {}
 
     def get(self, key: TraceKey, dispute_id: int, compute: Callable[[], Any]) -> Any:
         """The trace for ``key``, computed by ``compute()`` unless held; ``dispute_id`` now uses it."""
-        if key in self._traces:
-            self._traces.move_to_end(key)
-            trace = self._traces[key]
-        else:
-            trace = self._traces[key] = compute()
+        if key not in self._traces:
+            self._traces[key] = compute()
             self.computed += 1
         self._users.setdefault(key, set()).add(dispute_id)
-        self._evict()
-        return trace
+        return self._traces[key]
 
     def release(self, dispute_id: int) -> None:
         """``dispute_id`` is over: entries no other dispute uses are dropped."""
@@ -51,17 +47,10 @@ class TraceCache:
                 del self._users[key]
                 self._traces.pop(key, None)
 
-    def _evict(self) -> None:
-        """Beyond capacity, drop the least recently used entries, unused ones first."""
-        while len(self._traces) > self.capacity:
-            unused = [k for k in self._traces if not self._users.get(k)]  # oldest first
-            victim = unused[0] if unused else next(iter(self._traces))
-            del self._traces[victim]
-
     def of(self, dispute_id: int) -> Any:
         """The trace ``dispute_id`` uses (``KeyError`` if none is held for it)."""
         for key, users in self._users.items():
-            if dispute_id in users and key in self._traces:
+            if dispute_id in users:
                 return self._traces[key]
         raise KeyError(f"no trace held for dispute {dispute_id}")
 
