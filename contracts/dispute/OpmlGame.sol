@@ -410,9 +410,9 @@ contract OpmlGame is IOpmlGame {
         _resolve(d, disputeId, d.turn == Party.Server ? Party.Challenger : Party.Server, true);
     }
 
-    /// @notice Credits a winning challenger its equal share of the rejected server's bond, once every
-    ///         dispute of the result is over (protocol §5); anyone may call it. The last share takes the
-    ///         remainder of the division, so the whole bond is paid out.
+    /// @notice Credits a winning challenger its equal share of the challengers' half of the rejected
+    ///         server's bond, once every dispute of the result is over (protocol §5); anyone may call it.
+    ///         The last share takes the remainder of the division, so the whole half is paid out.
     function claimBondShare(uint256 disputeId) external {
         Dispute storage d = _dispute(disputeId);
         if (d.winner != Party.Challenger || d.shareClaimed) revert NoBondShare();
@@ -421,9 +421,10 @@ contract OpmlGame is IOpmlGame {
         d.shareClaimed = true;
         Task storage t = _tasks[d.taskId];
         uint256 wins = t.challengerWins;
-        uint256 share = serverBond / wins;
+        uint256 half = serverBond - serverBond / 2;
+        uint256 share = half / wins;
         t.sharesClaimed += 1;
-        if (t.sharesClaimed == wins) share = serverBond - share * (wins - 1);
+        if (t.sharesClaimed == wins) share = half - share * (wins - 1);
         credit[d.challenger] += share;
         emit BondShareClaimed(disputeId, d.challenger, share);
     }
@@ -481,7 +482,7 @@ contract OpmlGame is IOpmlGame {
         _pass(d, _other(mover));
     }
 
-    /// @dev ⌊(lo + hi) / 2⌋ without overflow: a claimed step count may be as large as 2^64 − 1.
+    /// @dev ⌊(lo + hi) / 2⌋ without overflow, whatever `uint64` positions a bisection holds.
     function _mid(uint64 lo, uint64 hi) private pure returns (uint64) {
         return lo + (hi - lo) / 2;
     }
@@ -508,7 +509,9 @@ contract OpmlGame is IOpmlGame {
 
     /// @dev Credits the winner both stakes of the dispute (only the challenger's when the server never
     ///      defended, which only the challenger can win) (protocol §5). A challenger's win rejects the
-    ///      result, refunds the requester the first time, and earns a share of the server's bond.
+    ///      result and, the first time, pays the requester its reward and half the server's bond (so a
+    ///      server cannot take back a bad answer through its own challenger); it earns a share of the
+    ///      other half.
     function _resolve(Dispute storage d, uint256 disputeId, Party winner, bool byTimeout) private {
         d.phase = Phase.Resolved;
         d.winner = winner;
@@ -523,7 +526,7 @@ contract OpmlGame is IOpmlGame {
             t.challengerWins += 1;
             if (t.status == TaskStatus.Answered) {
                 t.status = TaskStatus.Rejected;
-                credit[t.requester] += t.reward;
+                credit[t.requester] += t.reward + serverBond / 2;
                 emit ResultRejected(d.taskId, false);
             }
         }

@@ -156,7 +156,7 @@ interface IOpmlGame {
     ///         and it is never zero.
     error InconsistentClaim();
     /// @notice Thrown when a dispute's local values are loaded twice, or outside phases Execution and
-    ///         Step (before `claimExecution`, or once the dispute is resolved or closed).
+    ///         Step (before `claimExecution`, or once the dispute is resolved).
     error LocalValuesNotLoadable();
     /// @notice Thrown when `withdraw` is called with nothing credited.
     error NothingToWithdraw();

@@ -54,11 +54,11 @@ def test_demo_tells_both_stories(deployer, chain, tmp_path, options):
     assert 2 ** (result.rounds["vm"] - 1) < int(claimed.steps) <= 2 ** (result.rounds["vm"] + 1)
 
     bond, stake = int(game.serverBond()), int(game.challengerBond())
-    assert result.nets == {  # protocol §5: the winner takes both stakes and the only share of the bond
-        "requester": -REWARD,
+    assert result.nets == {  # protocol §5: the winner takes both stakes and the challengers' half
+        "requester": -REWARD + bond // 2,
         "honest server": REWARD,
         "lying server": -bond - stake,
-        "challenger": stake + bond,
+        "challenger": stake + bond - bond // 2,
     }
     assert sum(result.nets.values()) == 0 and int(game.balance) == 0  # nothing left in the game
 

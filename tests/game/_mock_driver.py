@@ -62,9 +62,11 @@ from opml.vm.hashing import keccak256
 
 # --- parameters -----------------------------------------------------------------------------------
 
-SERVER_BOND = 10**17 + 1  # 1 mod 2, 2 mod 3: two or three equal shares leave a remainder
+SERVER_BOND = 10**17 + 5  # odd, and its challengers' half is 1 mod 2, 2 mod 3: shares leave a remainder
 CHALLENGER_BOND = 6 * 10**16 + 3  # above SERVER_BOND / 2: see test_socks_dilute_the_honest_share
 REWARD = 3 * 10**16 + 7
+CHALLENGERS_HALF = SERVER_BOND - SERVER_BOND // 2
+"""What the winning challengers share of a rejected server's bond; the requester takes the rest."""
 MAX_STEPS = 16
 """Every mock model's step bound (``maxSteps``): the matrix claims at most 11 steps."""
 MOVE_WINDOW = 600
@@ -656,8 +658,9 @@ class Books:
 
     Rules (issue 17): a dispute's stakes (``challengerBond``, and the server's as much once it defended)
     go to its winner; each challenger win counts in ``challengerWins``, and the first one rejects the
-    task and refunds the requester its reward; once a rejected result has no open dispute, each won
-    dispute claims ``serverBond / challengerWins``, the last claim the remainder. A result whose window
+    task and pays the requester its reward and ``serverBond / 2``; once a rejected result has no open
+    dispute, each won dispute claims ``(serverBond − serverBond / 2) / challengerWins``, the last claim
+    the remainder. A result whose window
     passed with no dispute open is finalized (revealed: the server takes reward + bond) or rejected
     (never revealed: the requester takes both)."""
 
@@ -793,15 +796,16 @@ class Books:
         t.wins += 1
         if t.status == TaskStatus.ANSWERED:
             t.status = TaskStatus.REJECTED
-            self._pay(t.requester, t.reward)
+            self._pay(t.requester, t.reward + SERVER_BOND // 2)
+            t.bond_out += SERVER_BOND // 2
             return [("ResultRejected", d.task, False)]
         return []
 
     def share(self, dispute_id: int) -> int:
         """The share ``claimBondShare`` would credit now (no check)."""
         t = self.tasks[self.disputes[dispute_id].task]
-        share = SERVER_BOND // t.wins
-        return SERVER_BOND - share * (t.wins - 1) if t.shares + 1 == t.wins else share
+        share = CHALLENGERS_HALF // t.wins
+        return CHALLENGERS_HALF - share * (t.wins - 1) if t.shares + 1 == t.wins else share
 
     def claim_share(self, dispute_id: int) -> list:
         d = self.disputes[dispute_id]
@@ -1604,9 +1608,9 @@ def expected_nets(server, requester, disputes: dict, *, revealed: bool = True) -
     shares in that order: the last claim takes the remainder).
 
     Each dispute: the challenger's stake, and the server's if it defended, to the winner (an undefended
-    dispute only the challenger can win). Any challenger win: the requester gets the reward back and the
-    winners share the server's bond. None: the server takes reward and bond if it revealed its output,
-    else the requester does."""
+    dispute only the challenger can win). Any challenger win: the requester gets the reward back and half
+    the server's bond, the winners share the other half. None: the server takes reward and bond if it
+    revealed its output, else the requester does."""
     net: Counter = Counter()
     server, requester = _addr(server), _addr(requester)
     net[requester] -= REWARD
@@ -1623,11 +1627,11 @@ def expected_nets(server, requester, disputes: dict, *, revealed: bool = True) -
         if winner == Party.CHALLENGER:
             winners.append(challenger)
     if winners:
-        net[requester] += REWARD
-        share = SERVER_BOND // len(winners)
+        net[requester] += REWARD + SERVER_BOND // 2
+        share = CHALLENGERS_HALF // len(winners)
         for w in winners:
             net[w] += share
-        net[winners[-1]] += SERVER_BOND - share * len(winners)
+        net[winners[-1]] += CHALLENGERS_HALF - share * len(winners)
     elif revealed:
         net[server] += REWARD + SERVER_BOND
     else:

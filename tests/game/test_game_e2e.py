@@ -145,9 +145,9 @@ def test_lying_server_loses_at_the_step_where_its_trace_diverges(
     (played,) = step_events(game)
     assert int(played.position) == diverges - 1  # the step into the first wrong state
 
-    # the dispute's two stakes and, as the only winning challenger, the whole server bond (protocol §5)
-    assert withdrawn(game, challenger.address) == 2 * CHALLENGER_BOND + SERVER_BOND
-    assert withdrawn(game, requester.address) == REWARD
+    # the dispute's two stakes and, as the only winning challenger, the challengers' half of the bond
+    assert withdrawn(game, challenger.address) == 2 * CHALLENGER_BOND + SERVER_BOND - SERVER_BOND // 2
+    assert withdrawn(game, requester.address) == REWARD + SERVER_BOND // 2
     assert withdrawn(game, server.address) == 0
 
 

@@ -32,6 +32,7 @@ import ape
 import pytest
 from _mock_driver import (
     CHALLENGER_BOND,
+    CHALLENGERS_HALF,
     COMMITMENT,
     INVALID,
     MAX_STEPS,
@@ -238,7 +239,7 @@ def run(table, requester, sp, cp, truth, verdict, *, n, multi=True, honest_onlin
     for account in everyone:
         assert tb.ledger.net(account) == nets[account.address], account
     if status == TaskStatus.REJECTED:
-        assert tb.ledger.net(requester) == 0  # the reward back
+        assert tb.ledger.net(requester) == SERVER_BOND // 2  # the reward back and half the bond
     if honest_online:
         honest_wins(got, sp, cp, tb, truth)
     return tb, got
@@ -312,7 +313,7 @@ def honest_wins(got, sp, cp, tb, truth):
         assert tb.ledger.net(sp.account) == REWARD + CHALLENGER_BOND
     elif cp.honest:
         assert got.winner == CHALLENGER
-        assert tb.ledger.net(cp.account) == SERVER_BOND + (CHALLENGER_BOND if defended else 0)
+        assert tb.ledger.net(cp.account) == CHALLENGERS_HALF + (CHALLENGER_BOND if defended else 0)
 
 
 # --- a lying server against an honest challenger --------------------------------------------------
@@ -391,7 +392,7 @@ def test_server_lies_at_each_round(table, requester, server, challenger, server_
     assert got.winner == CHALLENGER
     assert got.rounds == {GRAPH: 2, EXECUTION: 2}
     assert tb.ledger.net(server) == -SERVER_BOND - CHALLENGER_BOND
-    assert tb.ledger.net(challenger) == SERVER_BOND + CHALLENGER_BOND
+    assert tb.ledger.net(challenger) == CHALLENGERS_HALF + CHALLENGER_BOND
 
 
 # --- an honest server against a lying challenger --------------------------------------------------
@@ -766,7 +767,7 @@ def test_timeouts(table, requester, server, challenger, case, honest_quits):
         assert got.moves(phase, quitter) == at[1]
     if at == "defend":
         assert got.txs == [("timeout", DEFENSE, SERVER)]
-        assert tb.ledger.net(challenger) == SERVER_BOND
+        assert tb.ledger.net(challenger) == CHALLENGERS_HALF
         assert tb.ledger.net(server) == -SERVER_BOND
 
 
@@ -832,7 +833,8 @@ def test_two_challengers_honest_wins(table, requester, server, challenger, chall
     one wins and the result is rejected, but that ends no other dispute. The sloppy one's is played on
     after the rejection (moves, the step), no new challenge is taken, the bond shares wait until it is
     over, and the rejection refunds the requester once. Agreeing with a lying server's every claim
-    leaves the sloppy challenger the last step, which it wins too: the two share the server's bond."""
+    leaves the sloppy challenger the last step, which it wins too: the two share the challengers' half
+    of the server's bond."""
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=81)
     sloppy = ChallengerPlan(challenger2, truth, cp.trace, always=True, seed=81)
     tb, models = table(6, verdict)
@@ -853,7 +855,7 @@ def test_two_challengers_honest_wins(table, requester, server, challenger, chall
     got = tb.play(d_honest, sp, cp)
     assert got.winner == CHALLENGER
     assert game.task(task_id).status == TaskStatus.REJECTED
-    assert game.credit(requester) == REWARD
+    assert game.credit(requester) == REWARD + SERVER_BOND // 2
     assert tb.claim_share(d_honest, expect="DisputesOpen") is None  # the sloppy dispute is not over
     assert tb.challenge(task_id, keeper, expect="WrongTaskStatus") is None
     assert tb.finalize(task_id, expect="WrongTaskStatus") is None
@@ -864,15 +866,15 @@ def test_two_challengers_honest_wins(table, requester, server, challenger, chall
     assert (got_sloppy.events, got_sloppy.txs) == (want.events, want.txs)
     assert got_sloppy.winner == CHALLENGER and got_sloppy.txs[-1] == ("step", STEP, CHALLENGER)
     assert game.task(task_id).challengerWins == 2
-    assert game.credit(requester) == REWARD  # refunded once
+    assert game.credit(requester) == REWARD + SERVER_BOND // 2  # refunded once
 
     everyone = [requester, server, challenger, challenger2, keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
     outcomes = {challenger2: (CHALLENGER, True), challenger: (CHALLENGER, True)}
     nets = expected_nets(server, requester, outcomes)
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
-    assert tb.ledger.net(challenger) == CHALLENGER_BOND + SERVER_BOND - SERVER_BOND // 2
-    assert tb.ledger.net(challenger2) == CHALLENGER_BOND + SERVER_BOND // 2
+    assert tb.ledger.net(challenger) == CHALLENGER_BOND + CHALLENGERS_HALF - CHALLENGERS_HALF // 2
+    assert tb.ledger.net(challenger2) == CHALLENGER_BOND + CHALLENGERS_HALF // 2
     assert tb.ledger.net(server) == -SERVER_BOND - 2 * CHALLENGER_BOND
 
 
@@ -903,7 +905,8 @@ def test_two_challengers_liar_resolves_first(table, requester, server, challenge
     nets = expected_nets(server, requester, {challenger: (CHALLENGER, True), challenger2: (SERVER, True)})
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
     assert (
-        tb.ledger.net(challenger) == SERVER_BOND + CHALLENGER_BOND and tb.ledger.net(server) == -SERVER_BOND
+        tb.ledger.net(challenger) == CHALLENGERS_HALF + CHALLENGER_BOND
+        and tb.ledger.net(server) == -SERVER_BOND
     )
 
 
@@ -1277,8 +1280,8 @@ def test_step_pre_state_from_another_dispute(table, requester, server, challenge
     everyone = [requester, server, server2, challenger, challenger2]
     assert tb.settle(task_a, [], empty=False) == TaskStatus.REJECTED
     assert tb.settle(task_b, everyone) == TaskStatus.REJECTED
-    assert tb.ledger.net(requester) == 0  # both rewards back
-    assert tb.ledger.net(challenger) == tb.ledger.net(challenger2) == SERVER_BOND + CHALLENGER_BOND
+    assert tb.ledger.net(requester) == 2 * (SERVER_BOND // 2)  # both rewards back, and half of each bond
+    assert tb.ledger.net(challenger) == tb.ledger.net(challenger2) == CHALLENGERS_HALF + CHALLENGER_BOND
 
 
 # --- the phase-2 local values ---------------------------------------------------------------------
@@ -1506,7 +1509,7 @@ def test_an_honest_server_must_defend_every_dispute(table, requester, server, ch
     rc = tb.timeout(d_2)
     names = [e.event_name for e in rc.events]
     assert names == ["ResultRejected", "DisputeResolved"]
-    assert game.credit(challenger2) == CHALLENGER_BOND and game.credit(requester) == REWARD
+    assert game.credit(challenger2) == CHALLENGER_BOND and game.credit(requester) == REWARD + SERVER_BOND // 2
     assert not game.dispute(d_2).defended
     assert tb.claim_share(d_2, expect="DisputesOpen") is None
     got = tb.play(d_1, sp, cp)  # played on after the rejection: the honest server still wins it
@@ -1515,7 +1518,7 @@ def test_an_honest_server_must_defend_every_dispute(table, requester, server, ch
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
     nets = expected_nets(server, requester, {challenger: (SERVER, True), challenger2: (CHALLENGER, False)})
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
-    assert tb.ledger.net(challenger2) == SERVER_BOND
+    assert tb.ledger.net(challenger2) == CHALLENGERS_HALF
     assert tb.ledger.net(server) == CHALLENGER_BOND - SERVER_BOND
 
 
@@ -1564,7 +1567,10 @@ def test_sock_challenger(table, requester, server, challenger, sock, keeper, soc
     plans_of = {d_sock: (sock_server, sock_plan), d_honest: (honest_server, cp)}
     got = {first: tb.play(first, *plans_of[first])}
     if got[first].winner == CHALLENGER:
-        assert game.task(task_id).status == TaskStatus.REJECTED and game.credit(requester) == REWARD
+        assert (
+            game.task(task_id).status == TaskStatus.REJECTED
+            and game.credit(requester) == REWARD + SERVER_BOND // 2
+        )
         assert tb.claim_share(first, expect="DisputesOpen") is None
     got[second] = tb.play(second, *plans_of[second])
     assert got[d_sock].events == want_sock.events
@@ -1584,15 +1590,14 @@ def test_sock_challenger(table, requester, server, challenger, sock, keeper, soc
     assert all(tb.ledger.net(a) == nets[a.address] for a in everyone)
     honest = tb.ledger.net(challenger)
     liar = tb.ledger.net(server) + tb.ledger.net(sock)
-    share = SERVER_BOND if sock_end == "loses" else SERVER_BOND - SERVER_BOND // 2  # the last claim's
+    half = CHALLENGERS_HALF
+    share = half if sock_end == "loses" else half - half // 2  # the last claim's
     assert honest == share + (CHALLENGER_BOND if honest_end == "defended" else 0)
-    assert honest > 0 and liar == -honest < 0 and tb.ledger.net(requester) == 0
+    assert honest > 0 and liar == -honest - SERVER_BOND // 2 < 0
+    assert tb.ledger.net(requester) == SERVER_BOND // 2
     if honest_end == "defended":
         assert honest >= CHALLENGER_BOND  # at least the liar's stake
-    else:
-        # Left undefended, the honest dispute pays only the bond share: less than the liar's stake when
-        # the sock took a share too (see test_a_lie_costs_at_least_a_stake_whatever_socks_the_liar_uses).
-        assert (honest < CHALLENGER_BOND) == (sock_end != "loses")
+    # Left undefended, the honest dispute pays only the bond share (protocol §5, share dilution).
 
 
 def _sock_swarm(tb, models, requester, sp, cp, socks):
@@ -1607,21 +1612,22 @@ def _sock_swarm(tb, models, requester, sp, cp, socks):
         tb.timeout(i)
     everyone = [requester, sp.account, cp.account, *socks]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
-    assert tb.ledger.net(requester) == 0
+    assert tb.ledger.net(requester) == SERVER_BOND // 2
     liar = tb.ledger.net(sp.account) + sum(tb.ledger.net(s) for s in socks)
     return tb.ledger.net(cp.account), liar
 
 
 def test_socks_dilute_the_honest_share(table, requester, server, challenger, accounts):
     """What the contract does: undefended disputes cost the server's socks nothing (each gets its
-    stake back) and each takes an equal share of the bond, so with m socks the honest challenger gets
-    ``serverBond / (m + 1)`` and the liar loses only that plus its socks' gas (protocol §5, share
-    dilution: the stakes of a defended dispute cannot be diluted)."""
+    stake back) and each takes an equal share of the challengers' half of the bond, so with m socks the
+    honest challenger gets ``(serverBond − serverBond / 2) / (m + 1)`` and the liar loses that, the
+    requester's half and its socks' gas (protocol §5, share dilution: the stakes of a defended dispute
+    cannot be diluted)."""
     socks = [accounts[i] for i in (4, 7, 8, 9)]
     _truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=2, seed=142)
     tb, models = table(6, verdict)
     honest, liar = _sock_swarm(tb, models, requester, sp, cp, socks)
-    assert honest == SERVER_BOND - 4 * (SERVER_BOND // 5) == -liar
+    assert honest == CHALLENGERS_HALF - 4 * (CHALLENGERS_HALF // 5) == -liar - SERVER_BOND // 2
     assert honest < CHALLENGER_BOND  # less than the stake a lie was supposed to cost
 
 
@@ -1630,7 +1636,7 @@ def test_bond_shares_of_three_winners(table, requester, server, challenger, chal
     server's timeout after its defense). The shares are claimable once all three disputes are over, by
     anyone, once each, and add up to the server's bond exactly though it is not divisible by 3: in
     whatever order they are claimed, the last takes the remainder."""
-    assert SERVER_BOND % 3 == 2
+    assert CHALLENGERS_HALF % 3 == 2
     truth, sp, cp, verdict = plans(server, challenger, n=5, t=6, lie_node=3, seed=171)
     tb, models = table(6, verdict)
     game = tb.game
@@ -1647,14 +1653,14 @@ def test_bond_shares_of_three_winners(table, requester, server, challenger, chal
     assert [Party(game.dispute(i).winner) for i in (d_1, d_2, d_3)] == [CHALLENGER] * 3
     assert [game.dispute(i).defended for i in (d_1, d_2, d_3)] == [True, False, True]
     assert game.task(task_id).challengerWins == 3
-    third = SERVER_BOND // 3
+    third = CHALLENGERS_HALF // 3
     shares = []
     for i in (d_3, d_1, d_2):
         rc = tb.claim_share(i, sender=challenger if i == d_3 else keeper)  # anyone; credited to the winner
         [ev] = [e for e in rc.events if e.event_name == "BondShareClaimed"]
         shares.append(ev.amount)
         assert tb.claim_share(i, expect="NoBondShare") is None
-    assert shares == [third, third, SERVER_BOND - 2 * third] and sum(shares) == SERVER_BOND
+    assert shares == [third, third, CHALLENGERS_HALF - 2 * third] and sum(shares) == CHALLENGERS_HALF
     assert game.task(task_id).sharesClaimed == 3
     everyone = [requester, server, challenger, challenger2, challenger3, keeper]
     assert tb.settle(task_id, everyone) == TaskStatus.REJECTED
