@@ -57,6 +57,7 @@ from functools import cached_property
 import ape
 from eth_abi import encode
 
+from opml.game.solver import Party, Phase  # the ABI's enums (IOpmlGame.Phase, IOpmlGame.Party)
 from opml.oracle import ChunkTree, localize_ident
 from opml.vm.hashing import keccak256
 
@@ -78,26 +79,6 @@ ZERO = bytes(32)
 RUNNING, VALID, INVALID = 3, 0, 1
 OFFSET = 1000
 """A "vm" liar's states past its lie are at ``t + OFFSET``, far from ``haltAt``."""
-
-
-class Phase(IntEnum):
-    """``IOpmlGame.Phase``."""
-
-    NONE = 0
-    DEFENSE = 1
-    GRAPH = 2
-    EXECUTION_CLAIM = 3
-    EXECUTION = 4
-    STEP = 5
-    RESOLVED = 6
-
-
-class Party(IntEnum):
-    """``IOpmlGame.Party``."""
-
-    NONE = 0
-    SERVER = 1
-    CHALLENGER = 2
 
 
 class TaskStatus(IntEnum):

@@ -446,3 +446,34 @@ def test_a_model_whose_output_cannot_be_revealed_is_not_served(game, deployer, r
     agent = Agent(game, server, Party.SERVER, [big], tmp_path / "s", **QUIET)
     assert agent.poll() == 0
     assert int(game.task(task_id).status) == 1 and not agent._pending
+
+
+def test_a_task_by_key_is_answered_once_its_input_is_published(
+    model, x_bytes, game, chain, deployer, requester, server, tmp_path
+):
+    """A task posted by key is not silently ignored: while its bytes are not published the server says
+    so (once), and it answers as soon as they are in its store; bytes of the wrong size never are."""
+    from opml.ml.format import tensor_key
+
+    model_id = register(game, model, deployer)
+    lines: list[str] = []
+    agent = Agent(game, server, Party.SERVER, [model], tmp_path / "s", log=lines.append)
+    key = tensor_key(x_bytes)
+    task_id = int(
+        game.createTaskByKey(model_id, key, TASK_WINDOW, True, sender=requester, value=REWARD)
+        .events[0]
+        .taskId
+    )
+    short = x_bytes[:-1]
+    wrong = int(
+        game.createTaskByKey(model_id, tensor_key(short), TASK_WINDOW, True, sender=requester, value=REWARD)
+        .events[0]
+        .taskId
+    )
+    assert agent.poll() + agent.poll() == 0
+    assert sum(f"task {task_id}: input 0x{key.hex()} not published yet" in line for line in lines) == 1
+    agent.store.put_chunk_merkle(x_bytes)  # the requester publishes the bytes
+    agent.store.put_chunk_merkle(short)
+    play_until(chain, [agent], lambda: int(game.task(task_id).status) == 2)
+    assert int(game.task(wrong).status) == 1
+    assert any(f"task {wrong}: input is not of the model's shape" in line for line in lines)

@@ -334,7 +334,7 @@ class Agent:
             self._once(f"input {task.task_id}", f"task {task.task_id}: input 0x{key} not published yet")
             return None
         if tensor_key(data) != task.input_key or len(data) != task.model.input.nbytes:
-            self._once(f"input {task.task_id}", f"task {task.task_id}: input is not of the model's shape")
+            self._once(f"shape {task.task_id}", f"task {task.task_id}: input is not of the model's shape")
             return None
         return np.array(as_array(data, task.model.input))
 
