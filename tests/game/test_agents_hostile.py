@@ -477,3 +477,20 @@ def test_a_task_by_key_is_answered_once_its_input_is_published(
     play_until(chain, [agent], lambda: int(game.task(task_id).status) == 2)
     assert int(game.task(wrong).status) == 1
     assert any(f"task {wrong}: input is not of the model's shape" in line for line in lines)
+
+
+def test_a_restarted_server_keeps_playing_answers_it_would_not_give_today(
+    model, x_bytes, game, chain, deployer, requester, server, challenger, tmp_path
+):
+    """The server answers; it restarts with a minimum reward above the task's (or at a higher gas price):
+    its answer is still its own, so it still reveals, defends and finalizes it."""
+    model_id = register(game, model, deployer)
+    task_id = post_task(game, model_id, x_bytes, requester)
+    first = Agent(game, server, Party.SERVER, [model], tmp_path / "s", **QUIET)
+    play_until(chain, [first], lambda: int(game.task(task_id).status) == 2)
+    strict = AgentPolicy(min_reward=REWARD + 1)
+    restarted = Agent(game, server, Party.SERVER, [model], tmp_path / "s", policy=strict, **QUIET)
+    liar = Agent(game, challenger, Party.CHALLENGER, [model], tmp_path / "c", lie=Lie.at_node(1), **QUIET)
+    settle(chain, game, [restarted, liar], [task_id])
+    assert int(game.task(task_id).status) == TASK_FINALIZED
+    assert resolutions(game) == [(0, Party.SERVER)]

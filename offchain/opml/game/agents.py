@@ -162,6 +162,9 @@ class Agent:
     _failures: dict[str, _Failure] = field(default_factory=dict)
     _oracles: dict[int, Any] = field(default_factory=dict)
     _views: dict[int, DisputeView] = field(default_factory=dict)
+    _setups: dict[tuple[int, bytes], ProgramSetup] = field(default_factory=dict)
+    _committed: int = 0
+    """Disputes this poll committed us to (a challenge or a defense sent) that no view shows yet."""
     _logged: set[str] = field(default_factory=set)
     _cursor: int = -1
     _head_time: int = 0
@@ -200,6 +203,7 @@ class Agent:
         from ape import chain
 
         self._head_time = int(chain.blocks.head.timestamp)
+        self._committed = 0
         known = set(self._disputes)
         sent = self._play_disputes(known)
         self._guard("discovery", self._discover)
@@ -277,8 +281,10 @@ class Agent:
         if log.event_name == "TaskCreated":
             self._on_task_created(int(log.taskId), int(log.modelId), bytes(log.inputKey), bytes(log.input))
         elif log.event_name == "ResultSubmitted" and int(log.taskId) in self._tasks:
-            self._tasks[int(log.taskId)].server = str(log.server)
-            self._tasks[int(log.taskId)].final_state = bytes(log.finalState)
+            task = self._tasks[int(log.taskId)]
+            task.server, task.final_state = str(log.server), bytes(log.finalState)
+            if task.server == self.address:
+                self._pending.add(task.task_id)  # our answer, whatever we would decide today
         elif log.event_name == "DisputeOpened":
             self._on_dispute_opened(int(log.disputeId), int(log.taskId), str(log.challenger))
 
@@ -292,10 +298,10 @@ class Agent:
         task = _Task(
             task_id, model, input_key, data or None, int(t.reward), int(t.window), bool(t.multiPhase)
         )
+        self._tasks[task_id] = task  # kept whatever we decide: our answers and disputes on it need it
         if self.role is Party.SERVER and not self.policy.worth_answering(task.reward, self._gas_price()):
             self._once(f"reward {task_id}", f"task {task_id}: reward {task.reward} wei does not pay its gas")
             return
-        self._tasks[task_id] = task
         self._pending.add(task_id)
 
     def _on_dispute_opened(self, dispute_id: int, task_id: int, challenger: str) -> None:
@@ -353,17 +359,20 @@ class Agent:
         """The phase-2 trace of dispute ``view``: its program on the local values of protocol §4.3, with
         ``claim`` the state the server's program checks (its ``S_k`` or ``S_{N−1}``). Shared with every
         dispute on the same program and local values."""
-        context = bytes(self.game.localContext(view.dispute_id))
-        run = self._run(task, x)
-        caller = self.game.address
-        if task.multi_phase:
-            setup = node_program_setup(
-                task.model, x, view.node, claim, self.store, caller=caller, local_context=context, run=run
-            )
-        else:
-            setup = model_program_setup(
-                task.model, x, claim, self.store, caller=caller, local_context=context
-            )
+        setup = self._setups.get((view.dispute_id, claim))
+        if setup is None:  # built once per dispute (it stores the model's preimages)
+            context = bytes(self.game.localContext(view.dispute_id))
+            run = self._run(task, x)
+            caller = self.game.address
+            if task.multi_phase:
+                setup = node_program_setup(
+                    task.model, x, view.node, claim, self.store, caller=caller, local_context=context, run=run
+                )
+            else:
+                setup = model_program_setup(
+                    task.model, x, claim, self.store, caller=caller, local_context=context
+                )
+            self._setups[(view.dispute_id, claim)] = setup
         self._oracles[view.dispute_id] = setup.oracle  # the dispute's own context, for its step proofs
         key = trace_key(program_state_hash(setup.state), setup.local_values)
         return self.traces.get(key, view.dispute_id, lambda: self._trace(setup))
@@ -407,12 +416,13 @@ class Agent:
 
     def _active_disputes(self) -> int:
         """Disputes this agent plays (a server's undefended ones, which it may leave, do not count)."""
-        return sum(
+        playing = sum(
             1
             for v in self._views.values()
             if v.phase is not Phase.RESOLVED
             and not (v.phase is Phase.DEFENSE and v.challenger != self.address)
         )
+        return playing + self._committed
 
     def _can_afford(self, what: str, bond: int, stake: int = 0, results: int = 0) -> bool:
         """The money policy: after ``bond``, ``stake`` (what disputes on our results may need from us)
@@ -510,6 +520,7 @@ class Agent:
             return 0
         if self._send("challenge", None, self.game.challenge, task.task_id, value=bond) is None:
             return 0
+        self._committed += 1
         self._pending.discard(task.task_id)  # its dispute needs the run: kept until the dispute is over
         return 1
 
@@ -554,6 +565,8 @@ class Agent:
         if view.phase is Phase.RESOLVED:
             self.traces.release(view.dispute_id)
             self._oracles.pop(view.dispute_id, None)
+            for key in [k for k in self._setups if k[0] == view.dispute_id]:
+                del self._setups[key]
             return self._claim_share(view, me)
         move: Move | None = timeout_move(view, me, self._head_time)
         execution = None
@@ -623,7 +636,9 @@ class Agent:
         """Send ``move``; its receipt, or ``None`` when it was not sent."""
         game, i = self.game, view.dispute_id
         if isinstance(move, Defend):
-            return self._send("defend", i, game.defend, i, value=self._stake)
+            receipt = self._send("defend", i, game.defend, i, value=self._stake)
+            self._committed += receipt is not None
+            return receipt
         if isinstance(move, Bisect):
             return self._send("bisect", i, game.bisect, i, move.claim)
         if isinstance(move, Respond):
