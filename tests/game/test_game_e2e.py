@@ -230,7 +230,7 @@ class PhaseLinkLiar(Agent):
         context = bytes(self.game.localContext(view.dispute_id))
         store = PreimageStore(self.store_dir / "forged")
         setup = self.make_setup(store, self.game.address, context)
-        self._oracles[view.dispute_id] = setup.oracle
+        self._setups[view.dispute_id] = setup
 
         def forged():
             trace = ExecutionTrace(setup)

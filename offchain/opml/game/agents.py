@@ -160,9 +160,9 @@ class Agent:
     _models_seen: dict[int, Model | None] = field(default_factory=dict)
     _dry_runs: dict[int, bool] = field(default_factory=dict)
     _failures: dict[str, _Failure] = field(default_factory=dict)
-    _oracles: dict[int, Any] = field(default_factory=dict)
     _views: dict[int, DisputeView] = field(default_factory=dict)
-    _setups: dict[tuple[int, bytes], ProgramSetup] = field(default_factory=dict)
+    _setups: dict[int, ProgramSetup] = field(default_factory=dict)
+    """Each dispute's phase-2 program setup: its oracle view (the dispute's own context) proves its step."""
     _committed: int = 0
     """Disputes this poll committed us to (a challenge or a defense sent) that no view shows yet."""
     _logged: set[str] = field(default_factory=set)
@@ -359,8 +359,8 @@ class Agent:
         """The phase-2 trace of dispute ``view``: its program on the local values of protocol §4.3, with
         ``claim`` the state the server's program checks (its ``S_k`` or ``S_{N−1}``). Shared with every
         dispute on the same program and local values."""
-        setup = self._setups.get((view.dispute_id, claim))
-        if setup is None:  # built once per dispute (it stores the model's preimages)
+        setup = self._setups.get(view.dispute_id)
+        if setup is None:  # built once per dispute (it stores the model's preimages); its claim is fixed
             context = bytes(self.game.localContext(view.dispute_id))
             run = self._run(task, x)
             caller = self.game.address
@@ -372,8 +372,7 @@ class Agent:
                 setup = model_program_setup(
                     task.model, x, claim, self.store, caller=caller, local_context=context
                 )
-            self._setups[(view.dispute_id, claim)] = setup
-        self._oracles[view.dispute_id] = setup.oracle  # the dispute's own context, for its step proofs
+            self._setups[view.dispute_id] = setup
         key = trace_key(program_state_hash(setup.state), setup.local_values)
         return self.traces.get(key, view.dispute_id, lambda: self._trace(setup))
 
@@ -529,7 +528,11 @@ class Agent:
         is on it."""
         self._pending.discard(task_id)
         self._dry_runs.pop(task_id, None)
-        if not any(self._views[i].task_id == task_id for i in self._disputes if i in self._views):
+        self._drop_run_if_unused(task_id)
+
+    def _drop_run_if_unused(self, task_id: int) -> None:
+        """Drop the task's native run unless the task is pending or a dispute we watch is on it."""
+        if task_id not in self._pending and not any(v.task_id == task_id for v in self._views.values()):
             self._runs.pop(task_id, None)
 
     def _withdraw(self) -> int:
@@ -564,9 +567,7 @@ class Agent:
         me = Party.CHALLENGER if view.challenger == self.address else Party.SERVER
         if view.phase is Phase.RESOLVED:
             self.traces.release(view.dispute_id)
-            self._oracles.pop(view.dispute_id, None)
-            for key in [k for k in self._setups if k[0] == view.dispute_id]:
-                del self._setups[key]
+            self._setups.pop(view.dispute_id, None)
             return self._claim_share(view, me)
         move: Move | None = timeout_move(view, me, self._head_time)
         execution = None
@@ -594,9 +595,7 @@ class Agent:
             )
         self._disputes.discard(view.dispute_id)
         self._views.pop(view.dispute_id, None)
-        task = view.task_id
-        if task not in self._pending and not any(v.task_id == task for v in self._views.values()):
-            self._runs.pop(task, None)
+        self._drop_run_if_unused(view.task_id)
         return 0
 
     def _bisection_move(self, view: DisputeView, me: Party) -> tuple[Move | None, Any]:
@@ -647,7 +646,7 @@ class Agent:
             args = (i, move.steps, move.final_state, move.claimed_state)
             return self._send("claimExecution", i, game.claimExecution, *args)
         if isinstance(move, PlayStep):
-            proof: StepProof = execution.step_proof(move.position, self._oracles[i])
+            proof: StepProof = execution.step_proof(move.position, self._setups[i].oracle)
             self._reveal(view, proof)
             return self._send("step", i, game.step, i, proof.state_data, proof.proof)
         return self._send("timeout", i, game.timeout, i)
