@@ -12,7 +12,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
 
-.PHONY: all env demo test lint fuzz mutants audit test-foundry toolchain browser lock clean distclean
+.PHONY: all env demo test test-slow lint fuzz mutants audit test-foundry toolchain browser lock clean distclean
 
 all: env toolchain
 
@@ -67,6 +67,10 @@ browser:
 
 test: env toolchain $(BROWSER_DEP)
 	$(BIN)/ape test
+
+# The slow tier (tests/_ci.py): the redundant points of the game and VM matrices. .ci/run runs it too.
+test-slow: env toolchain $(BROWSER_DEP)
+	$(BIN)/ape test -m slow
 
 # ruff (lint and format check) over the Python tree, mypy over offchain/opml (strict for opml.ml and
 # opml.game, see pyproject.toml), solhint over contracts/ (errors fail; warnings are printed).

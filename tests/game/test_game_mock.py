@@ -30,6 +30,7 @@ from collections import Counter
 
 import ape
 import pytest
+from _ci import slow_except
 from _mock_driver import (
     CHALLENGER_BOND,
     CHALLENGERS_HALF,
@@ -319,7 +320,8 @@ def honest_wins(got, sp, cp, tb, truth):
 # --- a lying server against an honest challenger --------------------------------------------------
 
 
-@pytest.mark.parametrize("lie_node", range(5))
+# Nodes 0 and 4 take 2 and 3 rounds; the others are the slow tier (tests/_ci.py).
+@pytest.mark.parametrize("lie_node", slow_except({0, 4}, range(5)))
 def test_server_lies_from_each_node(table, requester, server, challenger, lie_node):
     """N = 5: the server's values are wrong from node ``lie_node`` on (and its phase-2 claim only in
     its final state); the honest challenger finds that node and wins by the step."""
@@ -335,7 +337,7 @@ def test_server_lies_from_each_node(table, requester, server, challenger, lie_no
     assert got.rounds[EXECUTION] == 3 == path_rounds(6, 5)
 
 
-@pytest.mark.parametrize("lie_step", [1, 2, 4, 6])
+@pytest.mark.parametrize("lie_step", slow_except({0, 3}, [1, 2, 4, 6]))
 def test_server_lies_from_each_step(table, requester, server, challenger, lie_step):
     """T = 6: the server's phase-2 states are wrong from step ``lie_step`` on (1 … T)."""
     lie_node = random.Random(lie_step).randrange(5)
@@ -379,7 +381,7 @@ ROUNDS = [(r,) for r in range(4)] + [tuple(range(4))]
 ROUND_IDS = ["round-0-verdict", "round-1-claim", "round-2-verdict", "round-3-claim", "every-round"]
 
 
-@pytest.mark.parametrize("lie_node", [0, 2])
+@pytest.mark.parametrize("lie_node", slow_except({0}, [0, 2]))
 @pytest.mark.parametrize("server_flip", ROUNDS, ids=ROUND_IDS)
 def test_server_lies_at_each_round(table, requester, server, challenger, server_flip, lie_node):
     """A lying result whose server also lies in its part of each round (a random claim, or the verdict
@@ -400,7 +402,9 @@ def test_server_lies_at_each_round(table, requester, server, challenger, server_
 
 @pytest.mark.parametrize(
     "flip, always",
-    [(r, None) for r in ROUNDS] + [((), False), ((), True), ((0, 2), True)],
+    slow_except(
+        {1, 4, 5, 7}, [(r, None) for r in ROUNDS] + [((), False), ((), True), ((0, 2), True)], unpack=True
+    ),
     ids=[*ROUND_IDS[:4], "every-round", "always-disagree", "always-agree", "agree-and-lying-claims"],
 )
 def test_challenger_lies_at_each_round(table, requester, server, challenger, flip, always):
@@ -437,14 +441,18 @@ def test_challenger_claim_defended_by_the_server():
 
 @pytest.mark.parametrize(
     "lie, lie_step, flip, server_flip, always",
-    [
-        (False, None, (), (), False),
-        (False, None, (1,), (), None),
-        (False, None, (0,), (), None),
-        (True, 1, (), (), None),
-        (True, 6, (), (), None),
-        (True, 6, (), (0, 1, 2), None),
-    ],
+    slow_except(
+        {2, 3, 5},
+        [
+            (False, None, (), (), False),
+            (False, None, (1,), (), None),
+            (False, None, (0,), (), None),
+            (True, 1, (), (), None),
+            (True, 6, (), (), None),
+            (True, 6, (), (0, 1, 2), None),
+        ],
+        unpack=True,
+    ),
     ids=[
         "honest-vs-disagree",
         "honest-vs-flip-1",
@@ -484,7 +492,11 @@ def test_single_phase(table, requester, server, challenger, lie, lie_step, flip,
 
 @pytest.mark.parametrize(
     "n, t, lie",
-    [(1, 1, True), (4, 1, True), (1, 1, False), (1, 4, True), (4, 4, False), (5, 6, True)],
+    slow_except(
+        {0, 4, 5},
+        [(1, 1, True), (4, 1, True), (1, 1, False), (1, 4, True), (4, 4, False), (5, 6, True)],
+        unpack=True,
+    ),
 )
 def test_round_counts(table, requester, server, challenger, n, t, lie):
     """Rounds per phase (``Responded`` events; as many ``Bisected``) against ⌈log2 n⌉ (protocol §4.1, §6).
@@ -727,6 +739,11 @@ TIMEOUTS = [
 ]
 
 
+# Every kind of move (defend, a graph move, claim, an execution move, step), both phases modes and
+# both parties keep a fast case; the rest of the matrix is the slow tier.
+TIMEOUT_FAST = {0, 3, 5, 7, 9, 10, 15}
+
+
 def _timeout_id(case):
     who, at, multi = case
     what = at if isinstance(at, str) else f"{'graph' if at[0] == GRAPH else 'exec'}-{at[1]}"
@@ -734,7 +751,7 @@ def _timeout_id(case):
 
 
 @pytest.mark.parametrize("honest_quits", [False, True], ids=["liar-quits", "honest-quits"])
-@pytest.mark.parametrize("case", TIMEOUTS, ids=[_timeout_id(c) for c in TIMEOUTS])
+@pytest.mark.parametrize("case", slow_except(TIMEOUT_FAST, TIMEOUTS), ids=[_timeout_id(c) for c in TIMEOUTS])
 def test_timeouts(table, requester, server, challenger, case, honest_quits):
     """The side whose turn it is loses after the deadline, at every kind of move (the server's
     ``defend`` included); ``timeout`` at the deadline itself reverts ``DeadlineNotPassed`` (checked by
@@ -797,7 +814,9 @@ BOTH_LIE = {
 }
 
 
-@pytest.mark.parametrize("seed", list(BOTH_LIE), ids=[f"seed-{s}" for s in BOTH_LIE])
+@pytest.mark.parametrize(
+    "seed", slow_except({0, len(BOTH_LIE) - 1}, list(BOTH_LIE)), ids=[f"seed-{s}" for s in BOTH_LIE]
+)
 def test_both_lie(table, requester, server, challenger, seed):
     """A lying server (a wrong result, and lies in some rounds) against a challenger who also lies: one
     of them wins (as the reference predicts) and all wei is accounted for."""
@@ -1287,7 +1306,9 @@ def test_step_pre_state_from_another_dispute(table, requester, server, challenge
 # --- the phase-2 local values ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lie_node, hi_party", [(0, SERVER), (1, CHALLENGER), (3, SERVER)])
+@pytest.mark.parametrize(
+    "lie_node, hi_party", slow_except({0, 1}, [(0, SERVER), (1, CHALLENGER), (3, SERVER)], unpack=True)
+)
 def test_local_values(table, requester, server, challenger, keeper, lie_node, hi_party):
     """Phase 1 ends at node k with ``hiHash`` the server's S_k or the challenger's (true) one, which the
     server then contradicts. ``claimExecution`` writes nothing; ``loadLocalValues`` (anyone, once, from
@@ -1532,9 +1553,18 @@ def _sock_plans(sp, cp, sock, sock_end):
     return server_plan, ChallengerPlan(sock, cp.graph, cp.trace, quit_at=sock_quit, seed=sp.seed)
 
 
-@pytest.mark.parametrize("order", ["sock-first", "honest-first"])
-@pytest.mark.parametrize("honest_end", ["defended", "undefended"])
-@pytest.mark.parametrize("sock_end", ["wins-undefended", "wins-defended", "loses"])
+SOCK_ENDS = ["wins-undefended", "wins-defended", "loses"]
+SOCK_CASES = [
+    (s, h, o) for o in ("sock-first", "honest-first") for h in ("defended", "undefended") for s in SOCK_ENDS
+]
+
+
+# Each way the sock's dispute ends, each honest end and each order keep a fast case.
+@pytest.mark.parametrize(
+    "sock_end, honest_end, order",
+    slow_except({0, 4, 8, 11}, SOCK_CASES, unpack=True),
+    ids=["-".join(c) for c in SOCK_CASES],
+)
 def test_sock_challenger(table, requester, server, challenger, sock, keeper, sock_end, honest_end, order):
     """A lying server, its sock challenger (challenging first) and an honest challenger on one result,
     for every way the sock's dispute ends, with the honest dispute defended (played to the step) or
