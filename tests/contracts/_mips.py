@@ -13,9 +13,9 @@ from web3.exceptions import ContractLogicError as Web3ContractLogicError
 
 from opml.chain.revm import RevmCallError
 from opml.errors import OpmlError
+from opml.hashing import keccak256
 from opml.oracle.errors import PartNotLoadedError, PreimageNotLoadedError
 from opml.oracle.keys import localize
-from opml.vm.hashing import keccak256
 from opml.vm.memory import Memory
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.step import step as reference_step

@@ -9,6 +9,7 @@ import pytest
 import sha3
 from eth_abi import encode
 
+from opml.hashing import keccak256
 from opml.oracle import (
     MAX_KECCAK_PREIMAGE,
     ChunkTree,
@@ -22,7 +23,6 @@ from opml.oracle import (
     verify_part_proof,
 )
 from opml.oracle.errors import OracleError
-from opml.vm.hashing import keccak256
 
 CTX = bytes.fromhex("c7" * 32)
 

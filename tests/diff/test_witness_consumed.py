@@ -13,9 +13,9 @@ import pytest
 from harness import volume_run
 
 from opml.chain.revm import RevmCallError
+from opml.hashing import keccak256
 from opml.vm.asm import encode, load_program
 from opml.vm.errors import WitnessShapeError
-from opml.vm.hashing import keccak256
 from opml.vm.memory import Memory
 from opml.vm.state import encode_state
 from opml.vm.witness import RecordingMemory, step_witness

@@ -58,8 +58,8 @@ import ape
 from eth_abi import encode
 
 from opml.game.solver import Party, Phase  # the ABI's enums (IOpmlGame.Phase, IOpmlGame.Party)
+from opml.hashing import keccak256
 from opml.oracle import ChunkTree, localize_ident
-from opml.vm.hashing import keccak256
 
 # --- parameters -----------------------------------------------------------------------------------
 

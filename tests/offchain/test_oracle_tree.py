@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opml.hashing import ZERO_HASHES, keccak256
 from opml.oracle import ChunkTree, DenseChunkTree, SparseChunkTree, merkle_root, tree_depth, verify_part_proof
 from opml.oracle.checksum import stream_checksum, stream_checksum_reference
 from opml.oracle.chunk_tree import zero_root
@@ -29,7 +30,6 @@ from opml.oracle.keys import (
     localize_ident,
     with_type,
 )
-from opml.vm.hashing import ZERO_HASHES, keccak256
 
 
 def naive_levels(data: bytes):

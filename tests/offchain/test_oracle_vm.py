@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from test_fast_asm import assert_same_memory, lockstep
 
 from opml.cli import main
+from opml.hashing import keccak256
 from opml.oracle import PreimageStore, SparseChunkTree, chunk_merkle_key
 from opml.oracle.checksum import stream_checksum
 from opml.oracle.errors import PreimageNotFoundError
@@ -32,7 +33,6 @@ from opml.oracle.keys import local_ident_key
 from opml.vm.asm import encode, load_program
 from opml.vm.elf import load_elf
 from opml.vm.fast import FastVM, Trace
-from opml.vm.hashing import keccak256
 from opml.vm.preimage import OracleView, PreimageOracle
 from opml.vm.state import VMState, encode_state
 from opml.vm.step import step

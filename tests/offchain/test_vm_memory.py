@@ -4,7 +4,7 @@ import sha3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opml.vm.hashing import ZERO_HASHES
+from opml.hashing import ZERO_HASHES
 from opml.vm.memory import Memory
 
 
@@ -44,7 +44,7 @@ def root_from_proof(leaf_index: int, leaf: bytes, siblings: list[bytes]) -> byte
 
 
 def test_zero_hashes_match_spec_definition():
-    assert list(ZERO_HASHES) == NAIVE_Z
+    assert list(ZERO_HASHES[: len(NAIVE_Z)]) == NAIVE_Z  # the table goes on to Z[256]
 
 
 def test_empty_memory_reads_zero_and_has_root_z27():

@@ -3,8 +3,8 @@
 import pytest
 import sha3
 
+from opml.hashing import ZERO_HASHES
 from opml.vm.errors import InvalidStateError
-from opml.vm.hashing import ZERO_HASHES
 from opml.vm.state import VMState, decode_state, encode_state, state_hash
 
 

@@ -5,6 +5,7 @@ import pytest
 import sha3
 from _toolchain import plain_program_params
 
+from opml.hashing import ZERO_HASHES
 from opml.vm.asm import encode, load_program
 from opml.vm.elf import load_elf
 from opml.vm.errors import (
@@ -14,7 +15,6 @@ from opml.vm.errors import (
     InvalidStateError,
     InvalidZeroMaskError,
 )
-from opml.vm.hashing import ZERO_HASHES
 from opml.vm.memory import Memory
 from opml.vm.state import VMState, encode_state, state_hash
 from opml.vm.step import step

@@ -13,7 +13,7 @@ import eth_abi
 from pyrevm import EVM, CfgEnv, Env
 
 from opml.errors import OpmlError
-from opml.vm.hashing import keccak256
+from opml.hashing import keccak256
 
 DEFAULT_CALLER = "0x" + "c0" * 20
 _SPEC = "PRAGUE"  # ape-config.yaml's evm_version

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from opml.game.traces import ExecutionTrace, StepProof
+from opml.hashing import keccak256
 from opml.ml.format import Model
 from opml.ml.runner import RunResult, run_from, run_model
-from opml.vm.hashing import keccak256
 
 STATUS_UNFINISHED = 3
 STATUS_VALID = 0

@@ -7,27 +7,31 @@ Leaves are the raw 32 bytes, inner nodes ``keccak256(left ‖ right)``; an all-z
 
 Two implementations share the :class:`ChunkTree` interface:
 
-- :class:`DenseChunkTree` hashes every chunk of a buffer (bytes, numpy array, memmap of a file). It
-  keeps the nodes from level ``CACHE_LEVEL`` (4 KiB pages) up, 1/64 of the data's size, and recomputes
-  a page's lower levels when a proof needs them (as cannon caches its memory tree per page).
+- :class:`DenseChunkTree` hashes every chunk of a buffer (bytes, numpy array, memmap of a file), a
+  whole level at a time with the compiled kernel of :mod:`opml.hashing.bulk`. It keeps the nodes from
+  level ``CACHE_LEVEL`` (4 KiB pages) up, 1/64 of the data's size, and recomputes a page's lower levels
+  when a proof needs them (as cannon caches its memory tree per page).
 - :class:`SparseChunkTree` takes a length and the non-zero chunks only. Its cost grows with the number
   of non-zero chunks times the depth, not with the length, so a 1 GiB preimage with a few non-zero
   chunks is committed to and proven in milliseconds.
 
 Both give the same roots and proofs for the same bytes; :func:`verify_part_proof` checks a proof in the
-contract's order of checks.
+contract's order of checks. :func:`prefix_keys` gives the keys of every prefix of a list of chunks (the
+run commitments ``S_i`` of ml-spec §5) incrementally.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sha3
 
+from opml.hashing import ZERO_HASHES, keccak256
+from opml.hashing.bulk import hash_messages, parents
 from opml.oracle.errors import (
     InvalidKeyTypeError,
     InvalidPartOffsetError,
@@ -37,7 +41,6 @@ from opml.oracle.errors import (
     NonZeroPaddingError,
 )
 from opml.oracle.keys import PART_SIZE, KeyType, chunk_merkle_key
-from opml.vm.hashing import keccak256, zero_hashes
 
 CHUNK = 32
 CACHE_LEVEL = 7
@@ -45,7 +48,7 @@ CACHE_LEVEL = 7
 BLOCK_CHUNKS = 1 << 15
 """Chunks hashed per block (1 MiB) while building, so temporaries stay small for any data size."""
 
-_Z = zero_hashes(256)
+_Z = ZERO_HASHES
 
 
 def zero_root(level: int) -> bytes:
@@ -76,17 +79,6 @@ def padding_of(part: bytes, remaining: int) -> bytes:
     return bytes(part[remaining:]) if remaining < PART_SIZE else b""
 
 
-def hash_level(nodes, level: int) -> bytes:
-    """The parents of the 32-byte ``nodes`` at ``level``; an odd last node pairs with ``Z[level]``."""
-    mv = memoryview(nodes).cast("B")
-    k = sha3.keccak_256
-    even = len(mv) - len(mv) % 64
-    out = b"".join([k(mv[i : i + 64]).digest() for i in range(0, even, 64)])
-    if even != len(mv):
-        out += keccak256(bytes(mv[even:]) + _Z[level])
-    return out
-
-
 @dataclass(frozen=True)
 class PartProof:
     """Arguments of ``loadChunkMerklePart`` for one part."""
@@ -114,6 +106,47 @@ def merkle_root(part: bytes, index: int, siblings) -> bytes:
         node = keccak256(bytes(sib) + node) if index & 1 else keccak256(node + bytes(sib))
         index >>= 1
     return node
+
+
+def prefix_keys(chunks: Sequence[bytes]) -> list[bytes]:
+    """The chunk-Merkle keys of ``chunks[:1]``, ``chunks[:2]``, …, ``chunks[:n]`` (32-byte chunks), with
+    O(n log n) hashes instead of the O(n²) of one tree per prefix.
+
+    Invariant: after ``count`` chunks, ``full[k]`` is the root of a complete subtree of height ``k``
+    iff bit ``k`` of ``count`` is set (else ``None``); these subtrees cover the chunks in order, highest
+    first, as the bits of ``count`` do. Adding a chunk carries like a binary increment (one hash per
+    chunk on average), and a prefix's root folds them from level 0 up to its depth: ≤ depth hashes.
+    """
+    full: list[bytes | None] = []
+    keys = []
+    for count, chunk in enumerate(chunks, 1):
+        if len(chunk) != CHUNK:
+            raise ValueError(f"chunk {count - 1} has {len(chunk)} bytes, want 32")
+        node, k = bytes(chunk), 0
+        while k < len(full) and (left := full[k]) is not None:
+            node, full[k], k = keccak256(left + node), None, k + 1
+        if k == len(full):
+            full.append(node)
+        else:
+            full[k] = node
+        keys.append(chunk_merkle_key(_prefix_root(full, count), CHUNK * count))
+    return keys
+
+
+def _prefix_root(full: list[bytes | None], count: int) -> bytes:
+    """The root of the tree over the ``count`` chunks that ``full`` covers (see :func:`prefix_keys`)."""
+    depth = (count - 1).bit_length()
+    root = None  # the tree right of the subtrees folded so far; None while it is all zero
+    for k in range(depth):
+        left = full[k]
+        if left is not None:
+            root = keccak256(left + (_Z[k] if root is None else root))
+        elif root is not None:
+            root = keccak256(root + _Z[k])
+    if root is None:  # count = 2^depth: one complete subtree
+        root = full[depth]
+    assert root is not None
+    return root
 
 
 def verify_part_proof(key: bytes, chunk_root: bytes, size: int, part_offset: int, part: bytes, siblings):
@@ -203,7 +236,7 @@ class ChunkTree:
 class DenseChunkTree(ChunkTree):
     """A chunk tree over a whole buffer, with the nodes of level ``CACHE_LEVEL`` and up kept."""
 
-    def __init__(self, data, *, _keep=None):
+    def __init__(self, data: bytes | bytearray | memoryview | np.ndarray | mmap.mmap, *, _keep=None) -> None:
         self._data = as_byte_view(data)
         self._keep = _keep  # keeps a memory map alive
         self.size = len(self._data)
@@ -236,22 +269,25 @@ class DenseChunkTree(ChunkTree):
 
     def _build(self) -> None:
         c = self._cache_level
-        n = max(self.chunks, 1)
-        # Level c from 1 MiB blocks, so that lower levels never exist for more than one block.
-        block = max(BLOCK_CHUNKS, 1 << c)
+        span = CHUNK << c  # bytes under one node of level c
+        # Level c from 1 MiB blocks of the data, read in place, so that lower levels never exist for
+        # more than one block. Every block but the last holds whole level-c subtrees; the last is
+        # zero-padded to whole subtrees, since zero leaves hash to the Z the tree pairs with.
+        block = CHUNK * max(BLOCK_CHUNKS, 1 << c)
         tops = []
-        for start in range(0, n, block):
-            raw = bytes(self._data[start * CHUNK : (start + block) * CHUNK])
-            if len(raw) % CHUNK or not raw:
-                raw += bytes(CHUNK - len(raw) % CHUNK)
-            nodes = raw
-            for level in range(c):
-                nodes = hash_level(nodes, level)
-            tops.append(nodes)
-        nodes = b"".join(tops)
+        for start in range(0, max(self.size, 1), block):
+            piece = self._data[start : start + block]
+            whole = max(-(-len(piece) // span), 1) * span
+            lower = np.frombuffer(
+                piece if whole == len(piece) else bytes(piece) + bytes(whole - len(piece)), np.uint8
+            )
+            for _ in range(c):
+                lower = hash_messages(lower)
+            tops.append(lower)
+        nodes = np.concatenate(tops).tobytes()
         for level in range(c, self.depth):
             self._levels[level] = nodes
-            nodes = hash_level(nodes, level)
+            nodes = parents(nodes, _Z[level])
         self._levels[self.depth] = nodes
         assert len(nodes) == CHUNK
         self.root = nodes
@@ -270,7 +306,7 @@ class DenseChunkTree(ChunkTree):
         shift = self._cache_level - level
         nodes = self._page_nodes(index >> shift)
         for k in range(level):
-            nodes = hash_level(nodes, k)
+            nodes = parents(nodes, _Z[k])
         local = index & ((1 << shift) - 1)
         got = nodes[local * CHUNK : (local + 1) * CHUNK]
         return got if got else _Z[level]
@@ -287,7 +323,7 @@ class DenseChunkTree(ChunkTree):
                 lj = (local >> level) ^ 1
                 got = nodes[lj * CHUNK : (lj + 1) * CHUNK]
                 sibs.append(got if got else _Z[level])
-                nodes = hash_level(nodes, level)
+                nodes = parents(nodes, _Z[level])
             else:
                 sibs.append(self.node(level, j))
         return tuple(sibs)

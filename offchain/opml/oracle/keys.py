@@ -11,8 +11,8 @@ A key is 32 bytes, big-endian (EVM order); its most significant byte (``key[0]``
 
 from enum import IntEnum
 
+from opml.hashing import keccak256
 from opml.oracle.errors import InvalidKeyTypeError, InvalidLocalIdentError
-from opml.vm.hashing import keccak256
 
 KEY_SIZE = 32
 PART_SIZE = 32

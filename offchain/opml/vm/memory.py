@@ -15,6 +15,7 @@ Anything that changes ``pages`` must call ``mark_dirty`` for the page (the write
 
 import struct
 
+from opml.hashing import ZERO_HASHES, keccak256
 from opml.vm.constants import (
     LEAF_SIZE,
     LEAVES_PER_PAGE,
@@ -24,7 +25,6 @@ from opml.vm.constants import (
     PAGE_SHIFT,
     PAGE_SIZE,
 )
-from opml.vm.hashing import ZERO_HASHES, keccak256
 from opml.vm.limits import MAX_MEMORY_PAGES, memory_limit_error
 
 _PAGE_MASK = PAGE_SIZE - 1

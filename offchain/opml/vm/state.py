@@ -21,6 +21,7 @@
 import struct
 from dataclasses import dataclass, field
 
+from opml.hashing import keccak256
 from opml.vm.constants import (
     NUM_REGISTERS,
     STATE_SIZE,
@@ -30,7 +31,6 @@ from opml.vm.constants import (
     STATUS_VALID,
 )
 from opml.vm.errors import InvalidStateError
-from opml.vm.hashing import keccak256
 from opml.vm.limits import CapturedOutput, copy_output
 from opml.vm.memory import Memory
 

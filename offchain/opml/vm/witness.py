@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import eth_abi
 
+from opml.hashing import ZERO_HASHES, keccak256
 from opml.oracle.errors import PreimageNotFoundError
 from opml.vm.constants import LEAF_SHIFT, LEAF_SIZE, MASK32, MEM_TREE_DEPTH, MEMORY_PROOF_HEADER_SIZE
 from opml.vm.errors import (
@@ -27,7 +28,6 @@ from opml.vm.errors import (
     InvalidZeroMaskError,
     WitnessShapeError,
 )
-from opml.vm.hashing import ZERO_HASHES, keccak256
 from opml.vm.memory import Memory
 from opml.vm.preimage import PreimageOracle
 from opml.vm.state import VMState, decode_state, encode_state
