@@ -5,13 +5,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _ci import missing_tool
+from _ci import SLOW, missing_tool
 
 TOOLCHAIN = Path(__file__).resolve().parents[1] / "mips-toolchain"
 BUILD = TOOLCHAIN / "build"
 # Programs that read the preimage oracle (vm-spec §5.5): qemu-mipsel has no such system calls
 # (ENOSYS), so they are run with an oracle in test_oracle_vm.py / test_oracle_c.py instead.
 ORACLE_PROGRAMS = {"stream_checksum", "ml_node", "ml_model"}
+# The longest plain programs (millions of steps, the same instruction mix as keccak_vectors plus
+# libgcc's 64-bit division): their per-step checks run in the slow tier (tests/_ci.py), the other
+# programs cover every instruction form in `make test`.
+SLOW_PROGRAMS = {"div64", "recursion"}
+
+
+def program_params(names) -> list:
+    """pytest params of program names, the ones in ``SLOW_PROGRAMS`` marked slow."""
+    return [pytest.param(n, id=n, marks=SLOW if n in SLOW_PROGRAMS else ()) for n in names]
 
 
 def build_toolchain() -> Path:
@@ -34,4 +43,4 @@ def plain_program_params() -> list:
     if not elfs:
         reason = f"no ELF in {BUILD}: run `make -C mips-toolchain`"
         return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
-    return [pytest.param(p, id=p.name) for p in elfs]
+    return [pytest.param(p, id=p.name, marks=SLOW if p.name in SLOW_PROGRAMS else ()) for p in elfs]

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+from _ci import SLOW
 
 from opml.vm.elf import load_elf
 from opml.vm.fast import Trace
@@ -23,6 +24,14 @@ PREFIX_STEPS = 2_000
 SAMPLED_STEPS = 40
 NODE_PREFIX_STEPS = 200
 NODE_SAMPLE_EVERY = 4
+# `make test` replays these (every load/store width, lwl/lwr/swl/swr, ll/sc, the ML kernels' multiply-
+# accumulates, the keccak ALU mix, every trap); the other programs repeat those forms at more steps
+# and run in the slow tier (tests/_ci.py).
+FAST = {"keccak_vectors", "unaligned", "llsc", "ml_kernels"}
+
+
+def _params(names) -> list:
+    return [pytest.param(n, marks=() if n in FAST or n.startswith("trap_") else SLOW) for n in names]
 
 
 def node_post_hash(provider, mips, calldata: bytes) -> bytes:
@@ -42,7 +51,7 @@ def check_next_step(provider, mips, revm, state, where: str, on_node: bool) -> N
         assert node_post_hash(provider, mips, calldata) == expected, f"{where} (ape's node)"
 
 
-@pytest.mark.parametrize("name", PROGRAMS)
+@pytest.mark.parametrize("name", _params(PROGRAMS))
 def test_program_replays_onchain(name, mips, revm, chain):
     provider = chain.provider
     state = load_elf(BUILD / name)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _ci import SLOW
 from _toolchain import build_toolchain
 from rich.console import Console
 
@@ -33,7 +34,8 @@ def _run(deployer, options: DemoOptions) -> tuple[object, str, object]:
 
 @pytest.mark.parametrize(
     "options",
-    [DemoOptions(), DemoOptions("digits_mlp", lie_node=1, multi_phase=False)],
+    # The single-phase story repeats the flow on the other model: the slow tier (tests/_ci.py).
+    [DemoOptions(), pytest.param(DemoOptions("digits_mlp", lie_node=1, multi_phase=False), marks=SLOW)],
     ids=["cnn-multi-phase", "mlp-single-phase"],
 )
 def test_demo_tells_both_stories(deployer, chain, tmp_path, options):

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from _ci import SLOW
 from _digits import DIGITS_SHAPES, MODELS, digits_test_split
 from _game_setup import (
     CHALLENGER_BOND,
@@ -115,9 +116,9 @@ def liar_phase2_steps(model, x, lie: Lie, tmp_path) -> int:
 
 CASES = [
     ("digits_mlp", Lie.output()),
-    ("digits_mlp", Lie.at_node(1)),
+    pytest.param("digits_mlp", Lie.at_node(1), marks=SLOW),
     ("digits_cnn", Lie.output()),  # the last node, k = 8
-    ("digits_cnn", Lie.at_node(0)),  # the first
+    pytest.param("digits_cnn", Lie.at_node(0), marks=SLOW),  # the first
     ("digits_cnn", Lie.at_node(4)),  # the middle
     ("digits_cnn", Lie.at_step(2, 1000)),
 ]

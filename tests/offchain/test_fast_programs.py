@@ -11,7 +11,7 @@
 import random
 
 import pytest
-from _toolchain import ORACLE_PROGRAMS, TOOLCHAIN, build_toolchain
+from _toolchain import ORACLE_PROGRAMS, TOOLCHAIN, build_toolchain, program_params
 from test_fast_asm import assert_same_memory, lockstep
 
 from opml.vm.elf import load_elf
@@ -42,7 +42,7 @@ def _elf(build_dir, name):
 EXPECTED = TOOLCHAIN / "tests" / "expected"
 
 
-@pytest.mark.parametrize("name", PROGRAMS)
+@pytest.mark.parametrize("name", program_params(PROGRAMS))
 def test_lockstep_every_step(build_dir, name):
     state = load_elf(_elf(build_dir, name))
     final = lockstep(state)
@@ -62,7 +62,7 @@ def _snapshots(state, targets):
     return out
 
 
-@pytest.mark.parametrize("name", ["recursion", "brk"])
+@pytest.mark.parametrize("name", program_params(["recursion", "brk"]))
 def test_trace_state_at_matches_reference(build_dir, name):
     state = load_elf(_elf(build_dir, name))
     total = FastVM.from_state(state, copy_memory=True)
