@@ -23,8 +23,8 @@ import { ChunkMerkleLib } from "./ChunkMerkleLib.sol";
 contract OpmlGame is IOpmlGame {
     /// @notice Longest input (calldata) and output of a task, in bytes.
     uint256 public constant MAX_DATA_BYTES = 4096;
-    /// @notice Largest node count of a model (ml-spec §3.1).
-    uint256 public constant MAX_NODES = 4096;
+    /// @notice Largest node count of a model: a version-2 manifest's (ml-spec §3.1), 2^20.
+    uint256 public constant MAX_NODES = 1 << 20;
     /// @notice Longest challenge window a task may ask for, and longest move window: a server's bond
     ///         is never locked for longer than the window plus the disputes' moves.
     uint64 public constant MAX_CHALLENGE_WINDOW = 30 days;

@@ -88,7 +88,7 @@ interface IOpmlGame {
 
     /// @notice Thrown when a model, task or dispute id does not exist.
     error UnknownId();
-    /// @notice Thrown when a model registration has N outside 1 … 4096, a zero hash, a zero input size,
+    /// @notice Thrown when a model registration has N outside 1 … 2^20, a zero hash, a zero input size,
     ///         or a step bound outside 1 … `MAX_STEP_BOUND`.
     error InvalidModel();
     /// @notice Thrown when a task's reward is zero.

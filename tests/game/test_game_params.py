@@ -55,7 +55,7 @@ def toy_game(project, deployer, toy_vm):
 
 @pytest.mark.parametrize(
     "nodes, input_bytes, max_steps",
-    [(4, 0, 16), (4, 1, 0), (4, 1, MAX_STEP_BOUND + 1), (4, 1, 2**64 - 1), (0, 1, 16), (4097, 1, 16)],
+    [(4, 0, 16), (4, 1, 0), (4, 1, MAX_STEP_BOUND + 1), (4, 1, 2**64 - 1), (0, 1, 16), (2**20 + 1, 1, 16)],
     ids=["zero-input", "zero-steps", "steps-above-bound", "steps-max-u64", "zero-nodes", "nodes-above-max"],
 )
 def test_register_model_rejects_bad_bounds(toy_game, toy_vm, deployer, nodes, input_bytes, max_steps):
@@ -73,12 +73,12 @@ def test_register_model_bounds_and_fields(toy_game, toy_vm, deployer):
     assert toy_game.MAX_STEP_BOUND() == MAX_STEP_BOUND
     program = toy_vm.stateHash(toy_vm.initialState())
     rc = toy_game.registerModel(
-        b"\x03" * 32, 4096, 2**32 - 1, MAX_STEP_BOUND, program, program, "ipfs://x", sender=deployer
+        b"\x03" * 32, 2**20, 2**32 - 1, MAX_STEP_BOUND, program, program, "ipfs://x", sender=deployer
     )
     [ev] = rc.events
-    assert (ev.modelId, ev.nodeCount, ev.uri) == (1, 4096, "ipfs://x")
+    assert (ev.modelId, ev.nodeCount, ev.uri) == (1, 2**20, "ipfs://x")
     m = toy_game.model(1)
-    assert (m.nodeCount, m.inputBytes, m.maxSteps) == (4096, 2**32 - 1, MAX_STEP_BOUND)
+    assert (m.nodeCount, m.inputBytes, m.maxSteps) == (2**20, 2**32 - 1, MAX_STEP_BOUND)
     assert (toy_game.model(0).inputBytes, toy_game.model(0).maxSteps) == (1, TOY_STEPS)
 
 
