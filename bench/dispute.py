@@ -1,8 +1,12 @@
-"""One disputed task on the digits CNN, played multi-phase and single-phase; prints one JSON object.
+"""One disputed task, played multi-phase and single-phase; prints one JSON object.
 
     .venv/bin/python bench/dispute.py [--lie-node 4] [--image 0]      (from the repository root)
+    .venv/bin/python bench/dispute.py --model tiny-llama --lie-node attention
 
-A server lies at node ``--lie-node`` (its output and every later one are wrong) and an honest
+The model is the digits CNN on a test image, or the tiny LLaMA (opml.ml.tiny_llama, ``q4_1``) generating
+8 tokens after the prompt 1 2 3 4. A server lies at node ``--lie-node`` (a number; for the LLaMA also
+``attention``: its first attention node, ``kv-cache``: the node whose output is layer 0's cache after
+the prompt, ``last``: the last node), so its output and every later one are wrong, and an honest
 challenger disputes it, on ape's embedded py-evm node with the real ``MIPS`` and ``OpmlGame``. The same
 input is posted twice, as a multi-phase and as a single-phase task. Per mode:
 
@@ -35,7 +39,9 @@ from opml.chain.pyevm import lift_code_size_limit
 from opml.game.agents import TASK_FINALIZED, TASK_REJECTED, Agent, registration_args
 from opml.game.lies import Lie
 from opml.game.solver import Party
-from opml.ml.format import read_model
+from opml.ml.format import Model, Op, read_model
+from opml.ml.llama import generation_graph
+from opml.ml.tiny_llama import tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_BOND = CHALLENGER_BOND = 10**18
@@ -47,6 +53,21 @@ def _image(index: int) -> np.ndarray:
     y = digits.target
     _, test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=0, stratify=y)
     return digits.images[test][index].astype(np.int8).reshape(8, 8, 1)
+
+
+def _workload(name: str, image: int, lie_node: str) -> tuple[Model, np.ndarray, int]:
+    """The model, its input and the index of the node to lie at."""
+    if name == "digits_cnn":
+        return read_model(ROOT / "models" / "digits_cnn.opml"), _image(image), int(lie_node)
+    gen = generation_graph(tiny_llama(0), 4, 8)
+    nodes = gen.model.nodes
+    named = {
+        "attention": next(k for k, n in enumerate(nodes) if n.op == Op.ATTENTION),
+        "kv-cache": gen.caches[0] - 1,
+        "last": len(nodes) - 1,
+    }
+    node = named[lie_node] if lie_node in named else int(lie_node)
+    return gen.model, np.array([1, 2, 3, 4], dtype=np.int32), node
 
 
 def _settle(game: Any, agents: list[Agent], task_id: int) -> None:
@@ -106,13 +127,13 @@ def play(game: Any, model_id: int, model: Any, x: np.ndarray, multi_phase: bool,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lie-node", type=int, default=4)
+    parser.add_argument("--model", choices=["digits_cnn", "tiny-llama"], default="digits_cnn")
+    parser.add_argument("--lie-node", default="4")
     parser.add_argument("--image", type=int, default=0)
     args = parser.parse_args()
     logger.set_level("ERROR")  # ape logs deployments to stdout, which carries only the JSON object
     lift_code_size_limit()
-    model = read_model(ROOT / "models" / "digits_cnn.opml")
-    x = _image(args.image)
+    model, x, lie_node = _workload(args.model, args.image, args.lie_node)
     with networks.ethereum.local.use_provider("test"), tempfile.TemporaryDirectory() as tmp:
         deployer = accounts.test_accounts[0]
         oracle = deployer.deploy(project.PreimageOracle)
@@ -120,13 +141,14 @@ def main() -> None:
         game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, WINDOW)
         receipt = game.registerModel(*registration_args(model, "file://models"), sender=deployer)
         model_id = int(receipt.events[0].modelId)
-        lie = Lie.at_node(args.lie_node)
+        lie = Lie.at_node(lie_node)
         multi = play(game, model_id, model, x, True, lie, Path(tmp))
         single = play(game, model_id, model, x, False, lie, Path(tmp))
     report = {
-        "model": "digits_cnn",
+        "model": args.model,
         "nodes": len(model.nodes),
-        "lie_node": args.lie_node,
+        "lie_node": lie_node,
+        "lie_op": Op(model.nodes[lie_node].op).name.lower(),
         "multi_phase": multi,
         "single_phase": single,
         "vm_steps_multi_over_single": round(multi["vm_steps"] / single["vm_steps"], 4),

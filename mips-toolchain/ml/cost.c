@@ -87,14 +87,22 @@ uint64_t ml_node_work(const struct ml_node *n, const struct ml_desc *ins[2])
            ml_hash_steps(ml_nbytes(&n->out));
 }
 
+/* S_k from S_{k−1}: with D = ⌈log2(k + 2)⌉ the depth of S_k's tree, 2·D
+ * keccak permutations and at most D + 1 64-byte preimages read. */
+static uint64_t state_steps(uint32_t index)
+{
+    uint64_t depth = 0;
+    while (((uint64_t)1 << depth) < (uint64_t)index + 2)
+        depth++;
+    return ML_STEPS_KECCAK * 2 * depth + ML_STEPS_STATE_NODE * (depth + 1);
+}
+
 uint64_t ml_node_bound(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2])
 {
-    uint64_t state_keys = (uint64_t)ML_KEY_SIZE * (index + 1); /* S_{k−1}'s preimage */
     uint64_t in_bytes = 0;
     for (uint32_t j = 0; j < n->n_inputs; j++)
         in_bytes += ml_nbytes(ins[j]);
-    return ML_STEPS_NODE_BASE + ML_STEPS_READ_BYTE * (in_bytes + state_keys) + ml_node_work(n, ins) +
-           ml_hash_steps(state_keys + ML_KEY_SIZE);
+    return ML_STEPS_NODE_BASE + ML_STEPS_READ_BYTE * in_bytes + ml_node_work(n, ins) + state_steps(index);
 }
 
 void ml_check_node_cost(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2])

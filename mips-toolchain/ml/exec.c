@@ -132,5 +132,8 @@ void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc 
         ml_softmax((const int8_t *)in[0], elems, e, (int8_t *)out);
         break;
     }
+    default: /* version 2 (ml-spec §10) */
+        ml_exec_v2(n, ins, in, out, &w, weight_buffer);
+        break;
     }
 }

@@ -85,16 +85,23 @@ void chunk_merkle_root(struct chunk_merkle *m, uint8_t root[CHUNK_SIZE])
     memcpy(root, have_edge ? edge : m->frontier[depth], CHUNK_SIZE);
 }
 
-void chunk_merkle_key(struct chunk_merkle *m, uint8_t key[CHUNK_SIZE])
+void chunk_merkle_key_from_root(const uint8_t root[CHUNK_SIZE], uint32_t length, uint8_t key[CHUNK_SIZE])
 {
     uint8_t encoded[2 * CHUNK_SIZE]; /* abi.encode(bytes32 root, uint256 length) */
-    uint32_t length = m->length;
-    chunk_merkle_root(m, encoded);
+    memcpy(encoded, root, CHUNK_SIZE);
     memset(encoded + CHUNK_SIZE, 0, CHUNK_SIZE);
     for (int i = 0; i < 4; i++)
         encoded[2 * CHUNK_SIZE - 1 - i] = (uint8_t)(length >> (8 * i));
     keccak256(encoded, sizeof encoded, key);
     key[0] = CHUNK_MERKLE_KEY_TYPE;
+}
+
+void chunk_merkle_key(struct chunk_merkle *m, uint8_t key[CHUNK_SIZE])
+{
+    uint8_t root[CHUNK_SIZE];
+    uint32_t length = m->length;
+    chunk_merkle_root(m, root);
+    chunk_merkle_key_from_root(root, length, key);
 }
 
 void chunk_merkle_key_of(const uint8_t *data, uint32_t len, uint8_t key[CHUNK_SIZE])

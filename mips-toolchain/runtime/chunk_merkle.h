@@ -32,6 +32,10 @@ void chunk_merkle_update(struct chunk_merkle *m, const uint8_t *data, uint32_t l
 void chunk_merkle_root(struct chunk_merkle *m, uint8_t root[CHUNK_SIZE]);
 void chunk_merkle_key(struct chunk_merkle *m, uint8_t key[CHUNK_SIZE]);
 
+/* The key of data of `length` bytes whose tree has root `root`:
+ * withType(keccak256(abi.encode(root, length)), 3). */
+void chunk_merkle_key_from_root(const uint8_t root[CHUNK_SIZE], uint32_t length, uint8_t key[CHUNK_SIZE]);
+
 /* One-shot: key of data[0 .. len). */
 void chunk_merkle_key_of(const uint8_t *data, uint32_t len, uint8_t key[CHUNK_SIZE]);
 

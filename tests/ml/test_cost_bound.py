@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -297,6 +298,31 @@ def test_random_shapes_within_bound(op, tmp_path):
 def test_all_ops_model_within_bound(tmp_path):
     model = all_ops_model()
     assert_bounded(model, rand_i8(np.random.default_rng(3), model.input.shape), tmp_path)
+
+
+def test_node_steps_grow_like_log_k(tmp_path):
+    """The node program computes S_k from the O(log k) nodes of S_{k−1}'s tree on the new key's path
+    (ml-spec §7.1): on a chain of 4096 reshapes (the format's largest graph) steps ≤ bound ≤
+    LOOSEST·steps at every k below, and each doubling of k + 1 (one more tree level) costs at most two
+    keccak coefficients, where hashing the k + 2 keys cost about k more permutations."""
+    g = GraphBuilder(int8(32))
+    v = 0
+    for _ in range(4096):
+        v = g.reshape(v, [32])
+    model = g.build()
+    x = np.arange(32, dtype=np.int8)
+    run = run_model(model, x)
+    doublings = [(1 << i) - 1 for i in range(13)]  # k + 1 = 1, 2, 4, … 4096: the walk reads no node
+    steps = {}
+    for k in [*doublings, 2, 5, 100, 1000, 2730, 4000, 4094]:
+        store = PreimageStore(tmp_path / str(k))
+        result = run_program(node_program_setup(model, x, k, run.state(k), store, run=run))
+        assert result.exit_code == EXIT_VALID, result.stderr
+        steps[k] = result.steps
+        assert steps[k] <= node_step_bound(model, k) <= LOOSEST * steps[k], (k, steps[k])
+    for a, b in itertools.pairwise(doublings):
+        assert 0 < steps[b] - steps[a] <= 2 * cost.STEPS_KECCAK, (a, b)
+    assert max(steps.values()) < 10 * steps[0]
 
 
 def test_extreme_values_within_bound(tmp_path):

@@ -141,7 +141,7 @@ N1 = 64 + 160  # offset of node 1 (the tiny model's argmax)
     "patches,error",
     [
         ([(0, "4s", b"OPMX")], errors.BadMagicError),
-        ([(4, "<I", 2)], errors.UnknownVersionError),
+        ([(4, "<I", 3)], errors.UnknownVersionError),
         ([(8, "<I", 0)], errors.InvalidFieldError),  # node count 0
         ([(8, "<I", 4097)], errors.InvalidFieldError),
         ([(12, "<I", 3)], errors.UnknownDTypeError),  # input dtype

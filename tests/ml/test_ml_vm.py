@@ -40,6 +40,7 @@ from opml.ml.phase import (
     node_local_values,
     node_memory_bound,
     node_program_setup,
+    put_state,
     run_program,
 )
 from opml.ml.quantize import softmax_table
@@ -282,7 +283,7 @@ def run_raw(
     commitment = store.put_chunk_merkle(manifest)
     for data in [*tensors, *values_]:
         store.put_chunk_merkle(data)
-    prev = store.put_chunk_merkle(prev_preimage)
+    prev = put_state(store, prev_preimage)
     for ident, value in node_local_values(commitment, k, prev, bytes(32)).items():
         store.put_local(ident, ZERO_CALLER, ZERO_CONTEXT, value)
     from opml.ml.phase import NODE_PROGRAM, ProgramSetup

@@ -3,8 +3,8 @@ ml-spec §7, computed from the manifest alone.
 
 A dispute runs the node program on one node (multi-phase) or the whole-model program (single-phase);
 an honest agent must be able to trace either to its exit. :func:`node_step_bound` bounds the node
-program's steps on node ``k`` from the node's op, shapes and params (and ``k``, which sets the size of
-the state it hashes); :func:`model_step_bound` bounds every program a dispute on the model can run, and
+program's steps on node ``k`` from the node's op, shapes and params (and ``k``: its state update costs
+O(log k)); :func:`model_step_bound` bounds every program a dispute on the model can run, and
 is the number a model registers on-chain as its ``maxSteps``. The reader rejects a node whose bound is
 above :data:`MAX_NODE_STEPS`, or a model whose bound is above :data:`MAX_MODEL_STEPS`
 (:class:`~opml.ml.errors.NodeCostError`), and the C programs (``mips-toolchain/ml/cost.c``) compute the
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from opml.ml import blocks
 from opml.ml.errors import NodeCostError
-from opml.ml.format import KEY_SIZE, Model, Node, Op, TensorDesc
+from opml.ml.format import KEY_SIZE, DType, Model, Node, Op, TensorDesc
 
 MAX_NODE_STEPS = 1 << 31
 """The format's cap on :func:`node_step_bound`: a node above it must be split."""
@@ -47,6 +48,9 @@ STEPS_KECCAK = 36_000
 """Per keccak-256 permutation of a chunk-Merkle key (the 64-byte absorb included)."""
 STEPS_HASH_BYTE = 14
 """Per byte passed to a chunk-Merkle key (copying it into chunks and leaves)."""
+STEPS_STATE_NODE = 1_600
+"""Node program, per 64-byte keccak-type preimage of ``S_{k−1}``'s tree it reads to compute ``S_k`` (its
+``(root, size)`` or an inner node on the new key's path): select, length, two reads, the walk."""
 
 DENSE_MAC = 6
 DENSE_ROW = 64
@@ -71,6 +75,51 @@ SOFTMAX_ELEM = 46
 
 LUT_TABLE_BYTES = 256
 SOFTMAX_TABLE_BYTES = 4 * 256
+
+# Version-2 ops (ml-spec §10.4), provisional until measured in the VM: each is a measured v1 cost above
+# scaled by the extra instructions, times 1.25, rounded up.
+QDENSE_MAC_Q4_1 = 7
+"""dense's 4.64 per MAC plus a nibble extraction and half a byte load per weight (≈ 5.1)."""
+QDENSE_MAC_Q8_0 = 6
+"""dense's 4.64 per MAC with a halfword activation load."""
+QDENSE_BLOCK = 64
+"""Per row, token and block: two fp16 decodes and two 64-bit multiply-adds (≈ 45)."""
+QDENSE_X = 8
+"""Per input element: its load into the block sums ``Σx`` (≈ 2 relu elements)."""
+QUANT_ELEM = 35
+"""A row quantization per element: requantize's 21.9 (64-bit shift) plus a maximum scan's 5.6."""
+SCALE_ELEM = 40
+"""A saturating 64-bit shift to int32 per element (requantize's 21.9 plus two 64-bit compares)."""
+ROW_FIXED = 64
+"""Per row of a version-2 op: its exponent, ``bitlen``, loop set-up (one dense row's 49.5)."""
+ARGMAX64_ELEM = 14
+"""argmax's 5.6 per element with a 64-bit compare."""
+MERGE_ROW = 20
+EMBED_ELEM = 44
+"""Per output element: ``q·D + M`` (a 64-bit multiply) and a saturating shift (≈ 35)."""
+RMSNORM_ELEM = 75
+"""Per element: maximum, shift, square-accumulate, ``x'·inv`` (64×32 bits), rounding, ``·g``, quantize
+(≈ 60)."""
+RMSNORM_ROW = 1_500
+"""Per row: an integer square root of a 61-bit number and a 64-bit division (≈ 1 200)."""
+ROPE_ELEM = 64
+"""Per element: two 16×32-bit products and a 64-bit add, and the row quantization (≈ 50)."""
+ATTENTION_MAC = 6
+"""Per multiply-accumulate of ``q·k`` and ``p·v`` (dense's 4.64 with ``madd``)."""
+ATTENTION_SCORE = 90
+"""Per (row, head, key): ``dot·mul``, a variable shift, the exp2 interpolation, ``w·r`` and its shift,
+the alignment shift of ``p`` (≈ 70)."""
+ATTENTION_HEAD = 600
+"""Per (row, head): maximum, sum, normalization and one 64-bit division (≈ 450)."""
+SWIGLU_ELEM = 95
+"""Per element: the gate's shift to ``2^−16``, the sigmoid interpolation, two 64-bit products and the
+row quantization (≈ 76)."""
+ADD32_ELEM = 14
+"""Per element: a saturating add (two relu compares)."""
+COPY_BYTE = 6
+"""concat and slice per output byte (reshape's 4.1)."""
+EXP2_TABLE_BYTES = 4 * 1025
+SIGMOID_TABLE_BYTES = 4 * 2049
 
 
 def keccak_bound(nbytes: int) -> int:
@@ -104,7 +153,25 @@ def param_read_bytes(node: Node, ins: Sequence[TensorDesc]) -> int:
         return LUT_TABLE_BYTES
     if op is Op.SOFTMAX:
         return SOFTMAX_TABLE_BYTES
+    if op in (Op.QDENSE, Op.QDENSE_ARGMAX):
+        rows = out.shape[1] if op is Op.QDENSE else node.params[4]
+        return rows * _block_row_bytes(node.params[0], ins[0].shape[1])
+    if op is Op.EMBEDDING:
+        return out.shape[0] * _block_row_bytes(node.params[0], out.shape[1])
+    if op is Op.RMSNORM:
+        return 2 * ins[0].shape[1]
+    if op is Op.ROPE:
+        return 4 * out.shape[0] * node.params[0]
+    if op is Op.ATTENTION:
+        return EXP2_TABLE_BYTES
+    if op is Op.SWIGLU:
+        return SIGMOID_TABLE_BYTES
     return 0
+
+
+def _block_row_bytes(wtype: int, k: int) -> int:
+    """Bytes of one row of ``k`` weights of a ``q4_1`` (dtype 6) or ``q8_0`` tensor."""
+    return (k // blocks.BLOCK) * blocks.block_bytes(wtype == int(DType.Q4_1))
 
 
 def op_work(node: Node, ins: Sequence[TensorDesc]) -> int:
@@ -144,6 +211,56 @@ def op_work(node: Node, ins: Sequence[TensorDesc]) -> int:
         return LUT_ELEM * e
     if op is Op.SOFTMAX:
         return SOFTMAX_ELEM * e
+    return _op_work_v2(node, ins)
+
+
+def _op_work_v2(node: Node, ins: Sequence[TensorDesc]) -> int:
+    """ml-spec §10.4's work terms."""
+    op, out, p = node.op, node.out, node.params
+    e = out.elems
+    x = ins[0]
+    t = x.shape[0]
+    if op in (Op.QDENSE, Op.QDENSE_ARGMAX):
+        k = x.shape[1]
+        rows = out.shape[1] if op is Op.QDENSE else p[4]
+        mac = QDENSE_MAC_Q4_1 if p[0] == int(DType.Q4_1) else QDENSE_MAC_Q8_0
+        per_out = (
+            ARGMAX64_ELEM if op is Op.QDENSE_ARGMAX else QUANT_ELEM if out.dtype is DType.R16 else SCALE_ELEM
+        )
+        return (
+            mac * t * rows * k
+            + QDENSE_BLOCK * t * rows * (k // 32)
+            + QDENSE_X * t * k
+            + per_out * t * rows
+            + ROW_FIXED * t
+        )
+    if op is Op.ARGMAX_MERGE:
+        return MERGE_ROW * t
+    if op is Op.EMBEDDING:
+        h = out.shape[1]
+        return EMBED_ELEM * e + QDENSE_BLOCK * t * (h // 32) + ROW_FIXED * t
+    if op is Op.RMSNORM:
+        return RMSNORM_ELEM * e + RMSNORM_ROW * t
+    if op is Op.ROPE:
+        return ROPE_ELEM * e + ROW_FIXED * t
+    if op is Op.ATTENTION:
+        hd = p[0]
+        nh, keys = x.shape[1] // hd, ins[1].shape[0]
+        return (
+            ATTENTION_MAC * 2 * t * nh * keys * hd
+            + ATTENTION_SCORE * t * nh * keys
+            + ATTENTION_HEAD * t * nh
+            + QUANT_ELEM * e
+            + ROW_FIXED * t
+        )
+    if op is Op.SWIGLU:
+        return SWIGLU_ELEM * e + ROW_FIXED * t
+    if op is Op.QUANTIZE:
+        return QUANT_ELEM * e + ROW_FIXED * out.rows
+    if op is Op.ADD32:
+        return ADD32_ELEM * e
+    if op in (Op.CONCAT, Op.SLICE):
+        return COPY_BYTE * out.nbytes
     raise AssertionError(op)  # pragma: no cover - Op is closed
 
 
@@ -153,14 +270,22 @@ def node_work(node: Node, ins: Sequence[TensorDesc]) -> int:
     return STEPS_READ_BYTE * param_read_bytes(node, ins) + op_work(node, ins) + hash_steps(node.out.nbytes)
 
 
+def state_steps(index: int) -> int:
+    """The bound on computing ``S_k`` from ``S_{k−1}`` in the node program (``k = index``): with
+    ``D = ⌈log2(k + 2)⌉`` the depth of ``S_k``'s tree, ``2·D`` keccak permutations (per level one
+    merge and one zero subtree ``Z[level]``, none for the top level's, and the key) and at most
+    ``D + 1`` 64-byte preimages read (``(root, size)`` and the inner nodes on the walk)."""
+    depth = (index + 1).bit_length()  # ⌈log2(k + 2)⌉
+    return STEPS_KECCAK * 2 * depth + STEPS_STATE_NODE * (depth + 1)
+
+
 def node_bound(index: int, node: Node, ins: Sequence[TensorDesc]) -> int:
     """:func:`node_step_bound` of node ``index`` whose (checked) inputs have descs ``ins``."""
-    state_keys = KEY_SIZE * (index + 1)  # S_{k−1}'s preimage: k + 1 keys
     return (
         STEPS_NODE_BASE
-        + STEPS_READ_BYTE * (sum(d.nbytes for d in ins) + state_keys)
+        + STEPS_READ_BYTE * sum(d.nbytes for d in ins)
         + node_work(node, ins)
-        + hash_steps(state_keys + KEY_SIZE)
+        + state_steps(index)
     )
 
 
@@ -229,4 +354,5 @@ __all__ = [
     "node_work",
     "op_work",
     "param_read_bytes",
+    "state_steps",
 ]

@@ -21,15 +21,17 @@ class BadMagicError(ModelFormatError):
 
 
 class UnknownVersionError(ModelFormatError):
-    """Thrown when the file version or the manifest version is not 1."""
+    """Thrown when the file version is not 1 or the manifest version is neither 1 nor 2."""
 
 
 class UnknownOpError(ModelFormatError):
-    """Thrown when a node record's op code is not one of ml-spec §4."""
+    """Thrown when a node record's op code is not one of ml-spec §4 (version 1) or §4 and §10
+    (version 2)."""
 
 
 class UnknownDTypeError(ModelFormatError):
-    """Thrown when a dtype code (input or node output) is neither 1 (int8) nor 2 (int32)."""
+    """Thrown when a dtype code (input or node output) is not one of ml-spec §1 for the manifest's
+    version, or a block dtype is used for a value."""
 
 
 class InvalidFieldError(ModelFormatError):
@@ -83,6 +85,24 @@ class TensorSizeError(ModelFormatError):
 
 class OverflowBoundError(ModelFormatError):
     """Thrown when a dense or conv2d node breaks the int32 accumulation bound of ml-spec §4."""
+
+
+class BlockShapeError(ModelFormatError):
+    """Thrown when a GGUF block tensor (``q4_1``, ``q8_0``) has a row length that is not a multiple of 32
+    or a size that is not a whole number of blocks."""
+
+
+class BadScaleError(ModelFormatError):
+    """Thrown when an fp16 block scale is Inf, NaN or subnormal (ml-spec §1): re-export the tensor."""
+
+
+class ScaleRangeError(ModelFormatError):
+    """Thrown when an fp16 block scale times ``2^F`` is not an integer or not below 2^24 in magnitude
+    (ml-spec §1): choose another ``F`` for the node."""
+
+
+class ShardError(ModelFormatError):
+    """Thrown when a row split names weight rows outside its matrix (``row0 + M > Mt``)."""
 
 
 class NodeCostError(ModelFormatError):

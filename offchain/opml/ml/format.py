@@ -1,4 +1,4 @@
-"""Model format (docs/ml-spec.md §1–§4): tensors, the canonical manifest, the model file.
+"""Model format (docs/ml-spec.md §1–§4, §10): tensors, the canonical manifest, the model file.
 
 The **manifest** is a 64-byte header followed by one 160-byte record per node; the **model
 commitment** is its chunk-Merkle key. A model file (``*.opml``) is the manifest and the tensors it
@@ -10,8 +10,8 @@ Header (64 bytes), little-endian u32 fields:
 | offset | field |
 |---:|---|
 | 0 | ``magic`` = ``OPMM`` |
-| 4 | ``version`` = 1 |
-| 8 | ``node_count`` N (1 … 4096) |
+| 4 | ``version`` = 1 or 2 |
+| 8 | ``node_count`` N (1 … 4096 in version 1, 1 … 2^20 in version 2) |
 | 12 | ``input_dtype`` |
 | 16 | ``input_rank`` (1 … 4) |
 | 20 | ``input_dims[4]`` |
@@ -22,6 +22,11 @@ Node record (160 bytes at ``64 + 160·i``): ``op`` 0, ``n_inputs`` 4, ``input[2]
 
 Model file: ``OPMLMODL``, ``file_version`` = 1, ``manifest_size``, ``tensor_count`` T (u32 each), the
 manifest, then T times a 32-byte key, a u32 size and the bytes.
+
+A version-1 manifest uses only the dtypes int8/int32 and the ops 1–11 with the version-1 limits, so every
+version-1 model keeps its commitment. Version 2 adds int16, the row-scaled ``r16``/``r8`` (per row an
+int32 exponent then the values), GGUF ``q4_1``/``q8_0`` parameter tensors, the ops 12–23 of a LLaMA block,
+``2^20`` nodes and ``2^30``-byte parameter tensors.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from opml.ml import blocks
 from opml.ml.errors import (
     BadMagicError,
+    BlockShapeError,
     ForwardReferenceError,
     InputCountError,
     InvalidFieldError,
@@ -46,6 +53,7 @@ from opml.ml.errors import (
     OverflowBoundError,
     ParamRangeError,
     ShapeMismatchError,
+    ShardError,
     TensorKeyMismatchError,
     TensorSetError,
     TensorSizeError,
@@ -60,16 +68,21 @@ from opml.oracle.chunk_tree import ChunkTree
 # --- constants (ml-spec §1–§3) --------------------------------------------------------------------
 
 MAGIC = b"OPMM"
-VERSION = 1
+VERSION_1 = 1
+VERSION_2 = 2
 FILE_MAGIC = b"OPMLMODL"
 FILE_VERSION = 1
 
 KEY_SIZE = 32
 MAX_RANK = 4
 MAX_NODES = 4096
+MAX_NODES_V2 = 1 << 20
 N_PARAMS = 14
 N_TENSOR_KEYS = 2
 MAX_TENSOR_BYTES = 1 << 24
+"""Largest value (input, node output), and largest parameter tensor of a version-1 manifest."""
+MAX_PARAM_BYTES_V2 = 1 << 30
+"""Largest parameter tensor of a version-2 manifest (a 1B model's embedding is 266 MiB)."""
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 ACC_BOUND = INT32_MAX
 """Largest |partial sum| of a dense/conv2d accumulation (ml-spec §4): ``K·255·128 + max|bias|``."""
@@ -79,6 +92,26 @@ MAX_FILTER_ELEMS = 4096
 """Largest ``KH·KW·C`` of a conv2d filter (the VM's 4 KiB weight buffer)."""
 MAX_SOFTMAX_N = 32767
 SOFTMAX_E_MAX = 1 << 16
+
+ROW_HEADER = 4
+"""Bytes of a row-scaled row's int32 exponent."""
+MAX_QDENSE_K = 1 << 16
+"""Largest ``K`` of qdense: ``K/32 ≤ 2^11`` blocks of ``< 2^51`` keep the accumulator below ``2^62``."""
+MAX_NORM_H = 1 << 16
+MAX_ATTENTION_L = 1 << 16
+MAX_HEAD_DIM = 256
+MAX_ROPE_P = 1 << 20
+MAX_OUT_FRAC = 30
+"""Largest fractional bits ``R`` of an int32 fixed-point output."""
+MAX_NORM_EPS = 1 << 16
+MAX_ATTENTION_MUL = (1 << 23) - 1
+MAX_SHIFT = 62
+TABLE_ONE = 1 << 30
+"""``1.0`` in the Q30 tables of rope, attention and swiglu."""
+EXP2_TABLE_LEN = 1025
+SIGMOID_TABLE_LEN = 2049
+ARGMAX_RECORD = 3
+"""An argmax record: ``(index, low 32 bits, high 32 bits)`` of the int64 maximum."""
 
 HEADER_SIZE = 64
 HDR_MAGIC = 0
@@ -122,25 +155,49 @@ def node_offset(index: int) -> int:
 
 
 class DType(IntEnum):
+    """ml-spec §1. Plain dtypes hold elements; ``R16``/``R8`` rows of an int32 exponent and ``K`` values
+    (the last dim); ``Q4_1``/``Q8_0`` GGUF blocks of 32 weights (parameter tensors only)."""
+
     INT8 = 1
     INT32 = 2
+    INT16 = 3
+    R16 = 4
+    R8 = 5
+    Q4_1 = 6
+    Q8_0 = 7
+
+    @property
+    def is_rows(self) -> bool:
+        return self in (DType.R16, DType.R8)
+
+    @property
+    def is_blocks(self) -> bool:
+        return self in (DType.Q4_1, DType.Q8_0)
 
     @property
     def itemsize(self) -> int:
-        return 1 if self is DType.INT8 else 4
+        """Bytes of one element (of a row's values for ``R16``/``R8``; a block's weights have none)."""
+        if self.is_blocks:
+            raise ValueError(f"{self.name.lower()} weights are packed in blocks")
+        return _ITEMSIZE[self]
 
     @property
     def np(self) -> np.dtype[Any]:
-        """The numpy dtype of the elements (little-endian)."""
-        return np.dtype(np.int8) if self is DType.INT8 else np.dtype("<i4")
+        """The numpy dtype of the elements (little-endian); of a row's values for ``R16``/``R8``."""
+        return np.dtype(f"<i{self.itemsize}")
 
     @property
     def lo(self) -> int:
-        return -128 if self is DType.INT8 else INT32_MIN
+        return -(1 << (8 * self.itemsize - 1))
 
     @property
     def hi(self) -> int:
-        return 127 if self is DType.INT8 else INT32_MAX
+        return (1 << (8 * self.itemsize - 1)) - 1
+
+
+_ITEMSIZE = {DType.INT8: 1, DType.INT32: 4, DType.INT16: 2, DType.R16: 2, DType.R8: 1}
+V1_DTYPES = (DType.INT8, DType.INT32)
+WEIGHT_DTYPES = (DType.Q4_1, DType.Q8_0)
 
 
 class Op(IntEnum):
@@ -155,9 +212,24 @@ class Op(IntEnum):
     ARGMAX = 9
     LUT = 10
     SOFTMAX = 11
+    QDENSE = 12
+    QDENSE_ARGMAX = 13
+    ARGMAX_MERGE = 14
+    EMBEDDING = 15
+    RMSNORM = 16
+    ROPE = 17
+    ATTENTION = 18
+    SWIGLU = 19
+    QUANTIZE = 20
+    ADD32 = 21
+    CONCAT = 22
+    SLICE = 23
 
 
-OP_INPUTS: dict[Op, int] = {op: 2 if op is Op.ADD else 1 for op in Op}
+V1_OPS = frozenset(op for op in Op if op <= Op.SOFTMAX)
+"""The ops of a version-1 manifest."""
+_TWO_INPUTS = (Op.ADD, Op.ARGMAX_MERGE, Op.ATTENTION, Op.SWIGLU, Op.ADD32, Op.CONCAT)
+OP_INPUTS: dict[Op, int] = {op: 2 if op in _TWO_INPUTS else 1 for op in Op}
 """``n_inputs`` of each op."""
 OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
     Op.DENSE: ("zx",),
@@ -171,8 +243,20 @@ OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
     Op.ARGMAX: (),
     Op.LUT: (),
     Op.SOFTMAX: (),
+    Op.QDENSE: ("wtype", "F", "Mt", "row0", "R"),
+    Op.QDENSE_ARGMAX: ("wtype", "F", "Mt", "row0", "M"),
+    Op.ARGMAX_MERGE: (),
+    Op.EMBEDDING: ("wtype", "F", "V", "R"),
+    Op.RMSNORM: ("Gf", "eps"),
+    Op.ROPE: ("hd", "pos0", "P"),
+    Op.ATTENTION: ("hd", "mul", "sa"),
+    Op.SWIGLU: (),
+    Op.QUANTIZE: ("fx",),
+    Op.ADD32: (),
+    Op.CONCAT: ("axis",),
+    Op.SLICE: ("r0",),
 }
-"""The names of each op's params ``p0, p1, …`` (ml-spec §4)."""
+"""The names of each op's params ``p0, p1, …`` (ml-spec §4, §10)."""
 OP_PARAMS: dict[Op, int] = {op: len(names) for op, names in OP_PARAM_NAMES.items()}
 """How many of the 14 params each op uses (the rest must be 0)."""
 OP_TENSOR_NAMES: dict[Op, tuple[str, str]] = {
@@ -180,16 +264,22 @@ OP_TENSOR_NAMES: dict[Op, tuple[str, str]] = {
     Op.CONV2D: ("W", "bias"),
     Op.LUT: ("T", ""),
     Op.SOFTMAX: ("E", ""),
+    Op.QDENSE: ("W", ""),
+    Op.QDENSE_ARGMAX: ("W", ""),
+    Op.EMBEDDING: ("W", ""),
+    Op.RMSNORM: ("g", ""),
+    Op.ROPE: ("C", ""),
+    Op.ATTENTION: ("X", ""),
+    Op.SWIGLU: ("G", ""),
 }
 """The names of each op's two parameter tensors."""
 OP_TENSORS: dict[Op, tuple[bool, bool] | None] = {
     Op.DENSE: (True, False),
     Op.CONV2D: (True, False),
-    Op.LUT: (True, True),
-    Op.SOFTMAX: (True, True),
+    **{op: (True, True) for op in OP_TENSOR_NAMES if op not in (Op.DENSE, Op.CONV2D)},
 }
 """Per op with tensors: (first tensor required, second tensor forbidden). dense/conv2d take an optional
-bias; lut/softmax take exactly one table; the other ops take none."""
+bias; the other ops with tensors take exactly one (a table, weights or a norm vector); the rest none."""
 
 
 # --- tensors and nodes ----------------------------------------------------------------------------
@@ -210,12 +300,43 @@ class TensorDesc:
         return n
 
     @property
+    def rows(self) -> int:
+        """Rows of the last dim (``elems / K``)."""
+        return self.elems // self.shape[-1]
+
+    @property
     def nbytes(self) -> int:
-        return self.elems * self.dtype.itemsize
+        dt = self.dtype
+        k = self.shape[-1]
+        if dt.is_blocks:
+            return self.rows * (k // blocks.BLOCK) * blocks.block_bytes(dt is DType.Q4_1)
+        if dt.is_rows:
+            return self.rows * (ROW_HEADER + k * dt.itemsize)
+        return self.elems * dt.itemsize
 
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+    @property
+    def np_dtype(self) -> np.dtype[Any]:
+        """The numpy dtype of the array that holds the tensor: the element dtype; for ``R16``/``R8`` a
+        packed record ``(e int32, q values[K])`` per row; for blocks the raw bytes (uint8)."""
+        if self.dtype.is_rows:
+            return np.dtype([("e", "<i4"), ("q", self.dtype.np, (self.shape[-1],))])
+        if self.dtype.is_blocks:
+            return np.dtype(np.uint8)
+        return self.dtype.np
+
+    @property
+    def np_shape(self) -> tuple[int, ...]:
+        """The shape of that array: the dims; the dims but the last for rows; ``[M, bytes per row]``
+        for blocks."""
+        if self.dtype.is_rows:
+            return self.shape[:-1]
+        if self.dtype.is_blocks:
+            return (self.rows, self.nbytes // self.rows)
+        return self.shape
 
     def __str__(self) -> str:
         return f"{self.dtype.name.lower()}[{', '.join(map(str, self.shape))}]"
@@ -227,6 +348,18 @@ def int8(*shape: int) -> TensorDesc:
 
 def int32(*shape: int) -> TensorDesc:
     return TensorDesc(DType.INT32, tuple(shape))
+
+
+def int16(*shape: int) -> TensorDesc:
+    return TensorDesc(DType.INT16, tuple(shape))
+
+
+def r16(*shape: int) -> TensorDesc:
+    return TensorDesc(DType.R16, tuple(shape))
+
+
+def r8(*shape: int) -> TensorDesc:
+    return TensorDesc(DType.R8, tuple(shape))
 
 
 @dataclass(frozen=True)
@@ -251,7 +384,7 @@ def tensor_key(data: bytes | bytearray | memoryview | npt.NDArray[Any]) -> bytes
 
 
 def tensor_bytes(array: npt.NDArray[Any], dtype: DType) -> bytes:
-    """The bytes of ``array`` as a ``dtype`` tensor (row-major, little-endian); values must fit."""
+    """The bytes of ``array`` as a plain ``dtype`` tensor (row-major, little-endian); values must fit."""
     arr = np.asarray(array)
     if arr.size and (int(arr.min()) < dtype.lo or int(arr.max()) > dtype.hi):
         raise ValueError(f"values outside the {dtype.name.lower()} range")
@@ -259,8 +392,8 @@ def tensor_bytes(array: npt.NDArray[Any], dtype: DType) -> bytes:
 
 
 def as_array(data: bytes, desc: TensorDesc) -> npt.NDArray[Any]:
-    """A read-only numpy view of a tensor's bytes."""
-    return np.frombuffer(data, dtype=desc.dtype.np).reshape(desc.shape)
+    """A read-only numpy view of a tensor's bytes (of :attr:`TensorDesc.np_dtype` and ``np_shape``)."""
+    return np.frombuffer(data, dtype=desc.np_dtype).reshape(desc.np_shape)
 
 
 # --- encoding -------------------------------------------------------------------------------------
@@ -274,8 +407,8 @@ def _dims(shape: tuple[int, ...]) -> bytes:
     return _u32s(*shape, *([0] * (MAX_RANK - len(shape))))
 
 
-def encode_header(input_desc: TensorDesc, node_count: int) -> bytes:
-    head = MAGIC + _u32s(VERSION, node_count, int(input_desc.dtype), input_desc.rank)
+def encode_header(input_desc: TensorDesc, node_count: int, version: int = VERSION_1) -> bytes:
+    head = MAGIC + _u32s(version, node_count, int(input_desc.dtype), input_desc.rank)
     return head + _dims(input_desc.shape) + bytes(HDR_RESERVED_SIZE)
 
 
@@ -289,9 +422,9 @@ def encode_node(node: Node) -> bytes:
     return record
 
 
-def encode_manifest(input_desc: TensorDesc, nodes: Sequence[Node]) -> bytes:
+def encode_manifest(input_desc: TensorDesc, nodes: Sequence[Node], version: int = VERSION_1) -> bytes:
     """The canonical manifest bytes (ml-spec §3); does not validate (see :func:`check_graph`)."""
-    return encode_header(input_desc, len(nodes)) + b"".join(encode_node(n) for n in nodes)
+    return encode_header(input_desc, len(nodes), version) + b"".join(encode_node(n) for n in nodes)
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -302,15 +435,29 @@ def _u32(data: bytes, offset: int) -> int:
     return value
 
 
-def _dtype(code: int, where: str) -> DType:
+def _dtype(code: int, version: int, where: str) -> DType:
     try:
-        return DType(code)
+        dtype = DType(code)
     except ValueError:
         raise UnknownDTypeError(f"{where}: unknown dtype code {code}") from None
+    _check_dtype(dtype, version, where)
+    return dtype
 
 
-def _desc(data: bytes, dtype_off: int, rank_off: int, dims_off: int, where: str) -> TensorDesc:
-    dtype = _dtype(_u32(data, dtype_off), where)
+def _check_dtype(dtype: DType, version: int, where: str) -> None:
+    """A value's dtype: int8/int32 in version 1, any but the block dtypes in version 2."""
+    if version == VERSION_1 and dtype not in V1_DTYPES:
+        raise UnknownDTypeError(f"{where}: dtype {dtype.name.lower()} needs a version-2 manifest")
+    if dtype.is_blocks:
+        raise UnknownDTypeError(f"{where}: {dtype.name.lower()} is for weights only, not for a value")
+
+
+def max_nodes(version: int) -> int:
+    return MAX_NODES if version == VERSION_1 else MAX_NODES_V2
+
+
+def _desc(data: bytes, dtype_off: int, rank_off: int, dims_off: int, version: int, where: str) -> TensorDesc:
+    dtype = _dtype(_u32(data, dtype_off), version, where)
     rank = _u32(data, rank_off)
     if not 1 <= rank <= MAX_RANK:
         raise InvalidFieldError(f"{where}: rank {rank}, want 1 … {MAX_RANK}")
@@ -320,25 +467,31 @@ def _desc(data: bytes, dtype_off: int, rank_off: int, dims_off: int, where: str)
     return TensorDesc(dtype, tuple(dims[:rank]))
 
 
-def decode_header(data: bytes) -> tuple[TensorDesc, int]:
-    """``(input_desc, node_count)`` of a manifest header; checks magic, version, ranges, zero fields."""
+def manifest_version(data: bytes) -> int:
+    """The ``version`` field of a manifest (not checked)."""
+    return _u32(data, HDR_VERSION)
+
+
+def decode_header(data: bytes) -> tuple[TensorDesc, int, int]:
+    """``(input_desc, node_count, version)`` of a manifest header; checks magic, version, ranges, zero
+    fields."""
     if len(data) < HEADER_SIZE:
         raise TruncatedError(f"manifest has {len(data)} bytes, shorter than its 64-byte header")
     if data[HDR_MAGIC : HDR_MAGIC + 4] != MAGIC:
         raise BadMagicError(f"manifest magic {bytes(data[:4])!r}, want {MAGIC!r}")
     version = _u32(data, HDR_VERSION)
-    if version != VERSION:
-        raise UnknownVersionError(f"manifest version {version}, want {VERSION}")
+    if version not in (VERSION_1, VERSION_2):
+        raise UnknownVersionError(f"manifest version {version}, want {VERSION_1} or {VERSION_2}")
     count = _u32(data, HDR_NODE_COUNT)
-    if not 1 <= count <= MAX_NODES:
-        raise InvalidFieldError(f"node count {count}, want 1 … {MAX_NODES}")
-    desc = _desc(data, HDR_INPUT_DTYPE, HDR_INPUT_RANK, HDR_INPUT_DIMS, "input")
+    if not 1 <= count <= max_nodes(version):
+        raise InvalidFieldError(f"node count {count}, want 1 … {max_nodes(version)} in version {version}")
+    desc = _desc(data, HDR_INPUT_DTYPE, HDR_INPUT_RANK, HDR_INPUT_DIMS, version, "input")
     if any(data[HDR_RESERVED : HDR_RESERVED + HDR_RESERVED_SIZE]):
         raise NonCanonicalError("header: non-zero reserved bytes")
-    return desc, count
+    return desc, count, version
 
 
-def decode_node(record: bytes, index: int) -> Node:
+def decode_node(record: bytes, index: int, version: int = VERSION_1) -> Node:
     """One node record; checks the op, input count, dtype codes and zero fields (not the op's rule)."""
     where = f"node {index}"
     code = _u32(record, NODE_OP)
@@ -346,6 +499,8 @@ def decode_node(record: bytes, index: int) -> Node:
         op = Op(code)
     except ValueError:
         raise UnknownOpError(f"{where}: unknown op code {code}") from None
+    if version == VERSION_1 and op not in V1_OPS:
+        raise UnknownOpError(f"{where}: op code {code} needs a version-2 manifest")
     where = f"node {index} ({op.name.lower()})"
     n_inputs = _u32(record, NODE_N_INPUTS)
     if n_inputs != OP_INPUTS[op]:
@@ -353,7 +508,7 @@ def decode_node(record: bytes, index: int) -> Node:
     refs = struct.unpack_from("<2I", record, NODE_INPUTS)
     if n_inputs == 1 and refs[1] != 0:
         raise NonCanonicalError(f"{where}: input[1] is {refs[1]}, must be 0 for a one-input op")
-    out = _desc(record, NODE_OUT_DTYPE, NODE_OUT_RANK, NODE_OUT_DIMS, f"{where} output")
+    out = _desc(record, NODE_OUT_DTYPE, NODE_OUT_RANK, NODE_OUT_DIMS, version, f"{where} output")
     params = struct.unpack_from(f"<{N_PARAMS}i", record, NODE_PARAMS)
     used = OP_PARAMS[op]
     if any(params[used:]):
@@ -373,27 +528,33 @@ def _first_nonzero(values: Sequence[int]) -> int:
 def decode_manifest(data: bytes) -> tuple[TensorDesc, tuple[Node, ...]]:
     """``(input_desc, nodes)`` of a manifest, with every check of :func:`check_graph`."""
     data = bytes(data)
-    input_desc, count = decode_header(data)
+    input_desc, count, version = decode_header(data)
     size = manifest_size(count)
     if len(data) < size:
         raise TruncatedError(f"manifest has {len(data)} bytes, {count} nodes need {size}")
     if len(data) > size:
         raise TrailingDataError(f"manifest has {len(data)} bytes, {count} nodes need exactly {size}")
-    nodes = tuple(decode_node(data[node_offset(i) : node_offset(i + 1)], i) for i in range(count))
-    check_graph(input_desc, nodes)
+    nodes = tuple(decode_node(data[node_offset(i) : node_offset(i + 1)], i, version) for i in range(count))
+    check_graph(input_desc, nodes, version)
     return input_desc, nodes
 
 
 # --- the op rules (ml-spec §4) --------------------------------------------------------------------
 
 
-def _check_desc_limits(desc: TensorDesc, where: str) -> None:
+def _check_desc_limits(desc: TensorDesc, where: str, version: int, *, param: bool = False) -> None:
+    """Rank, dims and size of a value (``param``: of a parameter tensor, which may be a block tensor and
+    up to 2^30 bytes in version 2)."""
+    if not param:
+        _check_dtype(desc.dtype, version, where)
     if not 1 <= desc.rank <= MAX_RANK:
         raise InvalidFieldError(f"{where}: rank {desc.rank}, want 1 … {MAX_RANK}")
     if any(d < 1 for d in desc.shape):
         raise InvalidFieldError(f"{where}: dims {list(desc.shape)}, every dim must be ≥ 1")
-    if desc.nbytes > MAX_TENSOR_BYTES:
-        raise InvalidFieldError(f"{where}: {desc} has {desc.nbytes} bytes, more than 2^24")
+    limit = MAX_PARAM_BYTES_V2 if param and version == VERSION_2 else MAX_TENSOR_BYTES
+    if desc.nbytes > limit:
+        bits = limit.bit_length() - 1
+        raise InvalidFieldError(f"{where}: {desc} has {desc.nbytes} bytes, more than 2^{bits}")
 
 
 def _in_range(where: str, name: str, value: int, lo: int, hi: int) -> None:
@@ -506,6 +667,8 @@ def expected_output(node: Node, ins: Sequence[TensorDesc], where: str) -> Tensor
     if op is Op.RESHAPE:
         if out.elems != x.elems:
             raise ShapeMismatchError(f"{where}: output {out} has {out.elems} elements, input {x} {x.elems}")
+        if x.dtype.is_rows and out.shape[-1] != x.shape[-1]:
+            raise ShapeMismatchError(f"{where}: reshaping {x} to {out} splits its rows; keep the last dim")
         return TensorDesc(x.dtype, out.shape)
     if op is Op.ARGMAX:
         _want_dtype(where, "input", x, (DType.INT8, DType.INT32))
@@ -519,6 +682,143 @@ def expected_output(node: Node, ins: Sequence[TensorDesc], where: str) -> Tensor
         if x.shape[0] > MAX_SOFTMAX_N:
             raise ShapeMismatchError(f"{where}: input {x} has more than {MAX_SOFTMAX_N} elements")
         return x
+    return _expected_v2(node, ins, where)
+
+
+def _weight_params(where: str, p: tuple[int, ...]) -> None:
+    """``wtype`` and ``F`` of a node that reads a block tensor."""
+    _in_range(where, "wtype", p[0], int(DType.Q4_1), int(DType.Q8_0))
+    _in_range(where, "F", p[1], 0, blocks.MAX_F)
+
+
+def _want_rows_of(where: str, what: str, k: int, limit: int) -> None:
+    if k % blocks.BLOCK:
+        raise BlockShapeError(f"{where}: {what} {k} is not a multiple of 32 (whole GGUF blocks)")
+    if k > limit:
+        raise ShapeMismatchError(f"{where}: {what} {k} is more than {limit}")
+
+
+def _want_shard(where: str, row0: int, m: int, mt: int) -> None:
+    _in_range(where, "Mt", mt, 1, INT32_MAX)
+    _in_range(where, "row0", row0, 0, INT32_MAX)
+    if row0 + m > mt:
+        raise ShardError(f"{where}: rows {row0} … {row0 + m - 1} are outside the weight's {mt} rows")
+
+
+def _want_same(where: str, a: TensorDesc, b: TensorDesc) -> None:
+    if a != b:
+        raise ShapeMismatchError(f"{where}: inputs {a} and {b} differ")
+
+
+def _expected_v2(node: Node, ins: Sequence[TensorDesc], where: str) -> TensorDesc:
+    """The op rules of ml-spec §10.2."""
+    op, p, out = node.op, node.p, node.out
+    x = ins[0]
+    rows_in = (DType.R16, DType.R8)
+    if op in (Op.QDENSE, Op.QDENSE_ARGMAX):
+        _want_dtype(where, "input", x, rows_in)
+        _want_rank(where, "input", x, 2)
+        _weight_params(where, p)
+        _want_rows_of(where, "K", x.shape[1], MAX_QDENSE_K)
+        if op is Op.QDENSE_ARGMAX:
+            _in_range(where, "M", p[4], 1, INT32_MAX)
+            _want_shard(where, p[3], p[4], p[2])
+            return TensorDesc(DType.INT32, (x.shape[0], ARGMAX_RECORD))
+        _want_dtype(where, "output", out, (DType.R16, DType.INT32))
+        _want_rank(where, "output", out, 2)
+        _want_shard(where, p[3], out.shape[1], p[2])
+        _in_range(where, "R", p[4], 0, MAX_OUT_FRAC if out.dtype is DType.INT32 else 0)
+        return TensorDesc(out.dtype, (x.shape[0], out.shape[1]))
+    if op is Op.ARGMAX_MERGE:
+        for what, d in (("input a", x), ("input b", ins[1])):
+            _want_dtype(where, what, d, (DType.INT32,))
+            if d.rank != 2 or d.shape[1] != ARGMAX_RECORD:
+                raise ShapeMismatchError(f"{where}: {what} is {d}, want argmax records int32[T, 3]")
+        _want_same(where, x, ins[1])
+        return x
+    if op is Op.EMBEDDING:
+        _want_dtype(where, "input", x, (DType.INT32,))
+        if not (x.rank == 1 or (x.rank == 2 and x.shape[1] == ARGMAX_RECORD)):
+            raise ShapeMismatchError(f"{where}: input is {x}, want ids int32[T] or records int32[T, 3]")
+        _weight_params(where, p)
+        _in_range(where, "V", p[2], 1, INT32_MAX)
+        _in_range(where, "R", p[3], 0, MAX_OUT_FRAC)
+        _want_rank(where, "output", out, 2)
+        _want_rows_of(where, "H", out.shape[1], INT32_MAX)
+        return TensorDesc(DType.INT32, (x.shape[0], out.shape[1]))
+    if op is Op.RMSNORM:
+        _want_dtype(where, "input", x, (DType.INT32,))
+        _want_rank(where, "input", x, 2)
+        if x.shape[1] > MAX_NORM_H:
+            raise ShapeMismatchError(f"{where}: rows of {x.shape[1]} are more than {MAX_NORM_H}")
+        _in_range(where, "Gf", p[0], 0, MAX_OUT_FRAC)
+        _in_range(where, "eps", p[1], 0, MAX_NORM_EPS)
+        return TensorDesc(DType.R16, x.shape)
+    if op is Op.ROPE:
+        _want_dtype(where, "input", x, (DType.R16,))
+        _want_rank(where, "input", x, 2)
+        hd, pos0, npos = p
+        _in_range(where, "hd", hd, 2, MAX_HEAD_DIM)
+        if hd % 2 or x.shape[1] % hd:
+            raise ShapeMismatchError(f"{where}: hd = {hd} must be even and divide the row of {x}")
+        _in_range(where, "pos0", pos0, 0, MAX_ROPE_P)
+        _in_range(where, "P", npos, pos0 + x.shape[0], MAX_ROPE_P)
+        return x
+    if op is Op.ATTENTION:
+        kv = ins[1]
+        _want_dtype(where, "query", x, (DType.R16,))
+        _want_dtype(where, "kv", kv, (DType.R16,))
+        _want_rank(where, "query", x, 2)
+        if kv.rank != 3 or kv.shape[1] != 2:
+            raise ShapeMismatchError(f"{where}: kv is {kv}, want r16[L, 2, nkv·hd]")
+        hd, mul, sa = p
+        _in_range(where, "hd", hd, 1, MAX_HEAD_DIM)
+        _in_range(where, "mul", mul, 1, MAX_ATTENTION_MUL)
+        _in_range(where, "sa", sa, 0, MAX_SHIFT)
+        wq, wkv = x.shape[1], kv.shape[2]
+        if wq % hd or wkv % hd or (wq // hd) % (wkv // hd):
+            raise ShapeMismatchError(f"{where}: rows of {wq}, {wkv} are not nh, nkv heads of {hd}, nkv | nh")
+        if not x.shape[0] <= kv.shape[0] <= MAX_ATTENTION_L:
+            raise ShapeMismatchError(f"{where}: {x.shape[0]} queries need T ≤ L ≤ 2^16, kv has {kv.shape[0]}")
+        return x
+    if op is Op.SWIGLU:
+        _want_dtype(where, "gate", x, (DType.R16,))
+        _want_rank(where, "gate", x, 2)
+        _want_same(where, x, ins[1])
+        return x
+    if op is Op.QUANTIZE:
+        _want_dtype(where, "input", x, (DType.INT32, DType.R16))
+        if x.dtype is DType.INT32:
+            _want_dtype(where, "output", out, (DType.R16, DType.R8))
+            _in_range(where, "fx", p[0], -MAX_SHIFT, MAX_SHIFT)
+        else:
+            _want_dtype(where, "output", out, (DType.R8,))
+            _in_range(where, "fx", p[0], 0, 0)
+        return TensorDesc(out.dtype, x.shape)
+    if op is Op.ADD32:
+        _want_dtype(where, "input a", x, (DType.INT32,))
+        _want_same(where, x, ins[1])
+        return x
+    if op is Op.CONCAT:
+        b = ins[1]
+        axis = p[0]
+        _in_range(where, "axis", axis, 0, x.rank - (2 if x.dtype.is_rows else 1))
+        if (
+            b.dtype != x.dtype
+            or b.rank != x.rank
+            or any(da != db for i, (da, db) in enumerate(zip(x.shape, b.shape, strict=True)) if i != axis)
+        ):
+            raise ShapeMismatchError(f"{where}: {x} and {b} differ beyond axis {axis}")
+        shape = list(x.shape)
+        shape[axis] += b.shape[axis]
+        return TensorDesc(x.dtype, tuple(shape))
+    if op is Op.SLICE:
+        if x.dtype.is_rows and x.rank < 2:
+            raise ShapeMismatchError(f"{where}: slicing {x} would cut its only row")
+        _in_range(where, "r0", p[0], 0, x.shape[0] - 1)
+        if p[0] + out.shape[0] > x.shape[0]:
+            raise ParamRangeError(f"{where}: rows {p[0]} … {p[0] + out.shape[0] - 1} are outside {x}")
+        return TensorDesc(x.dtype, (out.shape[0], *x.shape[1:]))
     raise UnknownOpError(f"{where}: unknown op {op}")  # pragma: no cover - Op is closed
 
 
@@ -533,6 +833,18 @@ def param_tensors(node: Node, ins: Sequence[TensorDesc]) -> tuple[TensorDesc | N
         return TensorDesc(DType.INT8, (256,)), None
     elif op is Op.SOFTMAX:
         return TensorDesc(DType.INT32, (256,)), None
+    elif op in (Op.QDENSE, Op.QDENSE_ARGMAX):
+        return TensorDesc(DType(node.params[0]), (node.params[2], ins[0].shape[1])), None
+    elif op is Op.EMBEDDING:
+        return TensorDesc(DType(node.params[0]), (node.params[2], out.shape[1])), None
+    elif op is Op.RMSNORM:
+        return TensorDesc(DType.INT16, (ins[0].shape[1],)), None
+    elif op is Op.ROPE:
+        return TensorDesc(DType.INT32, (node.params[2], node.params[0] // 2, 2)), None
+    elif op is Op.ATTENTION:
+        return TensorDesc(DType.INT32, (EXP2_TABLE_LEN,)), None
+    elif op is Op.SWIGLU:
+        return TensorDesc(DType.INT32, (SIGMOID_TABLE_LEN,)), None
     else:
         return None, None
     bias = TensorDesc(DType.INT32, (w.shape[0],)) if node.tensor_keys[1] is not None else None
@@ -543,10 +855,13 @@ def _where(index: int, node: Node) -> str:
     return f"node {index} ({node.op.name.lower()})"
 
 
-def check_node(index: int, node: Node, values: Sequence[TensorDesc]) -> TensorDesc:
-    """Check node ``index`` against the descs of values ``0 … index`` (input refs, the op's rule, the
-    tensor-key presence, the limits, the step bound of ml-spec §9); return its output desc."""
+def check_node(index: int, node: Node, values: Sequence[TensorDesc], version: int = VERSION_1) -> TensorDesc:
+    """Check node ``index`` of a ``version`` manifest against the descs of values ``0 … index`` (input
+    refs, the op's rule, the tensor-key presence, the limits, the step bound of ml-spec §9); return its
+    output desc."""
     where = _where(index, node)
+    if version == VERSION_1 and node.op not in V1_OPS:
+        raise UnknownOpError(f"{where}: the op needs a version-2 manifest")
     if len(node.inputs) != OP_INPUTS[node.op]:
         raise InputCountError(f"{where}: {len(node.inputs)} inputs, the op takes {OP_INPUTS[node.op]}")
     if len(node.params) != N_PARAMS or any(node.params[OP_PARAMS[node.op] :]):
@@ -558,7 +873,7 @@ def check_node(index: int, node: Node, values: Sequence[TensorDesc]) -> TensorDe
             raise ForwardReferenceError(
                 f"{where}: input value {ref} is not computed before it (values 0 … {index} are)"
             )
-    _check_desc_limits(node.out, f"{where} output")
+    _check_desc_limits(node.out, f"{where} output", version)
     ins = [values[ref] for ref in node.inputs]
     want = expected_output(node, ins, where)
     _want_out(where, node.out, want)
@@ -577,22 +892,24 @@ def check_node(index: int, node: Node, values: Sequence[TensorDesc]) -> TensorDe
             raise NonCanonicalError(f"{where}: a tensor key has {len(key)} bytes, want 32")
     for j, desc in enumerate(param_tensors(node, ins)):
         if desc is not None:
-            _check_desc_limits(desc, f"{where} tensor {j}")
+            _check_desc_limits(desc, f"{where} tensor {j}", version, param=True)
     from opml.ml.cost import check_node_cost  # cost imports this module
 
     check_node_cost(index, node, ins, where)
     return node.out
 
 
-def check_graph(input_desc: TensorDesc, nodes: Sequence[Node]) -> list[TensorDesc]:
-    """Check the whole graph without its tensors (the model's step bound included); return the descs of
-    values ``0 … N``."""
-    _check_desc_limits(input_desc, "input")
-    if not 1 <= len(nodes) <= MAX_NODES:
-        raise InvalidFieldError(f"node count {len(nodes)}, want 1 … {MAX_NODES}")
+def check_graph(input_desc: TensorDesc, nodes: Sequence[Node], version: int = VERSION_1) -> list[TensorDesc]:
+    """Check the whole graph of a ``version`` manifest without its tensors (the model's step bound
+    included); return the descs of values ``0 … N``."""
+    if version not in (VERSION_1, VERSION_2):
+        raise UnknownVersionError(f"manifest version {version}, want {VERSION_1} or {VERSION_2}")
+    _check_desc_limits(input_desc, "input", version)
+    if not 1 <= len(nodes) <= max_nodes(version):
+        raise InvalidFieldError(f"node count {len(nodes)}, want 1 … {max_nodes(version)} (version {version})")
     values = [input_desc]
     for i, node in enumerate(nodes):
-        values.append(check_node(i, node, values))
+        values.append(check_node(i, node, values, version))
     from opml.ml.cost import check_model_cost  # cost imports this module
 
     check_model_cost(values, nodes)
@@ -612,12 +929,14 @@ def named_keys(nodes: Iterable[Node]) -> list[bytes]:
 def check_tensors(
     nodes: Sequence[Node], values: Sequence[TensorDesc], tensors: Mapping[bytes, bytes], *, verify_keys: bool
 ) -> None:
-    """Check each node's parameter tensors: present, size matching the op's shape, softmax table range,
-    the dense/conv2d overflow bound; with ``verify_keys`` also each tensor's bytes against its key."""
+    """Check each node's parameter tensors: present, size matching the op's shape, the tables' ranges,
+    the dense/conv2d overflow bound, block scales (ml-spec §1, §10.3); with ``verify_keys`` also each
+    tensor's bytes against its key."""
     if verify_keys:
         for key in named_keys(nodes):
             if key in tensors and tensor_key(tensors[key]) != key:
                 raise TensorKeyMismatchError(f"tensor 0x{key.hex()}: its bytes have a different key")
+    checked: set[tuple[bytes, int]] = set()  # (key, F or −1): a tensor shared by many nodes is checked once
     for i, node in enumerate(nodes):
         where = _where(i, node)
         ins = [values[ref] for ref in node.inputs]
@@ -628,8 +947,16 @@ def check_tensors(
             if named not in tensors:
                 raise TensorSetError(f"{where}: tensor 0x{named.hex()} is missing")
             size = len(tensors[named])
+            if desc.dtype.is_blocks and size % blocks.block_bytes(desc.dtype is DType.Q4_1):
+                raise BlockShapeError(f"{where}: tensor {j} has {size} bytes, not a whole number of blocks")
             if size != desc.nbytes:
                 raise TensorSizeError(f"{where}: tensor {j} has {size} bytes, {desc} needs {desc.nbytes}")
+        first = node.tensor_keys[0]
+        if first is not None and node.op not in V1_OPS:
+            check = (first, node.params[1] if node.op in _BLOCK_OPS else -1)
+            if check not in checked:
+                _check_v2_tensor(node, tensors[first], where)
+                checked.add(check)
         if node.op is Op.SOFTMAX:
             assert node.tensor_keys[0] is not None
             e = np.frombuffer(tensors[node.tensor_keys[0]], dtype="<i4")
@@ -647,6 +974,25 @@ def check_tensors(
             bound = k * MAX_PRODUCT + max_bias
             if bound > ACC_BOUND:
                 raise OverflowBoundError(f"{where}: K·255·128 + max|bias| = {bound} > 2^31 − 1 (K = {k})")
+
+
+_BLOCK_OPS = (Op.QDENSE, Op.QDENSE_ARGMAX, Op.EMBEDDING)
+_TABLE_RANGES = {Op.ROPE: (-TABLE_ONE, TABLE_ONE), Op.ATTENTION: (0, TABLE_ONE), Op.SWIGLU: (0, TABLE_ONE)}
+
+
+def _check_v2_tensor(node: Node, data: bytes, where: str) -> None:
+    """A version-2 op's tensor: the block scales at the node's ``F``, or a Q30 table's range."""
+    if node.op in _BLOCK_OPS:
+        blocks.check_scales(data, node.params[0] == DType.Q4_1, node.params[1], f"{where} tensor 0")
+        return
+    bounds = _TABLE_RANGES.get(node.op)
+    if bounds is None:
+        return
+    t = np.frombuffer(data, dtype="<i4")
+    if int(t.min()) < bounds[0] or int(t.max()) > bounds[1]:
+        raise ParamRangeError(f"{where}: a table value is outside {bounds[0]} … {bounds[1]}")
+    if node.op is Op.ATTENTION and int(t[0]) != TABLE_ONE:
+        raise ParamRangeError(f"{where}: the exp2 table must start with 2^30, it starts with {int(t[0])}")
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -675,14 +1021,21 @@ class Model:
         tensors: Mapping[bytes, bytes],
         *,
         verify_keys: bool = True,
+        version: int = VERSION_1,
     ) -> Model:
-        """Check graph and tensors and build the model; ``tensors`` may hold extra keys (dropped)."""
+        """Check graph and tensors and build the model (a ``version`` manifest); ``tensors`` may hold
+        extra keys (dropped)."""
         nodes = tuple(nodes)
-        values = check_graph(input_desc, nodes)
+        values = check_graph(input_desc, nodes, version)
         check_tensors(nodes, values, tensors, verify_keys=verify_keys)
         kept = {k: bytes(tensors[k]) for k in named_keys(nodes)}
-        manifest = encode_manifest(input_desc, nodes)
+        manifest = encode_manifest(input_desc, nodes, version)
         return cls(input_desc, nodes, kept, tuple(values), manifest)
+
+    @property
+    def version(self) -> int:
+        """The manifest's version (1 or 2)."""
+        return manifest_version(self.manifest)
 
     @property
     def output(self) -> TensorDesc:
@@ -712,7 +1065,9 @@ class Model:
 
     def param_count(self, index: int) -> int:
         """Number of parameter elements of node ``index`` (weights + bias, or the table)."""
-        return sum(a.size for j in range(N_TENSOR_KEYS) if (a := self.param(index, j)) is not None)
+        node = self.nodes[index]
+        descs = param_tensors(node, [self.values[r] for r in node.inputs])
+        return sum(d.elems for d, key in zip(descs, node.tensor_keys, strict=True) if d is not None and key)
 
     def check_input(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """``x`` as an array of the input dtype and shape; :class:`InvalidInputError` if it is not one."""
@@ -723,8 +1078,13 @@ class Model:
 
 
 def check_value(x: Any, desc: TensorDesc, what: str) -> npt.NDArray[Any]:
-    """``x`` as a ``desc`` array: exact shape, an integer (or bool-free) dtype whose values fit."""
+    """``x`` as a ``desc`` array: exact shape, an integer (or bool-free) dtype whose values fit; a
+    row-scaled value must already be an array of :attr:`TensorDesc.np_dtype`."""
     arr = np.asarray(x)
+    if desc.dtype.is_rows:
+        if arr.dtype != desc.np_dtype or arr.shape != desc.np_shape:
+            raise InvalidInputError(f"{what} is not an array of {desc}'s rows (exponent, values)")
+        return arr
     if arr.shape != desc.shape:
         raise InvalidInputError(f"{what} has shape {list(arr.shape)}, the model takes {desc}")
     if arr.dtype == desc.dtype.np:
@@ -764,6 +1124,7 @@ def decode_model_file(data: bytes | bytearray | memoryview) -> Model:
         raise TruncatedError(f"model file ends inside its {msize}-byte manifest")
     manifest = bytes(mv[FILE_HEADER_SIZE:end])
     input_desc, nodes = decode_manifest(manifest)
+    version = manifest_version(manifest)
     expected = named_keys(nodes)
     if count != len(expected):
         raise TensorSetError(f"model file has {count} tensors, the manifest names {len(expected)}")
@@ -789,7 +1150,7 @@ def decode_model_file(data: bytes | bytearray | memoryview) -> Model:
         pos += size
     if pos != len(mv):
         raise TrailingDataError(f"{len(mv) - pos} bytes follow the last tensor")
-    model = Model.create(input_desc, nodes, tensors, verify_keys=True)
+    model = Model.create(input_desc, nodes, tensors, verify_keys=True, version=version)
     if model.manifest != manifest:  # every field is checked above; this only guards the encoder
         raise NonCanonicalError("the manifest does not re-encode to the same bytes")
     return model
@@ -816,10 +1177,15 @@ class GraphBuilder:
         v = g.conv2d(0, w, bias, zx=0, pads=(1, 1, 1, 1))
         v = g.requantize(v, m0, t, zy=-128, lo=-128, hi=127)
         model = g.build()
+
+    ``version = 2`` builds a version-2 manifest (the ops of ml-spec §10); block weights are passed as
+    their GGUF bytes.
     """
 
-    def __init__(self, input_desc: TensorDesc) -> None:
+    def __init__(self, input_desc: TensorDesc, version: int = VERSION_1) -> None:
+        _check_desc_limits(input_desc, "input", version)
         self.input = input_desc
+        self.version = version
         self.nodes: list[Node] = []
         self.tensors: dict[bytes, bytes] = {}
         self.values: list[TensorDesc] = [input_desc]
@@ -827,9 +1193,11 @@ class GraphBuilder:
     def _put(self, array: npt.NDArray[Any] | None, dtype: DType) -> bytes | None:
         if array is None:
             return None
-        data = tensor_bytes(array, dtype)
+        return self._put_bytes(tensor_bytes(array, dtype))
+
+    def _put_bytes(self, data: bytes) -> bytes:
         key = tensor_key(data)
-        self.tensors[key] = data
+        self.tensors.setdefault(key, bytes(data))
         return key
 
     def add(
@@ -852,7 +1220,7 @@ class GraphBuilder:
             ins = [self.values[r] for r in inputs]
             out = expected_output(draft, ins, _where(index, draft))
         node = Node(op, tuple(inputs), out, full, tensors)
-        self.values.append(check_node(index, node, self.values))
+        self.values.append(check_node(index, node, self.values, self.version))
         self.nodes.append(node)
         return index + 1
 
@@ -909,5 +1277,76 @@ class GraphBuilder:
     def softmax(self, x: int, table: npt.NDArray[Any]) -> int:
         return self.add(Op.SOFTMAX, [x], [], (self._put(table, DType.INT32), None))
 
+    # --- version 2 (ml-spec §10) ---
+
+    def _weight_rows(self, w: bytes, wtype: DType, k: int) -> int:
+        """Rows of a block tensor of ``len(w)`` bytes with rows of ``k`` weights."""
+        per_row = max(1, k // blocks.BLOCK) * blocks.block_bytes(wtype is DType.Q4_1)
+        return max(1, len(w) // per_row)
+
+    def qdense(
+        self,
+        x: int,
+        w: bytes,
+        wtype: DType,
+        f: int,
+        *,
+        out: DType = DType.R16,
+        r: int = 0,
+        row0: int = 0,
+        m: int | None = None,
+    ) -> int:
+        """``x`` ``[T, K]`` times rows ``row0 … row0 + m − 1`` of the block matrix ``w`` (all by default)."""
+        t, k = self.values[x].shape
+        mt = self._weight_rows(w, wtype, k)
+        rows = mt - row0 if m is None else m
+        params = [int(wtype), f, mt, row0, r]
+        return self.add(Op.QDENSE, [x], params, (self._put_bytes(w), None), TensorDesc(out, (t, rows)))
+
+    def qdense_argmax(
+        self, x: int, w: bytes, wtype: DType, f: int, *, row0: int = 0, m: int | None = None
+    ) -> int:
+        """The argmax records of ``x`` times rows ``row0 … row0 + m − 1`` of ``w`` (all by default)."""
+        mt = self._weight_rows(w, wtype, self.values[x].shape[1])
+        rows = mt - row0 if m is None else m
+        return self.add(Op.QDENSE_ARGMAX, [x], [int(wtype), f, mt, row0, rows], (self._put_bytes(w), None))
+
+    def argmax_merge(self, a: int, b: int) -> int:
+        return self.add(Op.ARGMAX_MERGE, [a, b])
+
+    def embedding(self, ids: int, w: bytes, wtype: DType, f: int, h: int, r: int) -> int:
+        """Rows of the block table ``w`` (rows of ``h``) as int32 at ``2^−r``."""
+        v = self._weight_rows(w, wtype, h)
+        t = self.values[ids].shape[0]
+        keys = (self._put_bytes(w), None)
+        return self.add(Op.EMBEDDING, [ids], [int(wtype), f, v, r], keys, TensorDesc(DType.INT32, (t, h)))
+
+    def rmsnorm(self, x: int, g: npt.NDArray[Any], gf: int, eps: int) -> int:
+        return self.add(Op.RMSNORM, [x], [gf, eps], (self._put(g, DType.INT16), None))
+
+    def rope(self, x: int, table: npt.NDArray[Any], hd: int, pos0: int) -> int:
+        """``table`` int32 ``[P, hd/2, 2]`` of Q30 (cos, sin)."""
+        params = [hd, pos0, int(np.shape(table)[0])]
+        return self.add(Op.ROPE, [x], params, (self._put(table, DType.INT32), None))
+
+    def attention(self, q: int, kv: int, table: npt.NDArray[Any], hd: int, mul: int, sa: int) -> int:
+        return self.add(Op.ATTENTION, [q, kv], [hd, mul, sa], (self._put(table, DType.INT32), None))
+
+    def swiglu(self, gate: int, up: int, table: npt.NDArray[Any]) -> int:
+        return self.add(Op.SWIGLU, [gate, up], [], (self._put(table, DType.INT32), None))
+
+    def quantize(self, x: int, out: DType, fx: int = 0) -> int:
+        return self.add(Op.QUANTIZE, [x], [fx], (None, None), TensorDesc(out, self.values[x].shape))
+
+    def add32(self, a: int, b: int) -> int:
+        return self.add(Op.ADD32, [a, b])
+
+    def concat(self, a: int, b: int, axis: int) -> int:
+        return self.add(Op.CONCAT, [a, b], [axis])
+
+    def slice(self, x: int, r0: int, n: int) -> int:
+        src = self.values[x]
+        return self.add(Op.SLICE, [x], [r0], (None, None), TensorDesc(src.dtype, (n, *src.shape[1:])))
+
     def build(self) -> Model:
-        return Model.create(self.input, self.nodes, self.tensors)
+        return Model.create(self.input, self.nodes, self.tensors, version=self.version)

@@ -12,10 +12,15 @@ and the elementwise ops any shape, so a leading batch axis passes through them u
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from opml.ml.blocks import BlockRows
 
 Array = npt.NDArray[Any]
 I64 = np.int64
@@ -194,3 +199,307 @@ def softmax(x: Array, table: Array) -> npt.NDArray[np.int8]:
     q = (256 * e + (s >> 1)) // safe
     y = np.clip(q - 128, -128, 127)
     return np.where(s == 0, -128, y).astype(np.int8)
+
+
+# --- version 2: the ops of a LLaMA block (ml-spec §10) ---------------------------------------------
+#
+# Row-scaled values (``r16``, ``r8``) are numpy record arrays of shape ``dims[:-1]``, one record
+# ``(e int32, q int16[K] or int8[K])`` per row (:func:`rows_value`), whose bytes are the tensor's bytes.
+# Every rule is int64 numpy, except two products through float64 BLAS whose partial sums are provably
+# exact integers below 2^53: a block's ``Σ q·x`` (|.| ≤ 2^27) and attention's ``q·k`` (≤ 2^38) and
+# ``Σ p·v`` (every partial sum ≤ (2^30 + L)·2^15 < 2^46, all ``p ≥ 0``).
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+R16_MAX = 32767
+R8_MAX = 127
+_CAP = 62
+"""Shifts are capped here: ``rshr`` by ≥ 63 is 0 for the ``|v| < 2^62`` that reach it."""
+
+
+def bitlen(a: Array) -> npt.NDArray[np.int64]:
+    """The bit length of each ``a ≥ 0`` (0 for 0), by halving: no floats."""
+    x = np.asarray(a).astype(I64)
+    n = np.zeros(x.shape, I64)
+    for s in (32, 16, 8, 4, 2, 1):
+        big = x >= (I64(1) << s)
+        n += s * big
+        x = np.where(big, x >> s, x)
+    out: npt.NDArray[np.int64] = n + (x > 0)
+    return out
+
+
+def rshr(v: Array | int, n: Array | int) -> npt.NDArray[np.int64]:
+    """``(v + 2^(n−1)) >> n`` for ``n ≥ 1``, ``v`` for ``n = 0``, 0 for ``n ≥ 63`` (ml-spec §10.1)."""
+    vv = np.asarray(v).astype(I64)
+    nn = np.asarray(n).astype(I64)
+    capped = np.minimum(nn, _CAP)
+    half = np.where(capped > 0, I64(1) << np.maximum(capped - 1, 0), 0)
+    out: npt.NDArray[np.int64] = np.where(nn > _CAP, 0, (vv + half) >> capped)
+    return out
+
+
+def scale(v: Array, n: Array | int, lo: int, hi: int) -> npt.NDArray[np.int64]:
+    """``clamp(v·2^−n, lo, hi)``: ``rshr`` for ``n ≥ 0``, an exact saturating left shift for ``n < 0``."""
+    vv = np.asarray(v).astype(I64)
+    nn = np.asarray(n).astype(I64)
+    right = np.clip(rshr(vv, np.maximum(nn, 0)), lo, hi)
+    k = np.minimum(np.maximum(-nn, 0), _CAP)
+    up_hi = I64(hi) >> k  # v·2^k ≤ hi  ⟺  v ≤ hi >> k
+    up_lo = -(I64(-lo) >> k)  # v·2^k ≥ lo  ⟺  v ≥ −((−lo) >> k)
+    fits = (vv <= up_hi) & (vv >= up_lo)
+    left = np.where(vv > up_hi, hi, np.where(vv < up_lo, lo, np.where(fits, vv, 0) << k))
+    out: npt.NDArray[np.int64] = np.where(nn >= 0, right, left)
+    return out
+
+
+def quant(v: Array, c: Array | int, qmax: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Row quantization ``quant(v, c, Qmax)`` over the last axis: ``(e, q)`` with ``s`` the smallest
+    shift that brings the row's rounded maximum to ``≤ Qmax``, ``q = rshr(v, s)``, ``e = c + s``."""
+    vv = np.asarray(v).astype(I64)
+    a = np.abs(vv).max(axis=-1)
+    s0 = np.maximum(bitlen(a) - int(qmax).bit_length(), 0)
+    s = np.where(a <= qmax, 0, s0 + (rshr(a, s0) > qmax))
+    e = np.clip(np.asarray(c, dtype=I64) + s, INT32_MIN, INT32_MAX)
+    return e, rshr(vv, s[..., None])
+
+
+def rows_value(e: Array, q: Array, itemsize: int = 2) -> Array:
+    """A row-scaled value: records ``(e, q[K])`` of shape ``q.shape[:-1]`` (``itemsize`` 2: r16, 1: r8)."""
+    qa = np.asarray(q)
+    dt = np.dtype([("e", "<i4"), ("q", f"<i{itemsize}", (qa.shape[-1],))])
+    out = np.empty(qa.shape[:-1], dt)
+    out["e"] = e
+    out["q"] = qa
+    return out
+
+
+def _rows(x: Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(e, q)`` of a row-scaled value as int64."""
+    return np.asarray(x["e"]).astype(I64), np.asarray(x["q"]).astype(I64)
+
+
+@dataclass(frozen=True)
+class QWeights:
+    """Rows of a block matrix, ready for :func:`qdense_acc`: ``w·2^F = q·d + m`` per block."""
+
+    q: npt.NDArray[np.float64]
+    """``[nb, 32, M]`` the block weights as float64 (exact small integers)."""
+    d: npt.NDArray[np.int64]
+    """``[M, nb]``"""
+    m: npt.NDArray[np.int64] | None
+    """``[M, nb]`` (``q4_1``) or ``None`` (``q8_0``)."""
+
+    @classmethod
+    def of(cls, rows: BlockRows) -> QWeights:
+        q = np.ascontiguousarray(np.asarray(rows.q).transpose(1, 2, 0), dtype=np.float64)
+        return cls(q, rows.d, rows.m)
+
+
+_CHUNK = 1 << 22
+"""Elements of one ``[nb, T, M]`` block-sum slab: prefill rows are taken in chunks of this size."""
+
+
+def qdense_acc(xq: Array, w: QWeights) -> npt.NDArray[np.int64]:
+    """``acc[t, m] = Σ_b (D[m, b]·Σ_j q[m, b, j]·x[t, b, j] + M[m, b]·Σ_j x[t, b, j])`` (int64) for int
+    ``xq`` ``[T, K]``: the block sums through float64 BLAS (exact, < 2^27), the rest int64."""
+    x = np.asarray(xq).astype(I64)
+    t = x.shape[0]
+    nb, mrows = w.q.shape[0], w.q.shape[2]
+    xb = x.reshape(t, nb, 32)
+    acc = np.empty((t, mrows), I64)
+    step = max(1, _CHUNK // max(1, nb * mrows))
+    for t0 in range(0, t, step):
+        part = xb[t0 : t0 + step]
+        sums = np.matmul(part.transpose(1, 0, 2).astype(np.float64), w.q).astype(I64)  # [nb, Tc, M]
+        acc[t0 : t0 + step] = (sums * w.d.T[:, None, :]).sum(axis=0)
+    if w.m is not None:
+        acc += xb.sum(axis=2) @ w.m.T  # |Σx| ≤ 2^20, |M| < 2^24: int64
+    return acc
+
+
+def qdense(x: Array, w: QWeights, f: int, r: int | None) -> Array:
+    """``qdense``: row-scaled ``x`` ``[T, K]`` → ``r16`` rows ``quant(acc, e − F)`` (``r`` ``None``) or
+    int32 ``scale(acc, F − R − e)`` at ``2^−R``."""
+    e, q = _rows(x)
+    acc = qdense_acc(q, w)
+    if r is None:
+        eo, qo = quant(acc, e - f, R16_MAX)
+        return rows_value(eo, qo)
+    return scale(acc, (f - r - e)[:, None], INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def qdense_argmax(x: Array, w: QWeights, row0: int) -> npt.NDArray[np.int32]:
+    """Argmax records ``(row0 + m*, lo, hi)`` of ``acc`` per row: the lowest index on ties."""
+    acc = qdense_acc(_rows(x)[1], w)
+    idx = np.argmax(acc, axis=1)  # numpy returns the first maximum
+    best = acc[np.arange(acc.shape[0]), idx]
+    return argmax_records(row0 + idx, best)
+
+
+def argmax_records(index: Array, value: Array) -> npt.NDArray[np.int32]:
+    """int32 ``[T, 3]``: the index and the low and high 32 bits of the int64 value."""
+    v = np.asarray(value).astype(I64)
+    lo = (v & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+    out: npt.NDArray[np.int32] = np.stack(
+        [np.asarray(index).astype(np.int32), lo, (v >> 32).astype(np.int32)], 1
+    )
+    return out
+
+
+def _record_value(rec: Array) -> npt.NDArray[np.int64]:
+    r = np.asarray(rec).astype(I64)
+    out: npt.NDArray[np.int64] = (r[:, 2] << 32) | (r[:, 1] & 0xFFFFFFFF)
+    return out
+
+
+def argmax_merge(a: Array, b: Array) -> npt.NDArray[np.int32]:
+    """Per row the record with the larger value, the lower index on ties."""
+    va, vb = _record_value(a), _record_value(b)
+    take_b = (vb > va) | ((vb == va) & (np.asarray(b)[:, 0] < np.asarray(a)[:, 0]))
+    out: npt.NDArray[np.int32] = np.where(take_b[:, None], b, a).astype(np.int32)
+    return out
+
+
+def embedding(
+    ids: Array, table: Callable[[Array], BlockRows], v: int, f: int, r: int
+) -> npt.NDArray[np.int32]:
+    """Rows ``id`` of a block table (``table(rows)`` decodes them) as int32 ``scale(q·D + M, F − R)``;
+    an id outside ``[0, V)`` gives zeros. ``ids`` int32 ``[T]`` or argmax records ``[T, 3]``."""
+    arr = np.asarray(ids).astype(I64)
+    idx = arr if arr.ndim == 1 else arr[:, 0]
+    valid = (idx >= 0) & (idx < v)
+    rows = table(np.where(valid, idx, 0))
+    w = rows.q.astype(I64) * rows.d[..., None]
+    if rows.m is not None:
+        w += rows.m[..., None]
+    y = scale(w.reshape(w.shape[0], -1), f - r, INT32_MIN, INT32_MAX)
+    out: npt.NDArray[np.int32] = np.where(valid[:, None], y, 0).astype(np.int32)
+    return out
+
+
+def rmsnorm(x: Array, g: Array, gf: int, eps: int) -> Array:
+    """``rmsnorm`` (ml-spec §10.2): int32 ``[T, H]`` → ``r16``; normalize each row to 2^22 … 2^23, an
+    integer square root of its mean square (+ eps) brought to 2^59 … 2^61, one 2^62 division per row."""
+    xi = np.asarray(x).astype(I64)
+    h = xi.shape[1]
+    a = np.abs(xi).max(axis=1)
+    sh = bitlen(a) - 23
+    up = np.maximum(-sh, 0)[:, None]
+    xp = np.where(sh[:, None] <= 0, xi << up, rshr(xi, np.maximum(sh, 0)[:, None]))
+    ss = (xp * xp).sum(axis=1)
+    eps_p = np.where(sh <= 0, I64(eps) << np.maximum(-2 * sh, 0), rshr(eps, np.maximum(2 * sh, 0)))
+    v = ss // h + eps_p
+    j = np.maximum(0, (61 - bitlen(v)) // 2)
+    root = np.array([math.isqrt(int(w)) for w in v << (2 * j)], dtype=I64)
+    inv = (I64(1) << 62) // np.maximum(root, 1)
+    u = rshr(xp * inv[:, None], 24)
+    e, q = quant(u * np.asarray(g).astype(I64), j - 38 - gf, R16_MAX)
+    zero = a == 0
+    return rows_value(np.where(zero, 0, e), np.where(zero[:, None], 0, q))
+
+
+def rope(x: Array, table_rows: Array, hd: int) -> Array:
+    """Rotate adjacent pairs ``(2k, 2k+1)`` of each row by its table row ``[hd/2, 2]`` (Q30 cos, sin),
+    pair ``k`` using entry ``k mod hd/2``; ``table_rows`` holds the rows of positions ``pos0 … pos0+T−1``."""
+    e, q = _rows(x)
+    a, b = q[:, 0::2], q[:, 1::2]
+    tab = np.asarray(table_rows).astype(I64)[:, np.arange(q.shape[1] // 2) % (hd // 2)]
+    c, s = tab[..., 0], tab[..., 1]
+    v = np.empty_like(q)
+    v[:, 0::2] = a * c - b * s
+    v[:, 1::2] = a * s + b * c
+    eo, qo = quant(v, e - 30, R16_MAX)
+    return rows_value(eo, qo)
+
+
+def exp2neg(u: Array, table: Array) -> npt.NDArray[np.int64]:
+    """``2^30·2^(−u/2^16)`` for ``u ≥ 0``: the table ``X[1025]`` interpolated on 6 bits, shifted by
+    the integer part."""
+    uu = np.asarray(u).astype(I64)
+    xt = np.asarray(table).astype(I64)
+    f = uu & 0xFFFF
+    i, r = f >> 6, f & 63
+    t = ((64 - r) * xt[i] + r * xt[i + 1] + 32) >> 6
+    return rshr(t, uu >> 16)
+
+
+def sigmoid(x16: Array, table: Array) -> npt.NDArray[np.int64]:
+    """``2^30·sigmoid(x16/2^16)`` for ``x16 ∈ [−2^20, 2^20]``: the table ``G[2049]`` (step 1/64) interpolated
+    on 10 bits."""
+    u = np.asarray(x16).astype(I64) + (1 << 20)
+    gt = np.asarray(table).astype(I64)
+    i = np.minimum(u >> 10, 2047)
+    r = u - (i << 10)
+    out: npt.NDArray[np.int64] = ((1024 - r) * gt[i] + r * gt[i + 1] + 512) >> 10
+    return out
+
+
+LOGIT_LIMIT = 1 << 40
+
+
+def attention(q: Array, kv: Array, table: Array, hd: int, mul: int, sa: int) -> Array:
+    """Causal grouped-query attention (ml-spec §10.2): ``q`` r16 ``[T, nh·hd]``, ``kv`` r16
+    ``[L, 2, nkv·hd]`` (keys, values) → r16 ``[T, nh·hd]``; query row ``t`` sees KV rows ``≤ L − T + t``."""
+    eq, qv = _rows(q)
+    ekv, kvq = _rows(kv)
+    t_rows, wq = qv.shape
+    n_kv, wkv = kvq.shape[0], kvq.shape[2]
+    nh, nkv = wq // hd, wkv // hd
+    head_kv = np.arange(nh) // (nh // nkv)
+    qh = qv.reshape(t_rows, nh, hd).transpose(1, 0, 2).astype(np.float64)  # [nh, T, hd]
+    kh = kvq[:, 0].reshape(n_kv, nkv, hd)[:, head_kv].transpose(1, 2, 0).astype(np.float64)  # [nh, hd, L]
+    vh = kvq[:, 1].reshape(n_kv, nkv, hd)[:, head_kv].transpose(1, 0, 2).astype(np.float64)  # [nh, L, hd]
+    ek, ev = ekv[:, 0], ekv[:, 1]
+    allowed = np.arange(n_kv)[None, :] <= (n_kv - t_rows + np.arange(t_rows))[:, None]  # [T, L]
+    dot = np.matmul(qh, kh).astype(I64)  # exact: |dot| ≤ 2^38
+    logit = scale(dot * mul, sa - eq[None, :, None] - ek[None, None, :], -LOGIT_LIMIT, LOGIT_LIMIT)
+    top = np.where(allowed, logit, -LOGIT_LIMIT - 1).max(axis=2, keepdims=True)
+    w = np.where(allowed, exp2neg(np.where(allowed, top - logit, 0), table), 0)
+    total = w.sum(axis=2, keepdims=True)  # 2^30 … 2^46
+    s_shift = np.maximum(bitlen(total) - 32, 0)
+    recip = (I64(1) << 62) // (total >> s_shift)
+    p = rshr(w * recip, 32 + s_shift)  # w/S at 2^−30
+    top_e = np.where(allowed, ev[None, :], INT32_MIN).max(axis=1)  # [T]
+    align = np.where(allowed, top_e[:, None] - ev[None, :], 0)
+    pa = rshr(p, align[None])
+    o = np.matmul(pa.astype(np.float64), vh).astype(I64)  # exact: partial sums < 2^46
+    eo, qo = quant(o.transpose(1, 0, 2).reshape(t_rows, wq), top_e - 30, R16_MAX)
+    return rows_value(eo, qo)
+
+
+def swiglu(gate: Array, up: Array, table: Array) -> Array:
+    """``silu(gate)·up`` per element: the sigmoid ``s`` of the gate at ``2^−16`` (clamped to ±16), then
+    ``quant(a·s·b, e_g + e_u − 30)``."""
+    eg, a = _rows(gate)
+    eu, b = _rows(up)
+    x16 = scale(a, (-eg - 16)[:, None], -(1 << 20), 1 << 20)
+    eo, qo = quant(a * sigmoid(x16, table) * b, eg + eu - 30, R16_MAX)
+    return rows_value(eo, qo)
+
+
+def quantize(x: Array, to_r8: bool, fx: int) -> Array:
+    """int32 at ``2^−fx`` → rows ``quant(x, −fx)`` (r16, or r8 with ``to_r8``); r16 → r8 rows."""
+    arr = np.asarray(x)
+    qmax, itemsize = (R8_MAX, 1) if to_r8 else (R16_MAX, 2)
+    if arr.dtype.names is None:
+        e, qo = quant(arr.astype(I64), -fx, qmax)
+        return rows_value(np.broadcast_to(e, arr.shape[:-1]), qo, itemsize)
+    e, q = _rows(arr)
+    eo, qo = quant(q, e, qmax)
+    return rows_value(eo, qo, itemsize)
+
+
+def add32(a: Array, b: Array) -> npt.NDArray[np.int32]:
+    """``clamp(a + b)`` in int32 (the residual stream)."""
+    out: npt.NDArray[np.int32] = np.clip(_i64(a) + _i64(b), INT32_MIN, INT32_MAX).astype(np.int32)
+    return out
+
+
+def concat(a: Array, b: Array, axis: int) -> Array:
+    """``a`` then ``b`` along ``axis`` (of the array: for row-scaled values an axis before the rows)."""
+    return np.concatenate([np.asarray(a), np.asarray(b)], axis=axis)
+
+
+def slice_rows(x: Array, r0: int, n: int) -> Array:
+    """Rows ``r0 … r0 + n − 1`` of the first axis."""
+    return np.ascontiguousarray(np.asarray(x)[r0 : r0 + n])

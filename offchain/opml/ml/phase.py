@@ -20,6 +20,7 @@ from typing import Any
 from opml.ml.errors import ProgramNotBuiltError, ProgramRunError
 from opml.ml.format import KEY_SIZE, Model, named_keys
 from opml.ml.runner import RunResult, run_model, value_bytes
+from opml.oracle.chunk_tree import ChunkTree, DenseChunkTree
 from opml.oracle.store import PreimageStore
 from opml.vm.elf import load_elf
 from opml.vm.preimage import ZERO_CALLER, ZERO_CONTEXT, OracleView
@@ -104,6 +105,33 @@ def put_model(store: PreimageStore, model: Model) -> None:
         store.put_chunk_merkle(model.tensor(key))
 
 
+def state_path_preimages(tree: ChunkTree) -> list[bytes]:
+    """The keccak-type preimages (64 bytes each) that the node program reads of ``S_{k−1}``, whose
+    chunk-Merkle tree over its ``k + 1`` keys is ``tree``, to compute ``S_k`` (ml-spec §7.1):
+    ``abi.encode(root, size)``, then the two children of each node on the walk from the root toward
+    leaf ``p = k + 1`` (the new key's) while the node holds a leaf below ``p``: at most ``⌈log2(k + 1)⌉``
+    nodes, none when ``k + 1`` is a power of two."""
+    p = tree.size // KEY_SIZE
+    preimages = [tree.root + tree.size.to_bytes(32, "big")]
+    level = tree.depth
+    while level > 0 and p % (1 << level):
+        index = p >> level  # p's ancestor at this level
+        preimages.append(tree.node(level - 1, 2 * index) + tree.node(level - 1, 2 * index + 1))
+        level -= 1
+    return preimages
+
+
+def put_state(store: PreimageStore, preimage: bytes) -> bytes:
+    """Put a state's preimage (its concatenated value keys) in ``store`` under its chunk-Merkle key,
+    with the keccak-type preimages the node program reads of it (:func:`state_path_preimages`), so the
+    oracle serves them and an agent can reveal them on-chain; return the key."""
+    tree = DenseChunkTree(preimage)
+    key = store.put_chunk_merkle(tree)
+    for data in state_path_preimages(tree):
+        store.put_keccak(data)
+    return key
+
+
 def node_local_values(commitment: bytes, k: int, prev_state: bytes, claim: bytes) -> dict[int, bytes]:
     """The node program's local values (ml-spec §7.1): the model commitment, ``k`` (u32 little-endian),
     ``S_{k−1}`` and the claimed ``S_k``."""
@@ -147,7 +175,8 @@ def node_program_setup(
     """The node program for node ``k`` of ``model`` on input ``x`` with the claimed ``S_k``.
 
     Puts in ``store`` what the program reads: the manifest and tensors, ``S_{k−1}``'s preimage (the
-    ``k + 1`` value keys) and the bytes of node ``k``'s input values, all computed by the native
+    ``k + 1`` value keys) and the keccak-type preimages of its tree that the program reads
+    (:func:`put_state`), and the bytes of node ``k``'s input values, all computed by the native
     runner (pass ``run``, a :func:`run_model` result for ``x``, to reuse one).
     """
     if not 0 <= k < len(model.nodes):
@@ -155,7 +184,7 @@ def node_program_setup(
     program = _program(NODE_PROGRAM)
     run = run_model(model, x) if run is None else run
     put_model(store, model)
-    prev = store.put_chunk_merkle(run.state_preimage(k - 1))
+    prev = put_state(store, run.state_preimage(k - 1))
     assert prev == run.state(k - 1)
     for v in model.nodes[k].inputs:
         store.put_chunk_merkle(value_bytes(run.values[v], model.values[v]))
@@ -223,5 +252,7 @@ __all__ = [
     "node_memory_bound",
     "node_program_setup",
     "put_model",
+    "put_state",
     "run_program",
+    "state_path_preimages",
 ]

@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from opml.ml import ops
+from opml.ml import blocks, ops
 from opml.ml.errors import InvalidInputError
-from opml.ml.format import KEY_SIZE, Model, Op, TensorDesc, check_value, tensor_key
+from opml.ml.format import V1_OPS, DType, Model, Op, TensorDesc, check_value, tensor_key
+from opml.oracle.chunk_tree import prefix_keys
 
 Array = npt.NDArray[Any]
+_V2_OPS = frozenset(Op) - V1_OPS
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class RunResult:
 
 def value_bytes(value: Array, desc: TensorDesc) -> bytes:
     """A value's tensor bytes (row-major, little-endian, the dtype of ``desc``)."""
-    return np.ascontiguousarray(value, dtype=desc.dtype.np).tobytes()
+    return np.ascontiguousarray(value, dtype=desc.np_dtype).tobytes()
 
 
 def _w_t(model: Model, index: int) -> npt.NDArray[np.float64]:
@@ -73,14 +75,76 @@ def _w_t(model: Model, index: int) -> npt.NDArray[np.float64]:
     return cached
 
 
+def _block_rows(model: Model, index: int, rows: Any) -> blocks.BlockRows:
+    """Rows ``rows`` of node ``index``'s block tensor as integers at the node's ``F``."""
+    node = model.nodes[index]
+    key = node.tensor_keys[0]
+    assert key is not None
+    k = model.values[node.inputs[0]].shape[1] if node.op is not Op.EMBEDDING else node.out.shape[1]
+    is_q4_1 = node.params[0] == DType.Q4_1
+    return blocks.decode_rows(model.tensors[key], is_q4_1, k, rows, node.params[1], f"node {index}")
+
+
+def _q_weights(model: Model, index: int, row0: int, m: int) -> ops.QWeights:
+    """Weight rows ``row0 … row0 + m − 1`` of node ``index`` for :func:`ops.qdense_acc`, cached by tensor,
+    ``F`` and rows (every decoding step of a generation graph reads the same matrices)."""
+    node = model.nodes[index]
+    cache_key = ("q_weights", node.tensor_keys[0], node.params[1], row0, m)
+    cached = model._cache.get(cache_key)
+    if cached is None:
+        cached = model._cache[cache_key] = ops.QWeights.of(_block_rows(model, index, slice(row0, row0 + m)))
+    assert isinstance(cached, ops.QWeights)
+    return cached
+
+
+def _apply_v2(model: Model, index: int, inputs: Sequence[Array]) -> Array:
+    """Node ``index`` whose op is one of ml-spec §10 (no batch axis)."""
+    node = model.nodes[index]
+    p, op, x = node.p, node.op, inputs[0]
+    table = model.param(index, 0)
+    if op is Op.QDENSE:
+        m = node.out.shape[1]
+        r = p[4] if node.out.dtype is DType.INT32 else None
+        return ops.qdense(x, _q_weights(model, index, p[3], m), p[1], r)
+    if op is Op.QDENSE_ARGMAX:
+        return ops.qdense_argmax(x, _q_weights(model, index, p[3], p[4]), p[3])
+    if op is Op.ARGMAX_MERGE:
+        return ops.argmax_merge(x, inputs[1])
+    if op is Op.EMBEDDING:
+        return ops.embedding(x, lambda rows: _block_rows(model, index, rows), p[2], p[1], p[3])
+    if op is Op.QUANTIZE:
+        return ops.quantize(x, node.out.dtype is DType.R8, p[0])
+    if op is Op.ADD32:
+        return ops.add32(x, inputs[1])
+    if op is Op.CONCAT:
+        return ops.concat(x, inputs[1], p[0])
+    if op is Op.SLICE:
+        return ops.slice_rows(x, p[0], node.out.shape[0])
+    assert table is not None
+    if op is Op.RMSNORM:
+        return ops.rmsnorm(x, table, p[0], p[1])
+    if op is Op.ROPE:
+        return ops.rope(x, table[p[1] : p[1] + node.out.shape[0]], p[0])
+    if op is Op.ATTENTION:
+        return ops.attention(x, inputs[1], table, *p)
+    if op is Op.SWIGLU:
+        return ops.swiglu(x, inputs[1], table)
+    raise AssertionError(op)  # pragma: no cover - Op is closed
+
+
 def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool = False) -> Array:
-    """Node ``index`` of ``model`` on its input values (with a leading batch axis when ``batch``)."""
+    """Node ``index`` of ``model`` on its input values (with a leading batch axis when ``batch``; the ops
+    of ml-spec §10 run without one)."""
     node = model.nodes[index]
     p = node.p
     x = inputs[0]
     op = node.op
     result: Array
-    if op is Op.DENSE:
+    if op in _V2_OPS and batch:
+        raise InvalidInputError(f"node {index} ({op.name.lower()}): run_batch runs version-1 ops only")
+    if op in _V2_OPS:
+        result = _apply_v2(model, index, inputs)
+    elif op is Op.DENSE:
         w, bias = model.param(index, 0), model.param(index, 1)
         assert w is not None
         fn = ops.dense_batch if batch else ops.dense
@@ -101,7 +165,7 @@ def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool
     elif op is Op.AVGPOOL:
         result = ops.avgpool(x, (p[0], p[1]), (p[2], p[3]))
     elif op is Op.RESHAPE:
-        shape = node.out.shape
+        shape = node.out.np_shape
         result = ops.reshape(x, (x.shape[0], *shape) if batch else shape)
     elif op is Op.ARGMAX:
         result = ops.argmax_batch(x) if batch else ops.argmax(x)
@@ -115,8 +179,8 @@ def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool
         result = ops.softmax(x, table)
     else:  # pragma: no cover - Op is closed
         raise AssertionError(op)
-    want = ((x.shape[0],) if batch else ()) + node.out.shape
-    assert result.shape == want and result.dtype == node.out.dtype.np, (index, result.shape, want)
+    want = ((x.shape[0],) if batch else ()) + node.out.np_shape
+    assert result.shape == want and result.dtype == node.out.np_dtype, (index, result.shape, want)
     return result
 
 
@@ -132,8 +196,8 @@ def run_from(model: Model, values: Sequence[Array], start: int) -> RunResult:
     for i in range(start, len(model.nodes)):
         values.append(apply_node(model, i, [values[r] for r in model.nodes[i].inputs]))
     keys = tuple(tensor_key(value_bytes(v, d)) for v, d in zip(values, model.values, strict=True))
-    joined = b"".join(keys)
-    states = tuple(tensor_key(joined[: KEY_SIZE * (i + 2)]) for i in range(-1, len(model.nodes)))
+    # S_i is the key of keys[: i + 2]: every prefix at once, O(N log N) hashes (ml-spec §5).
+    states = tuple(prefix_keys(keys))
     return RunResult(tuple(values), keys, states)
 
 
@@ -179,5 +243,5 @@ def load_input(path: str | Path, desc: TensorDesc) -> Array:
         data = path.read_bytes()
         if len(data) != desc.nbytes:
             raise InvalidInputError(f"{path.name}: {len(data)} bytes, the input {desc} has {desc.nbytes}")
-        value = np.frombuffer(data, dtype=desc.dtype.np).reshape(desc.shape)
+        value = np.frombuffer(data, dtype=desc.np_dtype).reshape(desc.np_shape)
     return check_value(value, desc, path.name)

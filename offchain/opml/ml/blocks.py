@@ -1,0 +1,130 @@
+"""GGUF weight blocks as integers (docs/ml-spec.md §1): ``q4_1`` and ``q8_0`` tensors decoded without
+any floating point.
+
+A block tensor of shape ``[M, K]`` holds ``M`` rows of ``K / 32`` blocks. Each fp16 scale ``h`` becomes
+the integer ``D = h·2^F`` by its bits (:func:`scale_ints`), so a weight times ``2^F`` is exactly
+``q·D + M`` (``q4_1``) or ``q·D`` (``q8_0``). A scale that is Inf, NaN or subnormal is a
+:class:`~opml.ml.errors.BadScaleError`; one that is not a multiple of ``2^−F`` or has ``|D| ≥ 2^24`` a
+:class:`~opml.ml.errors.ScaleRangeError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from opml.ml.errors import BadScaleError, BlockShapeError, ScaleRangeError
+
+BLOCK = 32
+"""Weights per block."""
+Q4_1_BYTES = 20
+"""fp16 ``d``, fp16 ``m``, 16 bytes of nibbles."""
+Q8_0_BYTES = 34
+"""fp16 ``d``, 32 int8."""
+MAX_F = 24
+"""Largest scale exponent ``F``: every finite fp16 is a multiple of ``2^−24``."""
+SCALE_LIMIT = 1 << 24
+"""``|D| < 2^24`` keeps a block's contribution below ``2^51`` (ml-spec §10.2)."""
+
+I64 = np.int64
+
+
+def block_bytes(is_q4_1: bool) -> int:
+    return Q4_1_BYTES if is_q4_1 else Q8_0_BYTES
+
+
+def check_block_shape(k: int, nbytes: int, rows: int, is_q4_1: bool, where: str) -> None:
+    """``K % 32 == 0`` and ``nbytes`` is ``rows`` rows of ``K / 32`` blocks."""
+    if k % BLOCK:
+        raise BlockShapeError(f"{where}: a block tensor's rows have {k} weights, not a multiple of 32")
+    want = rows * (k // BLOCK) * block_bytes(is_q4_1)
+    if nbytes != want:
+        raise BlockShapeError(f"{where}: block tensor has {nbytes} bytes, {rows} rows of {k} need {want}")
+
+
+def scale_ints(bits: npt.NDArray[Any], f: int, where: str) -> npt.NDArray[np.int64]:
+    """The integers ``D = h·2^F`` of fp16 scales given by their u16 ``bits`` (any shape), from the bits:
+    ``(−1)^s·(1024 + frac)·2^(E − 25 + F)`` for ``1 ≤ E ≤ 30``, 0 for ±0."""
+    h = np.asarray(bits).astype(I64)
+    sign = h >> 15
+    exp = (h >> 10) & 31
+    frac = h & 1023
+    if np.any(exp == 31):
+        raise BadScaleError(f"{where}: an fp16 scale is Inf or NaN (bits 0x{int(h[exp == 31][0]):04x})")
+    zero = exp == 0
+    if np.any(zero & (frac != 0)):
+        bad = int(h[zero & (frac != 0)][0])
+        raise BadScaleError(f"{where}: an fp16 scale is subnormal (bits 0x{bad:04x})")
+    sig = 1024 + frac
+    n = exp - 25 + f  # D = sig · 2^n
+    right = np.maximum(-n, 0)
+    inexact = ~zero & (n < 0) & ((sig & ((I64(1) << right) - 1)) != 0)
+    if np.any(inexact):
+        raise ScaleRangeError(f"{where}: an fp16 scale is not a multiple of 2^-{f}: raise F")
+    mag = np.where(n >= 0, sig << np.maximum(n, 0), sig >> right)
+    mag = np.where(zero, 0, mag)
+    if np.any(mag >= SCALE_LIMIT):
+        raise ScaleRangeError(f"{where}: an fp16 scale times 2^{f} is 2^24 or more: lower F")
+    out: npt.NDArray[np.int64] = np.where(sign == 1, -mag, mag)
+    return out
+
+
+@dataclass(frozen=True)
+class BlockRows:
+    """Rows of a block tensor as integers: ``w[r, 32b + j]·2^F = q[r, b, j]·d[r, b] + m[r, b]``."""
+
+    q: npt.NDArray[Any]
+    """``[rows, nb, 32]``: uint8 in [0, 15] (``q4_1``) or int8 (``q8_0``)."""
+    d: npt.NDArray[np.int64]
+    """``[rows, nb]`` integer scales ``D``."""
+    m: npt.NDArray[np.int64] | None
+    """``[rows, nb]`` integer offsets ``M`` (``q4_1``), ``None`` for ``q8_0``."""
+
+
+def _u16(lo: npt.NDArray[np.uint8], hi: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    return lo.astype(I64) | (hi.astype(I64) << 8)
+
+
+def decode_rows(
+    data: bytes, is_q4_1: bool, k: int, rows: npt.NDArray[Any] | slice, f: int, where: str
+) -> BlockRows:
+    """Rows ``rows`` (indices or a slice) of a block tensor whose rows hold ``k`` weights."""
+    nb = k // BLOCK
+    bs = block_bytes(is_q4_1)
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, nb, bs)[rows]
+    d = scale_ints(_u16(raw[..., 0], raw[..., 1]), f, where)
+    if is_q4_1:
+        m = scale_ints(_u16(raw[..., 2], raw[..., 3]), f, where)
+        nib = raw[..., 4:20]
+        q = np.concatenate([nib & 15, nib >> 4], axis=-1)  # byte j: weight j low, weight j + 16 high
+        return BlockRows(q, d, m)
+    return BlockRows(raw[..., 2:34].view(np.int8), d, None)
+
+
+def check_scales(data: bytes, is_q4_1: bool, f: int, where: str) -> None:
+    """Every scale of the tensor is finite, normal or zero, a multiple of ``2^−F`` and below ``2^24``
+    after scaling (ml-spec §1); raises otherwise."""
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes(is_q4_1))
+    scale_ints(_u16(raw[:, 0], raw[:, 1]), f, where)
+    if is_q4_1:
+        scale_ints(_u16(raw[:, 2], raw[:, 3]), f, where)
+
+
+def smallest_f(data: bytes, is_q4_1: bool) -> int:
+    """The smallest ``F ∈ [0, 24]`` at which every scale of a block tensor is an integer: for a normal
+    scale ``(1024 + frac)·2^(E − 25)`` with ``z`` trailing zero bits in ``1024 + frac``, ``F ≥ 25 − E − z``.
+    (Whether ``|D| < 2^24`` holds there is :func:`check_scales`'s to say.)"""
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes(is_q4_1))
+    fields = [_u16(raw[:, 0], raw[:, 1])] + ([_u16(raw[:, 2], raw[:, 3])] if is_q4_1 else [])
+    h = np.concatenate(fields)
+    exp = (h >> 10) & 31
+    sig = 1024 + (h & 1023)
+    normal = (exp > 0) & (exp < 31)
+    trailing = np.zeros(h.shape, I64)
+    for bit in range(10):  # 1024 + frac has at most 10 trailing zeros
+        trailing += ((sig & ((I64(2) << bit) - 1)) == 0).astype(I64)
+    need = np.where(normal, 25 - exp - trailing, 0)
+    return int(min(MAX_F, max(0, int(need.max(initial=0)))))

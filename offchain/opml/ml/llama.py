@@ -1,0 +1,211 @@
+"""LLaMA decoders as integer graphs (docs/ml-spec.md §10): a config, its weights as committed tensors,
+and the graph of one greedy generation.
+
+One task is one generation: the graph's input is the prompt (int32 ``[P]`` token ids), its output the
+argmax records (§10.2) of the ``n`` generated tokens, int32 ``[n, 3]``. The prompt is prefilled in
+chunks of rows (all at once, one token at a time, or anything between); every new token is the
+previous token's argmax record fed back through ``embedding``. Each layer's KV cache is an ordinary
+value (a ``concat`` per chunk), so phase 1 bisects over it like over any activation.
+
+Every op is row-local and integer, so how the prompt is chunked changes the graph but not a single
+byte of any row: the caches after the prompt, the records and the tokens are identical whatever the
+chunking (:func:`generation_graph` with ``chunks``; ``tests/ml/test_llama.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from opml.ml.format import DType, GraphBuilder, Model, int32
+from opml.ml.llama_tables import attention_scale, exp2_table, rope_table, sigmoid_table
+
+RESIDUAL_FRAC = 12
+"""Fractional bits of the int32 residual stream: SmolLM2's largest channel (≈ 23,850) has 20× headroom."""
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """The shape of a LLaMA decoder (GGUF's ``llama.*`` metadata)."""
+
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    context: int
+    rope_base: float
+    eps: float
+
+    @property
+    def q_width(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+@dataclass(frozen=True)
+class BlockMatrix:
+    """A GGUF block matrix as it is: ``rows`` rows of ``cols`` weights, scales exact at ``2^−f``."""
+
+    data: bytes
+    wtype: DType
+    f: int
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True)
+class NormWeight:
+    """An RMSNorm weight vector as int16 at ``2^−gf``."""
+
+    g: npt.NDArray[np.int16]
+    gf: int
+
+
+@dataclass(frozen=True)
+class LlamaLayer:
+    attn_norm: NormWeight
+    wq: BlockMatrix
+    wk: BlockMatrix
+    wv: BlockMatrix
+    wo: BlockMatrix
+    ffn_norm: NormWeight
+    gate: BlockMatrix
+    up: BlockMatrix
+    down: BlockMatrix
+
+
+@dataclass(frozen=True)
+class LlamaWeights:
+    """Everything a generation graph commits to; ``embedding`` is also the output projection (tied)."""
+
+    config: LlamaConfig
+    embedding: BlockMatrix
+    layers: tuple[LlamaLayer, ...]
+    output_norm: NormWeight
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generation graph and where its values are."""
+
+    model: Model
+    prompt_len: int
+    new_tokens: int
+    caches: tuple[int, ...]
+    """Per layer, the value holding its KV cache after the whole prompt."""
+    records: tuple[int, ...]
+    """The value of each generated token's argmax record (int32 ``[1, 3]``), in order."""
+
+
+def eps_units(config: LlamaConfig) -> int:
+    """``rmsnorm``'s ε in the residual's squared units (``ε·2^(2R)``; 168 for ε = 10^−5 at R = 12)."""
+    return round(config.eps * (1 << (2 * RESIDUAL_FRAC)))
+
+
+class _Tables:
+    """The fixed-point tables of one config, each committed once (the builder keys tensors by content)."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        self.rope = rope_table(config.context, config.head_dim, config.rope_base)
+        self.exp2 = exp2_table()
+        self.sigmoid = sigmoid_table()
+        self.mul, self.sa = attention_scale(config.head_dim)
+        self.eps = eps_units(config)
+
+
+def _dense(g: GraphBuilder, x: int, w: BlockMatrix, *, residual: bool = False) -> int:
+    if residual:
+        return g.qdense(x, w.data, w.wtype, w.f, out=DType.INT32, r=RESIDUAL_FRAC)
+    return g.qdense(x, w.data, w.wtype, w.f)
+
+
+def _norm(g: GraphBuilder, x: int, norm: NormWeight, tables: _Tables) -> int:
+    return g.rmsnorm(x, norm.g, norm.gf, tables.eps)
+
+
+def _layer(
+    g: GraphBuilder,
+    x: int,
+    layer: LlamaLayer,
+    cache: int | None,
+    pos0: int,
+    config: LlamaConfig,
+    tables: _Tables,
+) -> tuple[int, int]:
+    """One decoder layer over the ``T`` rows of ``x`` at positions ``pos0 …``; returns the new residual
+    and the layer's cache extended by these rows."""
+    t = g.values[x].shape[0]
+    hd = config.head_dim
+    h = _norm(g, x, layer.attn_norm, tables)
+    q = g.rope(_dense(g, h, layer.wq), tables.rope, hd, pos0)
+    k = g.rope(_dense(g, h, layer.wk), tables.rope, hd, pos0)
+    v = _dense(g, h, layer.wv)
+    rows = g.concat(g.reshape(k, (t, 1, config.kv_width)), g.reshape(v, (t, 1, config.kv_width)), axis=1)
+    cache = rows if cache is None else g.concat(cache, rows, axis=0)
+    attn = g.attention(q, cache, tables.exp2, hd, tables.mul, tables.sa)
+    x = g.add32(x, _dense(g, attn, layer.wo, residual=True))
+    h = _norm(g, x, layer.ffn_norm, tables)
+    mlp = g.swiglu(_dense(g, h, layer.gate), _dense(g, h, layer.up), tables.sigmoid)
+    return g.add32(x, _dense(g, mlp, layer.down, residual=True)), cache
+
+
+def _forward(
+    g: GraphBuilder, ids: int, weights: LlamaWeights, caches: list[int | None], pos0: int, tables: _Tables
+) -> int:
+    """Rows ``ids`` (token ids ``[T]`` or argmax records ``[T, 3]``) through every layer; returns the
+    argmax record of the last row's next token. ``caches`` is updated in place."""
+    config = weights.config
+    emb = weights.embedding
+    x = g.embedding(ids, emb.data, emb.wtype, emb.f, config.hidden, RESIDUAL_FRAC)
+    for i, layer in enumerate(weights.layers):
+        x, caches[i] = _layer(g, x, layer, caches[i], pos0, config, tables)
+    t = g.values[x].shape[0]
+    last = x if t == 1 else g.slice(x, t - 1, 1)
+    h = _norm(g, last, weights.output_norm, tables)
+    return g.qdense_argmax(h, emb.data, emb.wtype, emb.f)
+
+
+def generation_graph(
+    weights: LlamaWeights, prompt_len: int, new_tokens: int, chunks: Sequence[int] | None = None
+) -> Generation:
+    """The graph of a greedy generation of ``new_tokens ≥ 1`` tokens after a prompt of ``prompt_len``
+    tokens, prefilled in ``chunks`` (row counts adding up to ``prompt_len``; one chunk by default)."""
+    config = weights.config
+    chunks = [prompt_len] if chunks is None else list(chunks)
+    if prompt_len < 1 or new_tokens < 1 or sum(chunks) != prompt_len or min(chunks) < 1:
+        raise ValueError(f"chunks {chunks} must be positive and add up to the prompt length {prompt_len}")
+    if prompt_len + new_tokens - 1 > config.context:
+        raise ValueError(f"{prompt_len} + {new_tokens} tokens do not fit a context of {config.context}")
+    tables = _Tables(config)
+    g = GraphBuilder(int32(prompt_len), version=2)
+    caches: list[int | None] = [None] * config.layers
+    pos = 0
+    record = 0
+    for n in chunks:
+        ids = 0 if n == prompt_len else g.slice(0, pos, n)
+        record = _forward(g, ids, weights, caches, pos, tables)
+        pos += n
+    prompt_caches = tuple(c for c in caches if c is not None)
+    records = [record]
+    for _ in range(new_tokens - 1):
+        record = _forward(g, record, weights, caches, pos, tables)
+        records.append(record)
+        pos += 1
+    out = records[0]
+    for r in records[1:]:
+        out = g.concat(out, r, axis=0)
+    return Generation(g.build(), prompt_len, new_tokens, prompt_caches, tuple(records))
+
+
+def tokens_of(records: npt.NDArray[np.int32]) -> list[int]:
+    """The token ids of argmax records (int32 ``[n, 3]``: id, then the int64 logit's low and high words)."""
+    return [int(i) for i in np.asarray(records).reshape(-1, 3)[:, 0]]
