@@ -89,7 +89,7 @@ def _u16(lo: npt.NDArray[np.uint8], hi: npt.NDArray[np.uint8]) -> npt.NDArray[np
 
 
 def decode_rows(
-    data: bytes, is_q4_1: bool, k: int, rows: npt.NDArray[Any] | slice, f: int, where: str
+    data: bytes | memoryview, is_q4_1: bool, k: int, rows: npt.NDArray[Any] | slice, f: int, where: str
 ) -> BlockRows:
     """Rows ``rows`` (indices or a slice) of a block tensor whose rows hold ``k`` weights."""
     nb = k // BLOCK
@@ -104,7 +104,7 @@ def decode_rows(
     return BlockRows(raw[..., 2:34].view(np.int8), d, None)
 
 
-def check_scales(data: bytes, is_q4_1: bool, f: int, where: str) -> None:
+def check_scales(data: bytes | memoryview, is_q4_1: bool, f: int, where: str) -> None:
     """Every scale of the tensor is finite, normal or zero, a multiple of ``2^−F`` and below ``2^24``
     after scaling (ml-spec §1); raises otherwise."""
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes(is_q4_1))

@@ -31,12 +31,14 @@ int32 exponent then the values), GGUF ``q4_1``/``q8_0`` parameter tensors, the o
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -142,6 +144,9 @@ TENSOR_ENTRY_HEADER = KEY_SIZE + 4
 """Bytes before a tensor's data in the file: its key and its u32 size."""
 
 ZERO_KEY = bytes(KEY_SIZE)
+
+TensorData: TypeAlias = bytes | memoryview
+"""A tensor's bytes: ``bytes``, or a read-only byte memoryview (a slice of a model file's bytes or map)."""
 
 
 def manifest_size(node_count: int) -> int:
@@ -391,7 +396,7 @@ def tensor_bytes(array: npt.NDArray[Any], dtype: DType) -> bytes:
     return np.ascontiguousarray(arr, dtype=dtype.np).tobytes()
 
 
-def as_array(data: bytes, desc: TensorDesc) -> npt.NDArray[Any]:
+def as_array(data: TensorData, desc: TensorDesc) -> npt.NDArray[Any]:
     """A read-only numpy view of a tensor's bytes (of :attr:`TensorDesc.np_dtype` and ``np_shape``)."""
     return np.frombuffer(data, dtype=desc.np_dtype).reshape(desc.np_shape)
 
@@ -927,7 +932,11 @@ def named_keys(nodes: Iterable[Node]) -> list[bytes]:
 
 
 def check_tensors(
-    nodes: Sequence[Node], values: Sequence[TensorDesc], tensors: Mapping[bytes, bytes], *, verify_keys: bool
+    nodes: Sequence[Node],
+    values: Sequence[TensorDesc],
+    tensors: Mapping[bytes, TensorData],
+    *,
+    verify_keys: bool,
 ) -> None:
     """Check each node's parameter tensors: present, size matching the op's shape, the tables' ranges,
     the dense/conv2d overflow bound, block scales (ml-spec §1, §10.3); with ``verify_keys`` also each
@@ -980,7 +989,7 @@ _BLOCK_OPS = (Op.QDENSE, Op.QDENSE_ARGMAX, Op.EMBEDDING)
 _TABLE_RANGES = {Op.ROPE: (-TABLE_ONE, TABLE_ONE), Op.ATTENTION: (0, TABLE_ONE), Op.SWIGLU: (0, TABLE_ONE)}
 
 
-def _check_v2_tensor(node: Node, data: bytes, where: str) -> None:
+def _check_v2_tensor(node: Node, data: TensorData, where: str) -> None:
     """A version-2 op's tensor: the block scales at the node's ``F``, or a Q30 table's range."""
     if node.op in _BLOCK_OPS:
         blocks.check_scales(data, node.params[0] == DType.Q4_1, node.params[1], f"{where} tensor 0")
@@ -1002,12 +1011,15 @@ def _check_v2_tensor(node: Node, data: bytes, where: str) -> None:
 class Model:
     """A valid model: its graph and the bytes of every tensor it names, by key.
 
-    Construct with :meth:`create` (which checks everything) or :func:`read_model`.
+    Construct with :meth:`create` (which checks everything) or :func:`read_model`. A tensor is
+    ``bytes`` or, for a model decoded from a file, a read-only memoryview of the file's bytes or of its
+    mapping (which the view keeps open): the model's bytes do not change as long as the file is not
+    changed in place.
     """
 
     input: TensorDesc
     nodes: tuple[Node, ...]
-    tensors: Mapping[bytes, bytes]
+    tensors: Mapping[bytes, TensorData]
     values: tuple[TensorDesc, ...]
     """Descs of values ``0 … N`` (value 0 the input, value ``i + 1`` node ``i``'s output)."""
     manifest: bytes
@@ -1018,17 +1030,18 @@ class Model:
         cls,
         input_desc: TensorDesc,
         nodes: Sequence[Node],
-        tensors: Mapping[bytes, bytes],
+        tensors: Mapping[bytes, TensorData | bytearray],
         *,
         verify_keys: bool = True,
         version: int = VERSION_1,
     ) -> Model:
         """Check graph and tensors and build the model (a ``version`` manifest); ``tensors`` may hold
-        extra keys (dropped)."""
+        extra keys (dropped). Bytes and read-only byte memoryviews are kept as they are (no copy),
+        anything mutable is copied, so that the checked bytes are the model's."""
         nodes = tuple(nodes)
         values = check_graph(input_desc, nodes, version)
-        check_tensors(nodes, values, tensors, verify_keys=verify_keys)
-        kept = {k: bytes(tensors[k]) for k in named_keys(nodes)}
+        kept = {k: _frozen(tensors[k]) for k in named_keys(nodes) if k in tensors}
+        check_tensors(nodes, values, kept, verify_keys=verify_keys)
         manifest = encode_manifest(input_desc, nodes, version)
         return cls(input_desc, nodes, kept, tuple(values), manifest)
 
@@ -1050,7 +1063,7 @@ class Model:
         assert isinstance(key, bytes)
         return key
 
-    def tensor(self, key: bytes) -> bytes:
+    def tensor(self, key: bytes) -> TensorData:
         """The bytes of the tensor with ``key``."""
         return self.tensors[key]
 
@@ -1075,6 +1088,15 @@ class Model:
 
     def file_bytes(self) -> bytes:
         return encode_model_file(self)
+
+
+def _frozen(data: TensorData | bytearray) -> TensorData:
+    """``data`` itself if it is bytes or a read-only flat byte memoryview, else a bytes copy."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, memoryview) and data.readonly and data.format == "B" and data.ndim == 1:
+        return data
+    return bytes(data)
 
 
 def check_value(x: Any, desc: TensorDesc, what: str) -> npt.NDArray[Any]:
@@ -1102,15 +1124,21 @@ def check_value(x: Any, desc: TensorDesc, what: str) -> npt.NDArray[Any]:
 def encode_model_file(model: Model) -> bytes:
     """The ``*.opml`` bytes of a model (ml-spec §3.3)."""
     keys = named_keys(model.nodes)
-    parts = [FILE_MAGIC, _u32s(FILE_VERSION, len(model.manifest), len(keys)), model.manifest]
+    parts: list[TensorData] = [
+        FILE_MAGIC,
+        _u32s(FILE_VERSION, len(model.manifest), len(keys)),
+        model.manifest,
+    ]
     for key in keys:
         data = model.tensors[key]
         parts += [key, _u32s(len(data)), data]
     return b"".join(parts)
 
 
-def decode_model_file(data: bytes | bytearray | memoryview) -> Model:
-    """Read and check a whole model file."""
+def decode_model_file(data: bytes | bytearray | memoryview | mmap.mmap, *, verify_keys: bool = True) -> Model:
+    """Read and check a whole model file; ``verify_keys=False`` skips only hashing each tensor against
+    its key (:func:`read_model` does so for a file state it has verified). The tensors are slices of
+    ``data`` if it is bytes or read-only (a read-only mapping: no copy), else copies."""
     mv = memoryview(data).cast("B")
     if len(mv) < len(FILE_MAGIC) or bytes(mv[: len(FILE_MAGIC)]) != FILE_MAGIC:
         raise BadMagicError(f"not an opML model file (magic {bytes(mv[:8])!r}, want {FILE_MAGIC!r})")
@@ -1128,7 +1156,7 @@ def decode_model_file(data: bytes | bytearray | memoryview) -> Model:
     expected = named_keys(nodes)
     if count != len(expected):
         raise TensorSetError(f"model file has {count} tensors, the manifest names {len(expected)}")
-    tensors: dict[bytes, bytes] = {}
+    tensors: dict[bytes, TensorData] = {}
     pos = end
     for n, want in enumerate(expected):
         if len(mv) < pos + TENSOR_ENTRY_HEADER:
@@ -1146,23 +1174,66 @@ def decode_model_file(data: bytes | bytearray | memoryview) -> Model:
             raise TensorSetError(f"tensor {n} of the file (0x{key.hex()[:16]}…) {why}")
         if len(mv) < pos + size:
             raise TruncatedError(f"tensor {n} has {len(mv) - pos} of its {size} bytes")
-        tensors[key] = bytes(mv[pos : pos + size])
+        tensors[key] = mv[pos : pos + size]  # a view; Model.create copies it if ``data`` is writable
         pos += size
     if pos != len(mv):
         raise TrailingDataError(f"{len(mv) - pos} bytes follow the last tensor")
-    model = Model.create(input_desc, nodes, tensors, verify_keys=True, version=version)
+    model = Model.create(input_desc, nodes, tensors, verify_keys=verify_keys, version=version)
     if model.manifest != manifest:  # every field is checked above; this only guards the encoder
         raise NonCanonicalError("the manifest does not re-encode to the same bytes")
     return model
 
 
 def write_model(model: Model, path: str | Path) -> None:
-    Path(path).write_bytes(encode_model_file(model))
+    """Write the model file to a temporary file and rename it over ``path``: a model read from the old
+    file keeps its (mapped) bytes, and the new file is a new inode for the cache of :func:`read_model`."""
+    target = Path(os.path.realpath(path))  # through a symlink, as writing in place did
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(encode_model_file(model))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def read_model(path: str | Path) -> Model:
-    """Read and check a model file; a file that cannot be opened is a plain ``OSError``."""
-    return decode_model_file(Path(path).read_bytes())
+FileState: TypeAlias = tuple[str, int, int, int, int, int]
+"""A file's identity and state: ``(realpath, st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``; the
+kernel sets ``st_ctime_ns`` on every change of the file, and no call sets it back (``utime`` cannot)."""
+VERIFIED_CACHE_SIZE = 64
+_verified: dict[FileState, bytes] = {}
+"""File state → the commitment of the model whose tensor keys :func:`read_model` checked in that state
+(oldest first; at most ``VERIFIED_CACHE_SIZE``)."""
+
+
+def read_model(path: str | Path, *, verify: bool = False) -> Model:
+    """Read and check a model file through a read-only memory map (the tensors are views of it); a
+    file that cannot be opened is a plain ``OSError``.
+
+    Hashing each tensor against its key is done once per file state (:data:`FileState`) in this
+    process: a later read of the same state still decodes and checks the manifest and every structural
+    rule, and that the manifest has the commitment verified, but skips the hashing. Trust assumption:
+    the kernel's ctime changes whenever the file does (only a changed clock or a write to the raw
+    device escapes it); ``verify=True`` forces the hashing. A tensor the oracle store serves is
+    re-hashed there, so a corrupted tensor cannot pass on-chain. The file must not be changed in place
+    while its model is used (the views would change; write a new file and rename it over, as
+    :func:`write_model` does).
+    """
+    real = os.path.realpath(path)
+    with open(real, "rb") as f:
+        st = os.fstat(f.fileno())
+        # mmap refuses an empty file; the decoder rejects it with its typed error
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
+    state: FileState = (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    verified = None if verify else _verified.get(state)
+    model = decode_model_file(data, verify_keys=verified is None)
+    if verified is not None and model.commitment != verified:
+        # the manifest changed under an unchanged state: nothing of the cache applies
+        model = decode_model_file(data)
+    _verified.pop(state, None)  # re-insert as the newest
+    _verified[state] = model.commitment
+    while len(_verified) > VERIFIED_CACHE_SIZE:
+        del _verified[next(iter(_verified))]
+    return model
 
 
 # --- building models ------------------------------------------------------------------------------
