@@ -21,6 +21,12 @@ uint64_t ml_hash_steps(uint64_t nbytes)
     return ML_STEPS_KECCAK * keccak_bound(nbytes) + ML_STEPS_HASH_BYTE * nbytes;
 }
 
+/* Bytes of one row of k weights of a q4_1 (dtype 6) or q8_0 block tensor. */
+static uint64_t block_row_bytes(int32_t wtype, uint32_t k)
+{
+    return (uint64_t)(k / ML_BLOCK) * (wtype == ML_Q4_1 ? ML_Q4_1_BYTES : ML_Q8_0_BYTES);
+}
+
 /* param_read_bytes: a dense bias is read twice (the overflow bound, then the
  * output). */
 static uint64_t param_read_bytes(const struct ml_node *n, const struct ml_desc *x)
@@ -39,12 +45,77 @@ static uint64_t param_read_bytes(const struct ml_node *n, const struct ml_desc *
         return 256;
     case ML_SOFTMAX:
         return 4 * 256;
+    case ML_QDENSE:
+    case ML_QDENSE_ARGMAX: {
+        uint64_t rows = n->op == ML_QDENSE ? n->out.dims[1] : (uint32_t)n->p[4];
+        return rows * block_row_bytes(n->p[0], x->dims[1]);
+    }
+    case ML_EMBEDDING:
+        return (uint64_t)n->out.dims[0] * block_row_bytes(n->p[0], n->out.dims[1]);
+    case ML_RMSNORM:
+        return 2ull * x->dims[1];
+    case ML_ROPE:
+        return 4ull * n->out.dims[0] * (uint32_t)n->p[0];
+    case ML_ATTENTION:
+        return 4 * ML_EXP2_TABLE_LEN;
+    case ML_SWIGLU:
+        return 4 * ML_SIGMOID_TABLE_LEN;
     }
     return 0;
 }
 
-static uint64_t op_work(const struct ml_node *n, const struct ml_desc *x)
+/* _op_work_v2: ml-spec §10.4's work terms. */
+static uint64_t op_work_v2(const struct ml_node *n, const struct ml_desc *ins[2])
 {
+    const struct ml_desc *x = ins[0];
+    const int32_t *p = n->p;
+    uint64_t e = ml_elems(&n->out), t = x->dims[0];
+    switch (n->op) {
+    case ML_QDENSE:
+    case ML_QDENSE_ARGMAX: {
+        uint64_t k = x->dims[1], rows = n->op == ML_QDENSE ? n->out.dims[1] : (uint32_t)p[4];
+        int q4_1 = p[0] == ML_Q4_1;
+        uint64_t mac = q4_1 ? ML_QDENSE_MAC_Q4_1 : ML_QDENSE_MAC_Q8_0;
+        uint64_t per_out = n->op == ML_QDENSE_ARGMAX ? ML_QDENSE_OUT_ARGMAX
+                           : n->out.dtype == ML_R16  ? ML_QDENSE_OUT_R16
+                                                     : ML_QDENSE_OUT_INT32;
+        return mac * t * rows * k + ML_QDENSE_BLOCK * t * rows * (k / 32) + (q4_1 ? ML_QDENSE_X * t * k : 0) +
+               per_out * t * rows + ML_QDENSE_ROW * t;
+    }
+    case ML_ARGMAX_MERGE:
+        return ML_MERGE_ROW * t;
+    case ML_EMBEDDING:
+        return ML_EMBED_ELEM * e + ML_EMBED_ROW * t;
+    case ML_RMSNORM:
+        return ML_RMSNORM_ELEM * e + ML_RMSNORM_ROW * t;
+    case ML_ROPE:
+        return ML_ROPE_ELEM * e + ML_ROPE_ROW * t;
+    case ML_ATTENTION: {
+        uint64_t hd = (uint32_t)p[0], nh = x->dims[1] / hd, keys = ins[1]->dims[0];
+        return ML_ATTENTION_MAC * 2 * t * nh * keys * hd + ML_ATTENTION_SCORE * t * nh * keys +
+               ML_ATTENTION_HEAD * t * nh + ML_ATTENTION_OUT * e + ML_ATTENTION_ROW * t;
+    }
+    case ML_SWIGLU:
+        return ML_SWIGLU_ELEM * e + ML_ROW_FIXED * t;
+    case ML_QUANTIZE:
+        return ML_QUANTIZE_ELEM * e + ML_QUANTIZE_ROW * (e / n->out.dims[n->out.rank - 1]);
+    case ML_ADD32:
+        return ML_ADD32_ELEM * e;
+    case ML_CONCAT: {
+        uint64_t outer = 1;
+        for (uint32_t i = 0; i < (uint32_t)p[0]; i++)
+            outer *= x->dims[i];
+        return ML_COPY_BYTE * ml_nbytes(&n->out) + ML_CONCAT_BLOCK * outer;
+    }
+    case ML_SLICE:
+        return ML_COPY_BYTE * ml_nbytes(&n->out);
+    }
+    return 0;
+}
+
+static uint64_t op_work(const struct ml_node *n, const struct ml_desc *ins[2])
+{
+    const struct ml_desc *x = ins[0];
     uint64_t e = ml_elems(&n->out);
     const int32_t *p = n->p;
     switch (n->op) {
@@ -78,12 +149,12 @@ static uint64_t op_work(const struct ml_node *n, const struct ml_desc *x)
     case ML_SOFTMAX:
         return ML_SOFTMAX_ELEM * e;
     }
-    return 0;
+    return op_work_v2(n, ins);
 }
 
 uint64_t ml_node_work(const struct ml_node *n, const struct ml_desc *ins[2])
 {
-    return ML_STEPS_READ_BYTE * param_read_bytes(n, ins[0]) + op_work(n, ins[0]) +
+    return ML_STEPS_READ_BYTE * param_read_bytes(n, ins[0]) + op_work(n, ins) +
            ml_hash_steps(ml_nbytes(&n->out));
 }
 

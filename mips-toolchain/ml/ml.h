@@ -299,6 +299,34 @@ void *ml_alloc(uint32_t size);
 #define ML_ARGMAX_ELEM      8ull
 #define ML_LUT_ELEM         8ull
 #define ML_SOFTMAX_ELEM     46ull
+/* Version 2 (ml-spec §10.4), mirroring opml.ml.cost. */
+#define ML_QDENSE_MAC_Q4_1    5ull
+#define ML_QDENSE_MAC_Q8_0    4ull
+#define ML_QDENSE_BLOCK       90ull
+#define ML_QDENSE_X           12ull
+#define ML_QDENSE_OUT_R16     60ull
+#define ML_QDENSE_OUT_INT32   68ull
+#define ML_QDENSE_OUT_ARGMAX  33ull
+#define ML_QDENSE_ROW         240ull
+#define ML_MERGE_ROW          38ull
+#define ML_EMBED_ELEM         70ull
+#define ML_EMBED_ROW          440ull
+#define ML_RMSNORM_ELEM       120ull
+#define ML_RMSNORM_ROW        1100ull
+#define ML_ROPE_ELEM          58ull
+#define ML_ROPE_ROW           500ull
+#define ML_ATTENTION_MAC      6ull
+#define ML_ATTENTION_SCORE    310ull
+#define ML_ATTENTION_HEAD     215ull
+#define ML_ATTENTION_OUT      102ull
+#define ML_ATTENTION_ROW      940ull
+#define ML_SWIGLU_ELEM        150ull
+#define ML_QUANTIZE_ELEM      27ull
+#define ML_QUANTIZE_ROW       84ull
+#define ML_ROW_FIXED          64ull
+#define ML_ADD32_ELEM         29ull
+#define ML_COPY_BYTE          7ull
+#define ML_CONCAT_BLOCK       32ull
 
 /* The bound on the chunk-Merkle key of `nbytes` bytes. */
 uint64_t ml_hash_steps(uint64_t nbytes);

@@ -395,6 +395,72 @@ static void case_add32(void)
     emit("add32", y, 120);
 }
 
+/* --- the cost bound of version-2 nodes (ml/cost.c, ml-spec §10.4) -------------------- */
+
+static struct ml_desc desc(uint32_t dtype, uint32_t rank, uint32_t d0, uint32_t d1, uint32_t d2)
+{
+    struct ml_desc d = { dtype, rank, { d0, d1, d2, 0 } };
+    return d;
+}
+
+/* "<case> <node bound> <node work>" of node `index` (op, output, params p[0..]) on inputs x, b. */
+static void cost_case(const char *name, uint32_t index, uint32_t op, struct ml_desc out, const int32_t *p,
+                      int np, struct ml_desc x, const struct ml_desc *b)
+{
+    struct ml_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.n_inputs = b ? 2 : 1;
+    n.out = out;
+    for (int j = 0; j < np; j++)
+        n.p[j] = p[j];
+    n.tensor_key[0][0] = 3;
+    const struct ml_desc *ins[2] = { &x, b };
+    print_str(name);
+    print_char(' ');
+    print_hex64(ml_node_bound(index, &n, ins));
+    print_char(' ');
+    print_hex64(ml_node_work(&n, ins));
+    print_nl();
+}
+
+static void cost_cases(void)
+{
+    struct ml_desc kv = desc(ML_R16, 3, 700, 2, 192), gate = desc(ML_R16, 2, 2, 1536, 0);
+    struct ml_desc a32 = desc(ML_INT32, 1, 1000, 0, 0), rec = desc(ML_INT32, 2, 5, 3, 0);
+    struct ml_desc one = desc(ML_R16, 3, 1, 2, 192), i8 = desc(ML_INT8, 3, 3, 4, 5);
+    cost_case("cost_qdense_q4_r16", 17, ML_QDENSE, desc(ML_R16, 2, 7, 1536, 0), (const int32_t[]){ 6, 18, 1536 }, 3,
+              desc(ML_R16, 2, 7, 576, 0), 0);
+    cost_case("cost_qdense_q8_i32", 4095, ML_QDENSE, desc(ML_INT32, 2, 1, 3000, 0),
+              (const int32_t[]){ 7, 21, 5000, 100, 12 }, 5, desc(ML_R8, 2, 1, 65536, 0), 0);
+    cost_case("cost_qdense_argmax", 1u << 20, ML_QDENSE_ARGMAX, desc(ML_INT32, 2, 1, 3, 0),
+              (const int32_t[]){ 7, 21, 49152, 0, 49152 }, 5, desc(ML_R16, 2, 1, 576, 0), 0);
+    cost_case("cost_qdense_argmax_q4", 3, ML_QDENSE_ARGMAX, desc(ML_INT32, 2, 3, 3, 0),
+              (const int32_t[]){ 6, 18, 9000, 1000, 8000 }, 5, desc(ML_R8, 2, 3, 2048, 0), 0);
+    cost_case("cost_argmax_merge", 9, ML_ARGMAX_MERGE, rec, 0, 0, rec, &rec);
+    cost_case("cost_embedding", 0, ML_EMBEDDING, desc(ML_INT32, 2, 9, 576, 0), (const int32_t[]){ 7, 21, 49152, 12 },
+              4, desc(ML_INT32, 1, 9, 0, 0), 0);
+    cost_case("cost_embedding_q4_records", 1, ML_EMBEDDING, desc(ML_INT32, 2, 5, 64, 0),
+              (const int32_t[]){ 6, 24, 100, 0 }, 4, rec, 0);
+    cost_case("cost_rmsnorm", 2, ML_RMSNORM, desc(ML_R16, 2, 3, 576, 0), (const int32_t[]){ 12, 168 }, 2,
+              desc(ML_INT32, 2, 3, 576, 0), 0);
+    cost_case("cost_rope", 5, ML_ROPE, desc(ML_R16, 2, 5, 576, 0), (const int32_t[]){ 64, 10, 100 }, 3,
+              desc(ML_R16, 2, 5, 576, 0), 0);
+    cost_case("cost_attention", 6, ML_ATTENTION, desc(ML_R16, 2, 3, 576, 0), (const int32_t[]){ 64, 6051102, 9 },
+              3, desc(ML_R16, 2, 3, 576, 0), &kv);
+    cost_case("cost_swiglu", 7, ML_SWIGLU, gate, 0, 0, gate, &gate);
+    cost_case("cost_quantize_i32_r8", 8, ML_QUANTIZE, desc(ML_R8, 3, 4, 10, 33), (const int32_t[]){ -7 }, 1,
+              desc(ML_INT32, 3, 4, 10, 33), 0);
+    cost_case("cost_quantize_r16_r8", 8, ML_QUANTIZE, desc(ML_R8, 2, 3, 100, 0), 0, 0, desc(ML_R16, 2, 3, 100, 0),
+              0);
+    cost_case("cost_add32", 10, ML_ADD32, a32, 0, 0, a32, &a32);
+    cost_case("cost_concat_kv", 11, ML_CONCAT, desc(ML_R16, 3, 701, 2, 192), (const int32_t[]){ 0 }, 1, kv, &one);
+    cost_case("cost_concat_i8_axis2", 12, ML_CONCAT, desc(ML_INT8, 3, 3, 4, 10), (const int32_t[]){ 2 }, 1, i8, &i8);
+    cost_case("cost_slice", 13, ML_SLICE, desc(ML_INT32, 2, 1, 576, 0), (const int32_t[]){ 8 }, 1,
+              desc(ML_INT32, 2, 9, 576, 0), 0);
+    cost_case("cost_reshape_r16", 14, ML_RESHAPE, desc(ML_R16, 2, 3, 192, 0), 0, 0, desc(ML_R16, 3, 3, 1, 192), 0);
+}
+
 int main(void)
 {
     case_fp16();
@@ -425,5 +491,6 @@ int main(void)
     case_swiglu();
     case_quantize();
     case_add32();
+    cost_cases();
     return 0;
 }

@@ -34,6 +34,7 @@ from opml.ml.cost import (
 )
 from opml.ml.errors import ModelFormatError, NodeCostError, ProgramRunError
 from opml.ml.format import (
+    V1_OPS,
     DType,
     GraphBuilder,
     Model,
@@ -287,7 +288,8 @@ def _random_node(op: Op, rng) -> tuple[Model, np.ndarray, int]:
     return model, _values(rng, x), len(model.nodes) - 1
 
 
-@pytest.mark.parametrize("op", list(Op), ids=lambda op: op.name.lower())
+# The version-2 ops' bounds are checked on every node of tests/ml/test_ml_vm_v2.py.
+@pytest.mark.parametrize("op", sorted(V1_OPS), ids=lambda op: op.name.lower())
 def test_random_shapes_within_bound(op, tmp_path):
     for seed in range(3):
         model, x, k = _random_node(op, np.random.default_rng([int(op), seed]))

@@ -76,48 +76,67 @@ SOFTMAX_ELEM = 46
 LUT_TABLE_BYTES = 256
 SOFTMAX_TABLE_BYTES = 4 * 256
 
-# Version-2 ops (ml-spec §10.4), provisional until measured in the VM: each is a measured v1 cost above
-# scaled by the extra instructions, times 1.25, rounded up.
-QDENSE_MAC_Q4_1 = 7
-"""dense's 4.64 per MAC plus a nibble extraction and half a byte load per weight (≈ 5.1)."""
-QDENSE_MAC_Q8_0 = 6
-"""dense's 4.64 per MAC with a halfword activation load."""
-QDENSE_BLOCK = 64
-"""Per row, token and block: two fp16 decodes and two 64-bit multiply-adds (≈ 45)."""
-QDENSE_X = 8
-"""Per input element: its load into the block sums ``Σx`` (≈ 2 relu elements)."""
-QUANT_ELEM = 35
-"""A row quantization per element: requantize's 21.9 (64-bit shift) plus a maximum scan's 5.6."""
-SCALE_ELEM = 40
-"""A saturating 64-bit shift to int32 per element (requantize's 21.9 plus two 64-bit compares)."""
-ROW_FIXED = 64
-"""Per row of a version-2 op: its exponent, ``bitlen``, loop set-up (one dense row's 49.5)."""
-ARGMAX64_ELEM = 14
-"""argmax's 5.6 per element with a 64-bit compare."""
-MERGE_ROW = 20
-EMBED_ELEM = 44
-"""Per output element: ``q·D + M`` (a 64-bit multiply) and a saturating shift (≈ 35)."""
-RMSNORM_ELEM = 75
-"""Per element: maximum, shift, square-accumulate, ``x'·inv`` (64×32 bits), rounding, ``·g``, quantize
-(≈ 60)."""
-RMSNORM_ROW = 1_500
-"""Per row: an integer square root of a 61-bit number and a 64-bit division (≈ 1 200)."""
-ROPE_ELEM = 64
-"""Per element: two 16×32-bit products and a 64-bit add, and the row quantization (≈ 50)."""
+# Version-2 ops (ml-spec §10.4): measured in the VM (exact steps of the node program's ml_exec_v2, least
+# squares and an upper-envelope fit over seeded random nodes of every op), times 1.25, rounded up (§9.3).
+QDENSE_MAC_Q4_1 = 5
+"""Per multiply-accumulate of a ``q4_1`` block sum: a nibble, an activation load and a ``madd`` (3.6)."""
+QDENSE_MAC_Q8_0 = 4
+"""Per multiply-accumulate of a ``q8_0`` block sum: two loads and a ``madd`` (3.1)."""
+QDENSE_BLOCK = 90
+"""Per input row and weight block, besides the 32 MACs: the call, ``D·s + M·Σx`` into the accumulator, and
+the block's own decoding (its fp16 scales, checked; charged per row since ``T ≥ 1``, its bytes read are
+in ``params``): 153 per q4_1 block and row with 116 in the MACs, plus 41 per block; 124 with 100, plus
+24, for q8_0."""
+QDENSE_X = 12
+"""Per input element of a ``q4_1`` node: the block sums ``Σ_j x`` (9.4)."""
+QDENSE_OUT_R16 = 60
+"""Per output element: clearing its accumulator and the row quantization (47.4)."""
+QDENSE_OUT_INT32 = 68
+"""Per output element: clearing its accumulator and the saturating 64-bit shift to int32 (54.1)."""
+QDENSE_OUT_ARGMAX = 33
+"""Per logit of ``qdense_argmax``: clearing its accumulator and a 64-bit compare (26.4)."""
+QDENSE_ROW = 240
+"""Per input row: its exponent, the pass over each buffer fill, the output row (≤ 190)."""
+MERGE_ROW = 38
+"""Per row of ``argmax_merge`` (30)."""
+EMBED_ELEM = 70
+"""Per output element: ``q·D + M`` and the saturating shift to int32, the block's scales shared (≤ 55.4)."""
+EMBED_ROW = 440
+"""Per row: the id's check and the row's pieces read (≤ 350)."""
+RMSNORM_ELEM = 120
+"""Per element: maximum, shift, square-accumulate, ``x'·inv`` (64 bits), rounding, ``·g``, quantize (≤ 95)."""
+RMSNORM_ROW = 1_100
+"""Per row: an integer square root of a 61-bit number and two 64-bit divisions (≤ 869)."""
+ROPE_ELEM = 58
+"""Per element: two 16×32-bit products, a 64-bit add and the row quantization (≤ 45.9)."""
+ROPE_ROW = 500
+"""Per row: its table position read and checked, the quantization's set-up (≤ 400)."""
 ATTENTION_MAC = 6
-"""Per multiply-accumulate of ``q·k`` and ``p·v`` (dense's 4.64 with ``madd``)."""
-ATTENTION_SCORE = 90
-"""Per (row, head, key): ``dot·mul``, a variable shift, the exp2 interpolation, ``w·r`` and its shift,
-the alignment shift of ``p`` (≈ 70)."""
-ATTENTION_HEAD = 600
-"""Per (row, head): maximum, sum, normalization and one 64-bit division (≈ 450)."""
-SWIGLU_ELEM = 95
-"""Per element: the gate's shift to ``2^−16``, the sigmoid interpolation, two 64-bit products and the
-row quantization (≈ 76)."""
-ADD32_ELEM = 14
-"""Per element: a saturating add (two relu compares)."""
-COPY_BYTE = 6
-"""concat and slice per output byte (reshape's 4.1)."""
+"""Per multiply-accumulate of ``q·k`` and of ``p·v`` (16 or 8 ``madd`` an iteration; 4.5)."""
+ATTENTION_SCORE = 310
+"""Per (row, head, key): ``dot·mul`` and its variable shift, the exp2 interpolation, ``w·r``, two rounding
+shifts, the calls of the two dot products; the key's exponent scan and alignment per row (≤ 245)."""
+ATTENTION_HEAD = 215
+"""Per (row, head): maximum, sum, one 64-bit division (169)."""
+ATTENTION_OUT = 102
+"""Per output element: its strided ``p·v`` call and the row quantization (≤ 81.5)."""
+ATTENTION_ROW = 940
+"""Per query row: the value exponents' maximum and alignments, the row's set-up (≤ 750)."""
+SWIGLU_ELEM = 150
+"""Per element: the gate's shift to ``2^−16``, the sigmoid interpolation, two products and the row
+quantization (≤ 120)."""
+QUANTIZE_ELEM = 27
+"""``quantize`` per element: a maximum scan and a 32-bit rounding shift (≤ 21.5)."""
+QUANTIZE_ROW = 84
+"""``quantize`` per row (67)."""
+ROW_FIXED = 64
+"""Per row of ``swiglu``: its exponents and the quantization's set-up."""
+ADD32_ELEM = 29
+"""Per element: a saturating add (23)."""
+COPY_BYTE = 7
+"""concat and slice per output byte (a byte copy, 5.0)."""
+CONCAT_BLOCK = 32
+"""concat per index over ``dims[0 … axis−1]``: two copies' set-up (25)."""
 EXP2_TABLE_BYTES = 4 * 1025
 SIGMOID_TABLE_BYTES = 4 * 2049
 
@@ -223,26 +242,27 @@ def _op_work_v2(node: Node, ins: Sequence[TensorDesc]) -> int:
     if op in (Op.QDENSE, Op.QDENSE_ARGMAX):
         k = x.shape[1]
         rows = out.shape[1] if op is Op.QDENSE else p[4]
-        mac = QDENSE_MAC_Q4_1 if p[0] == int(DType.Q4_1) else QDENSE_MAC_Q8_0
-        per_out = (
-            ARGMAX64_ELEM if op is Op.QDENSE_ARGMAX else QUANT_ELEM if out.dtype is DType.R16 else SCALE_ELEM
-        )
+        q4_1 = p[0] == int(DType.Q4_1)
+        mac = QDENSE_MAC_Q4_1 if q4_1 else QDENSE_MAC_Q8_0
+        if op is Op.QDENSE_ARGMAX:
+            per_out = QDENSE_OUT_ARGMAX
+        else:
+            per_out = QDENSE_OUT_R16 if out.dtype is DType.R16 else QDENSE_OUT_INT32
         return (
             mac * t * rows * k
             + QDENSE_BLOCK * t * rows * (k // 32)
-            + QDENSE_X * t * k
+            + (QDENSE_X * t * k if q4_1 else 0)
             + per_out * t * rows
-            + ROW_FIXED * t
+            + QDENSE_ROW * t
         )
     if op is Op.ARGMAX_MERGE:
         return MERGE_ROW * t
     if op is Op.EMBEDDING:
-        h = out.shape[1]
-        return EMBED_ELEM * e + QDENSE_BLOCK * t * (h // 32) + ROW_FIXED * t
+        return EMBED_ELEM * e + EMBED_ROW * t
     if op is Op.RMSNORM:
         return RMSNORM_ELEM * e + RMSNORM_ROW * t
     if op is Op.ROPE:
-        return ROPE_ELEM * e + ROW_FIXED * t
+        return ROPE_ELEM * e + ROPE_ROW * t
     if op is Op.ATTENTION:
         hd = p[0]
         nh, keys = x.shape[1] // hd, ins[1].shape[0]
@@ -250,16 +270,21 @@ def _op_work_v2(node: Node, ins: Sequence[TensorDesc]) -> int:
             ATTENTION_MAC * 2 * t * nh * keys * hd
             + ATTENTION_SCORE * t * nh * keys
             + ATTENTION_HEAD * t * nh
-            + QUANT_ELEM * e
-            + ROW_FIXED * t
+            + ATTENTION_OUT * e
+            + ATTENTION_ROW * t
         )
     if op is Op.SWIGLU:
         return SWIGLU_ELEM * e + ROW_FIXED * t
     if op is Op.QUANTIZE:
-        return QUANT_ELEM * e + ROW_FIXED * out.rows
+        return QUANTIZE_ELEM * e + QUANTIZE_ROW * out.rows
     if op is Op.ADD32:
         return ADD32_ELEM * e
-    if op in (Op.CONCAT, Op.SLICE):
+    if op is Op.CONCAT:
+        outer = 1
+        for d in x.shape[: p[0]]:
+            outer *= d
+        return COPY_BYTE * out.nbytes + CONCAT_BLOCK * outer
+    if op is Op.SLICE:
         return COPY_BYTE * out.nbytes
     raise AssertionError(op)  # pragma: no cover - Op is closed
 

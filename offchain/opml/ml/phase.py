@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from opml.ml.errors import ProgramNotBuiltError, ProgramRunError
-from opml.ml.format import KEY_SIZE, Model, named_keys
+from opml.ml.format import KEY_SIZE, V1_OPS, Model, Op, named_keys
 from opml.ml.runner import RunResult, run_model, value_bytes
 from opml.oracle.chunk_tree import ChunkTree, DenseChunkTree
 from opml.oracle.store import PreimageStore
@@ -224,15 +224,41 @@ def run_program(setup: ProgramSetup, max_steps: int = DEFAULT_MAX_STEPS) -> Prog
     return ProgramResult(vm.exit_code, vm.step, out, err, vm.touched_pages)
 
 
-def node_memory_bound(model: Model, k: int) -> int:
-    """ml-spec §7.3: ``128 KiB + Σ bytes of node k's input values + 4·elems(output)``."""
+def scratch_bytes(model: Model, k: int) -> int:
+    """The scratch memory of node ``k``'s version-2 kernel (ml-spec §7.3's table; 0 for the others)."""
     node = model.nodes[k]
-    return ML_MEMORY_BASE + sum(model.values[v].nbytes for v in node.inputs) + 4 * node.out.elems
+    x = model.values[node.inputs[0]]
+    op = node.op
+    if op in (Op.QDENSE, Op.QDENSE_ARGMAX):
+        t, kk = x.shape
+        m = node.out.shape[1] if op is Op.QDENSE else node.params[4]
+        return 8 * t * m + 4 * t * (kk // 32)
+    if op is Op.RMSNORM:
+        return 10 * x.shape[1]
+    if op in (Op.ROPE, Op.SWIGLU):
+        return 8 * x.shape[1]
+    if op is Op.ATTENTION:
+        return 20 * model.values[node.inputs[1]].shape[0] + 8 * x.shape[1]
+    return 0
+
+
+def node_memory_bound(model: Model, k: int) -> int:
+    """ml-spec §7.3: ``128 KiB + Σ bytes of node k's input values + 4·elems(output)`` for the
+    version-1 ops, ``128 KiB + Σ bytes of its input values + bytes(output) + scratch(k)`` for the
+    version-2 ops."""
+    node = model.nodes[k]
+    inputs = sum(model.values[v].nbytes for v in node.inputs)
+    if node.op in V1_OPS:  # a version-2 reshape of a row-scaled value may have more bytes than 4·elems
+        return ML_MEMORY_BASE + inputs + max(4 * node.out.elems, node.out.nbytes)
+    return ML_MEMORY_BASE + inputs + node.out.nbytes + scratch_bytes(model, k)
 
 
 def model_memory_bound(model: Model) -> int:
-    """ml-spec §7.3: ``128 KiB + Σ_v bytes(v) + 4·max elems(output)``."""
-    return ML_MEMORY_BASE + sum(d.nbytes for d in model.values) + 4 * max(n.out.elems for n in model.nodes)
+    """ml-spec §7.3: ``128 KiB + Σ_v bytes(v) + 4·max elems(output)``, plus ``4·max scratch(k)`` (the
+    version-2 nodes' shared scratch area, which at most doubles past the largest need)."""
+    scratch = max(scratch_bytes(model, k) for k in range(len(model.nodes)))
+    values = sum(d.nbytes for d in model.values)
+    return ML_MEMORY_BASE + values + 4 * max(n.out.elems for n in model.nodes) + 4 * scratch
 
 
 __all__ = [
