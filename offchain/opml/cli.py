@@ -465,6 +465,28 @@ def model_run(model: str, input_file: str, as_json: bool) -> None:
         click.echo(f"{v:<5}  {node:<4}  {op:<{width}}  {tensor:<{twidth}}  {key}")
 
 
+@model_group.command("tiny-llama")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--seed", default=0, show_default=True, help="Seed of the weights.")
+@click.option("--weights", type=click.Choice(["q4_1", "q8_0"]), default="q4_1", show_default=True)
+@click.option("--prompt-len", default=4, show_default=True, help="Prompt tokens (the model's input).")
+@click.option("--tokens", default=8, show_default=True, help="Greedy tokens generated.")
+def model_tiny_llama(out: str, seed: int, weights: str, prompt_len: int, tokens: int) -> None:
+    """Write the tiny LLaMA's generation graph to OUT: 2 layers, hidden 64, seeded weights (never
+    committed to the repository; docs/ml-spec.md §10.5). Run it with a .json list of token ids."""
+    from opml.ml.format import DType, write_model
+    from opml.ml.llama import generation_graph
+    from opml.ml.tiny_llama import tiny_llama
+
+    wtype = DType.Q4_1 if weights == "q4_1" else DType.Q8_0
+    try:
+        gen = generation_graph(tiny_llama(seed, wtype), prompt_len, tokens)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    write_model(gen.model, out)
+    click.echo(f"{out}: {len(gen.model.nodes)} nodes, commitment {_hex(gen.model.commitment)}")
+
+
 def _add_chain_commands() -> None:
     """The commands on a deployed game (opml.chain.commands): model register, task, agents, report."""
     from opml.chain import commands

@@ -162,3 +162,28 @@ def test_real_entry_point_has_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("Error: ")
+
+
+def test_tiny_llama_is_written_inspected_and_run(tmp_path):
+    """``opml model tiny-llama`` writes the generation graph; ``inspect`` lists its version-2 ops and
+    ``run`` gives its records, whose ids are the pinned tokens of tests/ml/test_llama.py."""
+    from test_llama import PINNED
+
+    from opml.ml.format import DType
+    from opml.ml.llama import tokens_of
+
+    path = tmp_path / "tiny.opml"
+    out = CliRunner().invoke(main, ["model", "tiny-llama", str(path)])
+    assert out.exit_code == 0, out.output
+    model = read_model(path)
+    assert f"{len(model.nodes)} nodes" in out.output
+    shown = CliRunner().invoke(main, ["model", "inspect", str(path)])
+    assert shown.exit_code == 0 and "qdense_argmax" in shown.output and "attention" in shown.output
+    prompt = tmp_path / "prompt.json"
+    prompt.write_text("[1, 2, 3, 4]")
+    ran = CliRunner().invoke(main, ["model", "run", str(path), str(prompt), "--json"])
+    assert ran.exit_code == 0, ran.output
+    records = np.array(json.loads(ran.output)["output"], dtype=np.int32)
+    assert tokens_of(records) == PINNED[DType.Q4_1]
+    bad = CliRunner().invoke(main, ["model", "tiny-llama", str(path), "--prompt-len", "0"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
