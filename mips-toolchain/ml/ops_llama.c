@@ -452,7 +452,7 @@ void ml_rmsnorm(const int32_t *x, uint32_t T, uint32_t H, const int16_t *g, int3
             eps2 = rshr(eps, 2 * sh);
         }
         uint64_t w = (uint64_t)ss / H + (uint64_t)eps2;
-        /* 3. r = isqrt(w·2^(2j)) ∈ [2^29, 2^32); 4. inv = 2^62 // r. */
+        /* 3. r = isqrt(w·2^(2j)) ∈ [2^29, 2^31); 4. inv = 2^62 // r. */
         uint32_t bl = bitlen64(w);
         uint32_t j = bl >= 61 ? 0 : (61 - bl) / 2;
         uint64_t r = isqrt64(w << (2 * j));

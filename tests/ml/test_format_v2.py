@@ -31,6 +31,7 @@ from opml.ml.format import (
     read_model,
     tensor_key,
 )
+from opml.ml.runner import apply_node, run_model
 
 # --- version 1 is unchanged -----------------------------------------------------------------------
 
@@ -342,3 +343,66 @@ def test_block_dtype_is_never_a_value():
     with pytest.raises(errors.UnknownDTypeError):
         decode_manifest(bytes(header))
     assert int8(1).nbytes == 1 and r16(3, 5).nbytes == 3 * (4 + 10)
+
+
+# --- a tensor shared by nodes is checked for each way it is read (review findings) -----------------
+
+
+def _fp16(v: float) -> bytes:
+    return np.array(v, np.float16).view(np.uint16).tobytes()
+
+
+def test_an_rmsnorm_weight_does_not_vouch_for_a_table_with_its_bytes():
+    """An int16 rmsnorm weight (never range-checked) with the bytes of a bad exp2 table: the attention
+    that reads those bytes as its table is still checked, and rejected."""
+    h = 2050  # 2·2050 bytes = the 4·1025 bytes of the table
+    table = np.zeros(1025, np.int32)
+    table[1] = -5
+    g = GraphBuilder(int32(1, h), version=2)
+    x = g.rmsnorm(0, table.view(np.int16), 12, 0)
+    kv = g.concat(g.reshape(x, (1, 1, h)), g.reshape(x, (1, 1, h)), axis=1)
+    g.attention(x, kv, table, 205, 1 << 22, 10)
+    with pytest.raises(errors.ParamRangeError):
+        g.build()
+
+
+def _q4_1_and_q8_0_bytes(nan_in_q8_0: bool) -> bytes:
+    """680 bytes: 34 q4_1 blocks with valid scales, and as 20 q8_0 blocks valid scales too (they lie in
+    the q4_1 nibbles), but for block 1's ``d`` when ``nan_in_q8_0``."""
+    data = bytearray(np.random.default_rng(1).integers(0, 256, 680, dtype=np.uint8).tobytes())
+    for b in range(20):
+        if (34 * b) % 20 >= 4:
+            data[34 * b : 34 * b + 2] = _fp16(1 / 16)
+    for b in range(34):
+        data[20 * b : 20 * b + 4] = _fp16(1 / 16) * 2
+    if nan_in_q8_0:
+        data[34:36] = (0x7E00).to_bytes(2, "little")
+    return bytes(data)
+
+
+def test_scales_are_checked_as_each_wtype_reads_them():
+    data = _q4_1_and_q8_0_bytes(nan_in_q8_0=True)
+    g = GraphBuilder(r16(1, 32), version=2)
+    g.qdense(0, data, DType.Q4_1, 4, row0=0, m=1)
+    g.qdense(0, data, DType.Q8_0, 4, row0=1, m=1)
+    with pytest.raises(errors.BadScaleError):
+        g.build()
+
+
+def test_the_runner_decodes_shared_bytes_as_each_node_reads_them():
+    """The same bytes as q4_1 and as q8_0, and as q8_0 rows of 32 and of 64: each node's output is what
+    it gives when run alone (the runner's weight cache is keyed by how the bytes are read)."""
+    x = np.random.default_rng(2).integers(-300, 300, (1, 64)).astype(np.int32)
+    data = _q4_1_and_q8_0_bytes(nan_in_q8_0=False)
+    g = GraphBuilder(int32(1, 64), version=2)
+    rows32 = g.quantize(g.reshape(0, (2, 32)), DType.R16)
+    g.qdense(rows32, data, DType.Q4_1, 4, row0=0, m=1)
+    g.qdense(rows32, data, DType.Q8_0, 4, row0=0, m=1)
+    g.qdense(g.quantize(0, DType.R16), data, DType.Q8_0, 4, row0=0, m=1)  # the q8_0 bytes as [10, 64]
+    model = g.build()
+    run = run_model(model, x)
+    for k, node in enumerate(model.nodes):
+        if node.op is Op.QDENSE:
+            alone = Model.create(model.input, model.nodes, model.tensors, version=2)
+            ins = [run.values[v] for v in node.inputs]
+            assert bytes(apply_node(alone, k, ins)) == bytes(run.values[k + 1])

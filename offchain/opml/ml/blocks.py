@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from opml.ml.errors import BadScaleError, BlockShapeError, ScaleRangeError
+from opml.ml.errors import BadScaleError, ScaleRangeError
 
 BLOCK = 32
 """Weights per block."""
@@ -34,15 +34,6 @@ I64 = np.int64
 
 def block_bytes(is_q4_1: bool) -> int:
     return Q4_1_BYTES if is_q4_1 else Q8_0_BYTES
-
-
-def check_block_shape(k: int, nbytes: int, rows: int, is_q4_1: bool, where: str) -> None:
-    """``K % 32 == 0`` and ``nbytes`` is ``rows`` rows of ``K / 32`` blocks."""
-    if k % BLOCK:
-        raise BlockShapeError(f"{where}: a block tensor's rows have {k} weights, not a multiple of 32")
-    want = rows * (k // BLOCK) * block_bytes(is_q4_1)
-    if nbytes != want:
-        raise BlockShapeError(f"{where}: block tensor has {nbytes} bytes, {rows} rows of {k} need {want}")
 
 
 def scale_ints(bits: npt.NDArray[Any], f: int, where: str) -> npt.NDArray[np.int64]:

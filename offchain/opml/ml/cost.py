@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from opml.ml import blocks
 from opml.ml.errors import NodeCostError
-from opml.ml.format import KEY_SIZE, DType, Model, Node, Op, TensorDesc
+from opml.ml.format import KEY_SIZE, V1_OPS, DType, Model, Node, Op, TensorDesc
 
 MAX_NODE_STEPS = 1 << 31
 """The format's cap on :func:`node_step_bound`: a node above it must be split."""
@@ -347,10 +347,20 @@ def check_node_cost(index: int, node: Node, ins: Sequence[TensorDesc], where: st
     bound = node_bound(index, node, ins)
     if bound > MAX_NODE_STEPS:
         raise NodeCostError(
-            f"{where}: its node program may take {bound} VM steps, more than 2^31: "
-            "split the node (fewer outputs, a smaller window or filter)"
+            f"{where}: its node program may take {bound} VM steps, more than 2^31: {_split_advice(node)}"
         )
     return bound
+
+
+def _split_advice(node: Node) -> str:
+    """How to bring a node under the cap (ml-spec §10.4 for the version-2 ops)."""
+    if node.op in (Op.QDENSE, Op.QDENSE_ARGMAX):
+        return "split it by weight rows (row0, M) or give it fewer rows (prefill the prompt in chunks)"
+    if node.op in (Op.ATTENTION, Op.CONCAT):
+        return "the KV cache is too long for one value: use a shorter context or smaller prefill chunks"
+    if node.op not in V1_OPS:
+        return "give it fewer rows (prefill the prompt in chunks)"
+    return "split the node (fewer outputs, a smaller window or filter)"
 
 
 def check_model_cost(values: Sequence[TensorDesc], nodes: Sequence[Node]) -> int:

@@ -945,7 +945,10 @@ def check_tensors(
         for key in named_keys(nodes):
             if key in tensors and tensor_key(tensors[key]) != key:
                 raise TensorKeyMismatchError(f"tensor 0x{key.hex()}: its bytes have a different key")
-    checked: set[tuple[bytes, int]] = set()  # (key, F or −1): a tensor shared by many nodes is checked once
+    # A tensor shared by many nodes is checked once per way it is read: (key, op, wtype, F) for block
+    # weights (the same bytes are other scales as q4_1 and as q8_0, or at another F), (key, op) for
+    # tables; the same bytes as another op's tensor are checked again by that op's rule.
+    checked: set[tuple[bytes, int, int, int]] = set()
     for i, node in enumerate(nodes):
         where = _where(i, node)
         ins = [values[ref] for ref in node.inputs]
@@ -962,7 +965,8 @@ def check_tensors(
                 raise TensorSizeError(f"{where}: tensor {j} has {size} bytes, {desc} needs {desc.nbytes}")
         first = node.tensor_keys[0]
         if first is not None and node.op not in V1_OPS:
-            check = (first, node.params[1] if node.op in _BLOCK_OPS else -1)
+            read_as = (node.params[0], node.params[1]) if node.op in _BLOCK_OPS else (-1, -1)
+            check = (first, int(node.op), *read_as)
             if check not in checked:
                 _check_v2_tensor(node, tensors[first], where)
                 checked.add(check)

@@ -161,16 +161,22 @@ def _layer(
 def _forward(
     g: GraphBuilder, ids: int, weights: LlamaWeights, caches: list[int | None], pos0: int, tables: _Tables
 ) -> int:
-    """Rows ``ids`` (token ids ``[T]`` or argmax records ``[T, 3]``) through every layer; returns the
-    argmax record of the last row's next token. ``caches`` is updated in place."""
+    """Rows ``ids`` (token ids ``[T]`` or argmax records ``[T, 3]``) through every layer, updating
+    ``caches`` in place; returns the last residual value (int32 ``[T, H]``)."""
     config = weights.config
     emb = weights.embedding
     x = g.embedding(ids, emb.data, emb.wtype, emb.f, config.hidden, RESIDUAL_FRAC)
     for i, layer in enumerate(weights.layers):
         x, caches[i] = _layer(g, x, layer, caches[i], pos0, config, tables)
+    return x
+
+
+def _next_token(g: GraphBuilder, x: int, weights: LlamaWeights, tables: _Tables) -> int:
+    """The argmax record of the token after the last row of the residual ``x``."""
     t = g.values[x].shape[0]
     last = x if t == 1 else g.slice(x, t - 1, 1)
     h = _norm(g, last, weights.output_norm, tables)
+    emb = weights.embedding
     return g.qdense_argmax(h, emb.data, emb.wtype, emb.f)
 
 
@@ -189,16 +195,16 @@ def generation_graph(
     g = GraphBuilder(int32(prompt_len), version=2)
     caches: list[int | None] = [None] * config.layers
     pos = 0
-    record = 0
-    for n in chunks:
+    x = 0
+    for n in chunks:  # only the last chunk's logits are needed: the first token
         ids = 0 if n == prompt_len else g.slice(0, pos, n)
-        record = _forward(g, ids, weights, caches, pos, tables)
+        x = _forward(g, ids, weights, caches, pos, tables)
         pos += n
     prompt_caches = tuple(c for c in caches if c is not None)
-    records = [record]
+    records = [_next_token(g, x, weights, tables)]
     for _ in range(new_tokens - 1):
-        record = _forward(g, record, weights, caches, pos, tables)
-        records.append(record)
+        x = _forward(g, records[-1], weights, caches, pos, tables)
+        records.append(_next_token(g, x, weights, tables))
         pos += 1
     out = records[0]
     for r in records[1:]:

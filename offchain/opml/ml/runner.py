@@ -86,10 +86,12 @@ def _block_rows(model: Model, index: int, rows: Any) -> blocks.BlockRows:
 
 
 def _q_weights(model: Model, index: int, row0: int, m: int) -> ops.QWeights:
-    """Weight rows ``row0 … row0 + m − 1`` of node ``index`` for :func:`ops.qdense_acc`, cached by tensor,
-    ``F`` and rows (every decoding step of a generation graph reads the same matrices)."""
+    """Weight rows ``row0 … row0 + m − 1`` of node ``index`` for :func:`ops.qdense_acc`, cached by how
+    they are read: tensor, wtype, row length ``K``, ``F`` and rows (every decoding step of a generation
+    graph reads the same matrices; the same bytes read another way are other weights)."""
     node = model.nodes[index]
-    cache_key = ("q_weights", node.tensor_keys[0], node.params[1], row0, m)
+    k = model.values[node.inputs[0]].shape[1]
+    cache_key = ("q_weights", node.tensor_keys[0], node.params[0], k, node.params[1], row0, m)
     cached = model._cache.get(cache_key)
     if cached is None:
         cached = model._cache[cache_key] = ops.QWeights.of(_block_rows(model, index, slice(row0, row0 + m)))
