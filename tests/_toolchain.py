@@ -44,3 +44,26 @@ def plain_program_params() -> list:
         reason = f"no ELF in {BUILD}: run `make -C mips-toolchain`"
         return [pytest.param(None, marks=pytest.mark.skip(reason=reason))]
     return [pytest.param(p, id=p.name, marks=SLOW if p.name in SLOW_PROGRAMS else ()) for p in elfs]
+
+
+def qemu_lines(program: Path, timeout: int = 120) -> list[str]:
+    """The lines an oracle-free program prints under ``qemu-mipsel`` (it must exit 0)."""
+    qemu = shutil.which("qemu-mipsel")
+    if qemu is None:
+        missing_tool("qemu-mipsel is not installed: run `make -C mips-toolchain check-tools`")
+    proc = subprocess.run([str(qemu), str(program)], capture_output=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().splitlines()
+
+
+def vm_lines(program: Path) -> list[str]:
+    """The lines an oracle-free program prints in the fast executor (it must exit 0, silent on stderr)."""
+    from opml.vm.elf import load_elf
+    from opml.vm.fast import FastVM
+
+    vm = FastVM.from_state(load_elf(program))
+    vm.run()
+    assert vm.exited and vm.exit_code == 0
+    out, err = vm.take_output()
+    assert err == b""
+    return out.decode().splitlines()

@@ -7,17 +7,11 @@ case below rebuilds the program's inputs in the order the C code fills its array
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
-from _ci import missing_tool
-from _toolchain import TOOLCHAIN, build_toolchain
+from _toolchain import TOOLCHAIN, build_toolchain, qemu_lines, vm_lines
 
 from opml.ml import ops
-from opml.vm.elf import load_elf
-from opml.vm.fast import FastVM
 
 EXPECTED = TOOLCHAIN / "tests" / "expected" / "ml_kernels.out"
 MAX_PRODUCT = 255 * 128
@@ -148,18 +142,8 @@ def test_numpy_equals_the_pinned_output(numpy_lines):
 
 
 def test_qemu_equals_numpy(program, numpy_lines):
-    qemu = shutil.which("qemu-mipsel")
-    if qemu is None:
-        missing_tool("qemu-mipsel is not installed: run `make -C mips-toolchain check-tools`")
-    proc = subprocess.run([qemu, str(program)], capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().splitlines() == numpy_lines
+    assert qemu_lines(program) == numpy_lines
 
 
 def test_vm_equals_numpy(program, numpy_lines):
-    vm = FastVM.from_state(load_elf(program))
-    vm.run()
-    assert vm.exited and vm.exit_code == 0
-    out, err = vm.take_output()
-    assert err == b""
-    assert out.decode().splitlines() == numpy_lines
+    assert vm_lines(program) == numpy_lines

@@ -14,22 +14,17 @@ int32 exponents at both ends, weight streams that cross buffer fills inside a ro
 from __future__ import annotations
 
 import math
-import shutil
 import struct
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from _ci import missing_tool
-from _toolchain import TOOLCHAIN, build_toolchain
+from _toolchain import TOOLCHAIN, build_toolchain, qemu_lines, vm_lines
 
 from opml.ml import blocks, cost, ops
 from opml.ml.format import Node, Op, TensorDesc, int8, int32, r8, r16
-from opml.vm.elf import load_elf
-from opml.vm.fast import FastVM
 
 EXPECTED = TOOLCHAIN / "tests" / "expected" / "ml_kernels_v2.out"
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -637,19 +632,8 @@ def test_numpy_equals_the_pinned_output(numpy_lines):
 
 
 def test_qemu_equals_numpy(program, numpy_lines):
-    qemu = shutil.which("qemu-mipsel")
-    if qemu is None:
-        missing_tool("qemu-mipsel is not installed: run `make -C mips-toolchain check-tools`")
-        return
-    proc = subprocess.run([qemu, str(program)], capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().splitlines() == numpy_lines
+    assert qemu_lines(program) == numpy_lines
 
 
 def test_vm_equals_numpy(program, numpy_lines):
-    vm = FastVM.from_state(load_elf(program))
-    vm.run()
-    assert vm.exited and vm.exit_code == 0
-    out, err = vm.take_output()
-    assert err == b""
-    assert out.decode().splitlines() == numpy_lines
+    assert vm_lines(program) == numpy_lines
