@@ -5,19 +5,9 @@
  * the same numbers in Python) and from hand-picked extremes. Each case prints
  * one line, "<case> <output bytes as hex>", which the test compares with
  * numpy (opml.ml.ops) and which tests/expected/ml_kernels.out pins. */
+#include "kernel_io.h"
 #include "ml.h"
 #include "rt.h"
-
-static uint32_t rng_state = 0x2545F491u;
-
-static uint32_t next_u32(void)
-{
-    uint32_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return rng_state = x;
-}
 
 static void fill_i8(int8_t *p, uint32_t n)
 {
@@ -29,19 +19,6 @@ static void fill_i32(int32_t *p, uint32_t n, uint32_t shift)
 {
     for (uint32_t i = 0; i < n; i++)
         p[i] = (int32_t)next_u32() >> shift;
-}
-
-static void emit(const char *name, const void *data, uint32_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *b = data;
-    print_str(name);
-    print_char(' ');
-    for (uint32_t i = 0; i < n; i++) {
-        print_char(digits[b[i] >> 4]);
-        print_char(digits[b[i] & 15]);
-    }
-    print_nl();
 }
 
 static int8_t xa[512], xb[512], w8[2048], y8[512];

@@ -8,6 +8,7 @@
  * reference written from the spec, and compares them with what this program
  * prints under qemu and in the VM: one line per case, "<case> <output bytes
  * as hex>". tests/expected/ml_kernels_v2.out pins the lines. */
+#include "kernel_io.h"
 #include "ml.h"
 #include "rt.h"
 
@@ -16,40 +17,11 @@
 
 /* --- inputs ------------------------------------------------------------------------- */
 
-static uint32_t rng_state;
-
-static void seed(uint32_t s)
-{
-    rng_state = s;
-}
-
-static uint32_t next_u32(void)
-{
-    uint32_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return rng_state = x;
-}
-
 /* lo + next % (hi − lo + 1); the next number itself for the whole int32 range. */
 static int32_t rand_in(int32_t lo, int32_t hi)
 {
     uint32_t span = (uint32_t)hi - (uint32_t)lo + 1u;
     return span ? (int32_t)((uint32_t)lo + next_u32() % span) : (int32_t)next_u32();
-}
-
-static void emit(const char *name, const void *data, uint32_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    const uint8_t *b = data;
-    print_str(name);
-    print_char(' ');
-    for (uint32_t i = 0; i < n; i++) {
-        print_char(digits[b[i] >> 4]);
-        print_char(digits[b[i] & 15]);
-    }
-    print_nl();
 }
 
 static uint8_t xa[2 * (4 + 2 * 65536)] __attribute__((aligned(8)));

@@ -1263,6 +1263,9 @@ class GraphBuilder:
         self.version = version
         self.nodes: list[Node] = []
         self.tensors: dict[bytes, bytes] = {}
+        self._keys: dict[bytes, bytes] = {}
+        """Tensor bytes → their key: a generation graph puts the same matrices and tables at every token,
+        and each distinct tensor is hashed once."""
         self.values: list[TensorDesc] = [input_desc]
 
     def _put(self, array: npt.NDArray[Any] | None, dtype: DType) -> bytes | None:
@@ -1271,8 +1274,11 @@ class GraphBuilder:
         return self._put_bytes(tensor_bytes(array, dtype))
 
     def _put_bytes(self, data: bytes) -> bytes:
-        key = tensor_key(data)
-        self.tensors.setdefault(key, bytes(data))
+        data = bytes(data)
+        key = self._keys.get(data)
+        if key is None:
+            key = self._keys[data] = tensor_key(data)
+            self.tensors[key] = data
         return key
 
     def add(
@@ -1424,4 +1430,5 @@ class GraphBuilder:
         return self.add(Op.SLICE, [x], [r0], (None, None), TensorDesc(src.dtype, (n, *src.shape[1:])))
 
     def build(self) -> Model:
-        return Model.create(self.input, self.nodes, self.tensors, version=self.version)
+        """The model; its tensors' keys are not hashed again (the builder derived each from its bytes)."""
+        return Model.create(self.input, self.nodes, self.tensors, verify_keys=False, version=self.version)
