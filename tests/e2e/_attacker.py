@@ -1,6 +1,8 @@
 """An attacker beside the agents of test_processes.py, as its own process: a registration whose ``uri``
-is not UTF-8 (for the model it is given), 1-wei spam tasks, and a sock dispute on task 0 once it is
-answered, which the sock then never plays.
+is not UTF-8 (for the model it is given), a sock dispute on task 0 once it is answered, which the sock
+then never plays, and 1-wei spam tasks while the disputes run. The sock challenges before it spams: a
+challenge is only open while the task is answered, and under load 20 spam transactions outlast a
+whole dispute.
 
     python tests/e2e/_attacker.py NETWORK ADDRESSES MODEL SPAM
 """
@@ -15,7 +17,7 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from opml.chain.commands import connect
-from opml.game.agents import TASK_ANSWERED, registration_args
+from opml.game.agents import TASK_ANSWERED, TASK_OPEN, registration_args
 from opml.ml.format import read_model
 
 ACCOUNT = "TEST::4"
@@ -31,18 +33,20 @@ def main(network: str, addresses: str, model_path: str, spam: int) -> None:
         me.transfer(game.address, 0, data=keccak(text=signature)[:4] + encode(types, args))
         poisoned = int(game.modelCount()) - 1
         print(f"poisoned registration: model {poisoned}", flush=True)
+        deadline = time.monotonic() + 300
+        while (status := int(game.task(0).status)) == TASK_OPEN:
+            if time.monotonic() > deadline:
+                raise SystemExit("task 0 was never answered")
+            time.sleep(0.3)
+        if status != TASK_ANSWERED:
+            raise SystemExit(f"task 0 left the answered status ({status}) before the sock could dispute it")
+        game.challenge(0, sender=me, value=int(game.challengerBond()))
+        print("sock dispute opened on task 0", flush=True)
         window = int(game.minChallengeWindow())
         zeros = bytes(model.input.nbytes)
         for i in range(spam):
             game.createTask(poisoned if i == 0 else 0, zeros, window, True, sender=me, value=1)
         print(f"{spam} spam tasks", flush=True)
-        deadline = time.monotonic() + 300
-        while int(game.task(0).status) != TASK_ANSWERED:
-            if time.monotonic() > deadline:
-                raise SystemExit("task 0 was never answered")
-            time.sleep(0.3)
-        game.challenge(0, sender=me, value=int(game.challengerBond()))
-        print("sock dispute opened on task 0", flush=True)
 
 
 if __name__ == "__main__":
