@@ -109,6 +109,8 @@ static uint64_t op_work_v2(const struct ml_node *n, const struct ml_desc *ins[2]
     }
     case ML_SLICE:
         return ML_COPY_BYTE * ml_nbytes(&n->out);
+    case ML_EMIT:
+        return ML_COPY_BYTE * ml_nbytes(&n->out) + ML_EMIT_FIXED;
     }
     return 0;
 }

@@ -126,5 +126,14 @@ void ml_exec_v2(const struct ml_node *n, const struct ml_desc *ins[2], const uin
         memcpy(out, in[0] + (uint32_t)p[0] * row, ml_nbytes(&n->out));
         break;
     }
+    case ML_EMIT: {
+        /* Position t + 1 takes the record's token when the task generates it: P ≤ t + 1 < P + n. */
+        const int32_t *a = (const int32_t *)in[0];
+        int64_t pos = (int64_t)p[0] + 1, first = a[0], count = a[1];
+        memcpy(out, in[0], ml_nbytes(x));
+        if (first <= pos && pos < first + count)
+            ((int32_t *)out)[ML_TRANSCRIPT_HEADER + pos] = ((const int32_t *)in[1])[0];
+        break;
+    }
     }
 }

@@ -48,6 +48,7 @@
 #define ML_EXP2_TABLE_LEN     1025
 #define ML_SIGMOID_TABLE_LEN  2049
 #define ML_ARGMAX_RECORD      3
+#define ML_TRANSCRIPT_HEADER  2          /* a transcript starts with P and n (ml-spec §10.5) */
 
 enum ml_dtype {
     ML_INT8 = 1,
@@ -84,7 +85,8 @@ enum ml_op {
     ML_ADD32 = 21,
     ML_CONCAT = 22,
     ML_SLICE = 23,
-    ML_OP_LAST = ML_SLICE,
+    ML_EMIT = 24,
+    ML_OP_LAST = ML_EMIT,
 };
 
 struct ml_desc {
@@ -327,6 +329,7 @@ void *ml_alloc(uint32_t size);
 #define ML_ADD32_ELEM         29ull
 #define ML_COPY_BYTE          7ull
 #define ML_CONCAT_BLOCK       32ull
+#define ML_EMIT_FIXED         64ull
 
 /* The bound on the chunk-Merkle key of `nbytes` bytes. */
 uint64_t ml_hash_steps(uint64_t nbytes);

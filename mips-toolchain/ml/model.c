@@ -132,7 +132,7 @@ void ml_parse_node(const uint8_t b[ML_NODE_SIZE], struct ml_node *n)
         ml_malformed("unknown op code");
     n->n_inputs = u32_at(b + 4);
     int two = n->op == ML_ADD || n->op == ML_ARGMAX_MERGE || n->op == ML_ATTENTION || n->op == ML_SWIGLU ||
-              n->op == ML_ADD32 || n->op == ML_CONCAT;
+              n->op == ML_ADD32 || n->op == ML_CONCAT || n->op == ML_EMIT;
     if (n->n_inputs != (two ? 2u : 1u))
         ml_malformed("wrong number of inputs for the op");
     n->input[0] = u32_at(b + 8);
@@ -145,7 +145,7 @@ void ml_parse_node(const uint8_t b[ML_NODE_SIZE], struct ml_node *n)
         [ML_DENSE] = 1, [ML_CONV2D] = 9, [ML_REQUANTIZE] = 5, [ML_ADD] = 8, [ML_RELU] = 1,
         [ML_MAXPOOL] = 4, [ML_AVGPOOL] = 4, [ML_QDENSE] = 5, [ML_QDENSE_ARGMAX] = 5, [ML_EMBEDDING] = 4,
         [ML_RMSNORM] = 2, [ML_ROPE] = 3, [ML_ATTENTION] = 3, [ML_QUANTIZE] = 1, [ML_CONCAT] = 1,
-        [ML_SLICE] = 1,
+        [ML_SLICE] = 1, [ML_EMIT] = 1,
     };
     for (uint32_t j = 0; j < ML_N_PARAMS; j++) {
         n->p[j] = (int32_t)u32_at(b + 40 + 4 * j);
@@ -382,6 +382,15 @@ static void expected_v2(const struct ml_node *n, const struct ml_desc *ins[2], s
         if ((uint64_t)(uint32_t)p[0] + out->dims[0] > x->dims[0])
             ml_malformed("slice rows outside the input");
         want->dims[0] = out->dims[0];
+        break;
+    case ML_EMIT:
+        want_dtype(x, ML_INT32);
+        want_rank(x, 1);
+        if (x->dims[0] < ML_TRANSCRIPT_HEADER + 2)
+            ml_malformed("a transcript without two token positions");
+        if (b->dtype != ML_INT32 || b->rank != 2 || b->dims[0] != 1 || b->dims[1] != ML_ARGMAX_RECORD)
+            ml_malformed("emit takes one argmax record");
+        in_range64(p[0], 0, (int64_t)x->dims[0] - ML_TRANSCRIPT_HEADER - 2);
         break;
     }
 }

@@ -295,6 +295,17 @@ def case_slice(rng, seed):
     return g.build(), x, 0
 
 
+def case_emit(rng, seed):
+    s = int(rng.integers(4, 12))
+    x = ints(rng, (s,), seed % 2 == 1)
+    if seed % 2 == 0:  # a task's transcript: P, n in range, so that some positions are written
+        x[0], x[1] = rng.integers(1, s - 2), rng.integers(1, s - 1)
+    g = GraphBuilder(int32(s), version=2)
+    record = g.reshape(g.slice(0, 1, 3), (1, 3))
+    g.emit(0, record, int(rng.integers(0, s - 3)))
+    return g.build(), x, 2
+
+
 def case_reshape(rng, seed):
     g, x, dt, shape = plain_or_rows(rng, seed)
     new = (int(np.prod(shape[:-1])), shape[-1]) if dt.is_rows else (int(np.prod(shape)),)
@@ -315,6 +326,7 @@ CASES: dict[Op, Callable[[Any, int], tuple[Model, Any, int]]] = {
     Op.ADD32: case_add32,
     Op.CONCAT: case_concat,
     Op.SLICE: case_slice,
+    Op.EMIT: case_emit,
     Op.RESHAPE: case_reshape,
 }
 
@@ -438,6 +450,8 @@ def small_v2_model():
     nodes["attention"] = g.attention(r, kv, exp2_table(), 4, *attention_scale(4))
     nodes["swiglu"] = g.swiglu(r, r, sigmoid_table())
     nodes["slice"] = g.slice(r, 1, 1)
+    record = g.slice(nodes["qdense_argmax"], 0, 1)
+    nodes["emit"] = g.emit(g.concat(0, 0, 0), record, 0)
     nodes["quantize"] = g.quantize(r, DType.R8)
     nodes["concat"] = g.concat(r, r, 0)
     model = g.build()
@@ -484,6 +498,8 @@ RECORD_CASES = [
     ("slice past the rows", "slice", lambda m, k: put_u32(m, field(k, "p", 0), 2)),
     ("quantize r16 to r16", "quantize", lambda m, k: put_u32(m, field(k, "dtype"), int(DType.R16))),
     ("concat on the row axis", "concat", lambda m, k: put_u32(m, field(k, "p", 0), 1)),
+    ("emit t past the last position", "emit", lambda m, k: put_u32(m, field(k, "p", 0), 1)),
+    ("emit t negative", "emit", lambda m, k: put_u32(m, field(k, "p", 0), -1)),
     ("non-zero unused param", "swiglu", lambda m, k: put_u32(m, field(k, "p", 0), 1)),
 ]
 

@@ -51,7 +51,7 @@ from opml.game.solver import (
 )
 from opml.game.trace_cache import TraceCache, trace_key
 from opml.game.traces import ExecutionTrace, GraphTrace, StepProof, program_state_hash
-from opml.ml.cost import model_step_bound
+from opml.ml.cost import model_program_bound, model_step_bound, node_step_bound
 from opml.ml.errors import ProgramRunError
 from opml.ml.format import Model, as_array, tensor_key
 from opml.ml.phase import (
@@ -60,6 +60,7 @@ from opml.ml.phase import (
     NODE_PROGRAM,
     ProgramSetup,
     model_program_setup,
+    node_kinds,
     node_program_setup,
     run_program,
 )
@@ -385,16 +386,20 @@ class Agent:
 
     def _dry_run(self, task: _Task, x: npt.NDArray[Any], run: RunResult) -> bool:
         """Whether every program a dispute on this task could run exits valid on the honest values within
-        the agent's step limit (each node program, or the whole-model program): a party stakes only on
-        what it can prove in the VM, never on the native run alone. Decided once per task."""
+        the agent's step limit: a party stakes only on what it can prove in the VM, never on the native
+        run alone. Every program's step bound (ml-spec §9) must be within the limit, and the programs run:
+        the whole-model program, or the node program on the first node of each kind (``node_kinds``: a
+        generation graph repeats a few hundred kinds over thousands of nodes). Decided once per task."""
         if task.task_id not in self._dry_runs:
             store = PreimageStore(self.store_dir / "dry-run")
             model, n = task.model, len(task.model.nodes)
             if task.multi_phase:
-                setups = [node_program_setup(model, x, k, run.state(k), store, run=run) for k in range(n)]
+                ok = all(node_step_bound(model, k) <= self.max_vm_steps for k in range(n))
+                kinds = node_kinds(model)
+                setups = (node_program_setup(model, x, k, run.state(k), store, run=run) for k in kinds)
             else:
-                setups = [model_program_setup(model, x, run.states[-1], store)]
-            ok = True
+                ok = model_program_bound(model) <= self.max_vm_steps
+                setups = (model_program_setup(model, x, run.states[-1], store) for _ in range(1))
             for setup in setups:
                 try:
                     ok = ok and run_program(setup, self.max_vm_steps).exit_code == EXIT_VALID

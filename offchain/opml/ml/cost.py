@@ -135,6 +135,8 @@ ADD32_ELEM = 29
 """Per element: a saturating add (23)."""
 COPY_BYTE = 7
 """concat and slice per output byte (a byte copy, 5.0)."""
+EMIT_FIXED = 64
+"""emit's comparisons and the one token it writes (fixed, unmeasured: 64 covers a dozen instructions)."""
 CONCAT_BLOCK = 32
 """concat per index over ``dims[0 … axis−1]``: two copies' set-up (25)."""
 EXP2_TABLE_BYTES = 4 * 1025
@@ -286,6 +288,8 @@ def _op_work_v2(node: Node, ins: Sequence[TensorDesc]) -> int:
         return COPY_BYTE * out.nbytes + CONCAT_BLOCK * outer
     if op is Op.SLICE:
         return COPY_BYTE * out.nbytes
+    if op is Op.EMIT:
+        return COPY_BYTE * out.nbytes + EMIT_FIXED
     raise AssertionError(op)  # pragma: no cover - Op is closed
 
 

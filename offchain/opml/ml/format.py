@@ -114,6 +114,8 @@ EXP2_TABLE_LEN = 1025
 SIGMOID_TABLE_LEN = 2049
 ARGMAX_RECORD = 3
 """An argmax record: ``(index, low 32 bits, high 32 bits)`` of the int64 maximum."""
+TRANSCRIPT_HEADER = 2
+"""A generation's transcript (§10.5) starts with the prompt length ``P`` and the token count ``n``."""
 
 HEADER_SIZE = 64
 HDR_MAGIC = 0
@@ -229,11 +231,12 @@ class Op(IntEnum):
     ADD32 = 21
     CONCAT = 22
     SLICE = 23
+    EMIT = 24
 
 
 V1_OPS = frozenset(op for op in Op if op <= Op.SOFTMAX)
 """The ops of a version-1 manifest."""
-_TWO_INPUTS = (Op.ADD, Op.ARGMAX_MERGE, Op.ATTENTION, Op.SWIGLU, Op.ADD32, Op.CONCAT)
+_TWO_INPUTS = (Op.ADD, Op.ARGMAX_MERGE, Op.ATTENTION, Op.SWIGLU, Op.ADD32, Op.CONCAT, Op.EMIT)
 OP_INPUTS: dict[Op, int] = {op: 2 if op in _TWO_INPUTS else 1 for op in Op}
 """``n_inputs`` of each op."""
 OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
@@ -260,6 +263,7 @@ OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
     Op.ADD32: (),
     Op.CONCAT: ("axis",),
     Op.SLICE: ("r0",),
+    Op.EMIT: ("t",),
 }
 """The names of each op's params ``p0, p1, …`` (ml-spec §4, §10)."""
 OP_PARAMS: dict[Op, int] = {op: len(names) for op, names in OP_PARAM_NAMES.items()}
@@ -824,6 +828,15 @@ def _expected_v2(node: Node, ins: Sequence[TensorDesc], where: str) -> TensorDes
         if p[0] + out.shape[0] > x.shape[0]:
             raise ParamRangeError(f"{where}: rows {p[0]} … {p[0] + out.shape[0] - 1} are outside {x}")
         return TensorDesc(x.dtype, (out.shape[0], *x.shape[1:]))
+    if op is Op.EMIT:
+        _want_dtype(where, "transcript", x, (DType.INT32,))
+        _want_rank(where, "transcript", x, 1)
+        if x.shape[0] < TRANSCRIPT_HEADER + 2:
+            raise ShapeMismatchError(f"{where}: a transcript holds P, n and at least two tokens, not {x}")
+        if ins[1] != TensorDesc(DType.INT32, (1, ARGMAX_RECORD)):
+            raise ShapeMismatchError(f"{where}: emit takes one argmax record int32 [1, 3], not {ins[1]}")
+        _in_range(where, "t", p[0], 0, x.shape[0] - TRANSCRIPT_HEADER - 2)
+        return x
     raise UnknownOpError(f"{where}: unknown op {op}")  # pragma: no cover - Op is closed
 
 
@@ -1428,6 +1441,9 @@ class GraphBuilder:
     def slice(self, x: int, r0: int, n: int) -> int:
         src = self.values[x]
         return self.add(Op.SLICE, [x], [r0], (None, None), TensorDesc(src.dtype, (n, *src.shape[1:])))
+
+    def emit(self, transcript: int, record: int, t: int) -> int:
+        return self.add(Op.EMIT, [transcript, record], [t])
 
     def build(self) -> Model:
         """The model; its tensors' keys are not hashed again (the builder derived each from its bytes)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from opml.ml.format import DType, GraphBuilder, Model, int32
+from opml.ml.format import TRANSCRIPT_HEADER, DType, GraphBuilder, Model, int32
 from opml.ml.llama_tables import attention_scale, exp2_table, rope_table, sigmoid_table
 
 RESIDUAL_FRAC = 12
@@ -122,6 +122,35 @@ class _Tables:
         self.eps = eps_units(config)
 
 
+@dataclass(frozen=True)
+class NodeLabel:
+    """A task graph's node: at step (position) ``step``, in ``layer`` (``None``: outside the layers),
+    the value ``role`` (``attention``, ``ffn_down``, ``kv_cache``, ``lm_head`` …)."""
+
+    step: int
+    layer: int | None
+    role: str
+
+    def __str__(self) -> str:
+        where = "" if self.layer is None else f" layer {self.layer}"
+        return f"{self.role}{where} at position {self.step}"
+
+
+class _Labels:
+    """Names each node a builder adds (none without a builder) by the role of the value it leads to."""
+
+    def __init__(self, g: GraphBuilder | None) -> None:
+        self.g = g
+        self.labels: list[NodeLabel] = []
+        self.step = 0
+        self.layer: int | None = None
+
+    def __call__(self, role: str, value: int) -> int:
+        while self.g is not None and len(self.labels) < len(self.g.nodes):
+            self.labels.append(NodeLabel(self.step, self.layer, role))
+        return value
+
+
 def _dense(g: GraphBuilder, x: int, w: BlockMatrix, *, residual: bool = False) -> int:
     if residual:
         return g.qdense(x, w.data, w.wtype, w.f, out=DType.INT32, r=RESIDUAL_FRAC)
@@ -140,42 +169,60 @@ def _layer(
     pos0: int,
     config: LlamaConfig,
     tables: _Tables,
+    label: _Labels,
 ) -> tuple[int, int]:
     """One decoder layer over the ``T`` rows of ``x`` at positions ``pos0 …``; returns the new residual
     and the layer's cache extended by these rows."""
     t = g.values[x].shape[0]
     hd = config.head_dim
-    h = _norm(g, x, layer.attn_norm, tables)
-    q = g.rope(_dense(g, h, layer.wq), tables.rope, hd, pos0)
-    k = g.rope(_dense(g, h, layer.wk), tables.rope, hd, pos0)
-    v = _dense(g, h, layer.wv)
+    h = label("attn_norm", _norm(g, x, layer.attn_norm, tables))
+    q = label("q", g.rope(label("attn_q", _dense(g, h, layer.wq)), tables.rope, hd, pos0))
+    k = label("k", g.rope(label("attn_k", _dense(g, h, layer.wk)), tables.rope, hd, pos0))
+    v = label("attn_v", _dense(g, h, layer.wv))
     rows = g.concat(g.reshape(k, (t, 1, config.kv_width)), g.reshape(v, (t, 1, config.kv_width)), axis=1)
-    cache = rows if cache is None else g.concat(cache, rows, axis=0)
-    attn = g.attention(q, cache, tables.exp2, hd, tables.mul, tables.sa)
-    x = g.add32(x, _dense(g, attn, layer.wo, residual=True))
-    h = _norm(g, x, layer.ffn_norm, tables)
-    mlp = g.swiglu(_dense(g, h, layer.gate), _dense(g, h, layer.up), tables.sigmoid)
-    return g.add32(x, _dense(g, mlp, layer.down, residual=True)), cache
+    if cache is None:  # the first rows are the whole cache
+        cache = label("kv_cache", rows)
+    else:
+        cache = label("kv_cache", g.concat(cache, label("kv_rows", rows), axis=0))
+    attn = label("attention", g.attention(q, cache, tables.exp2, hd, tables.mul, tables.sa))
+    x = label("attn_residual", g.add32(x, label("attn_output", _dense(g, attn, layer.wo, residual=True))))
+    h = label("ffn_norm", _norm(g, x, layer.ffn_norm, tables))
+    gate = label("ffn_gate", _dense(g, h, layer.gate))
+    mlp = label("swiglu", g.swiglu(gate, label("ffn_up", _dense(g, h, layer.up)), tables.sigmoid))
+    out = label("ffn_residual", g.add32(x, label("ffn_down", _dense(g, mlp, layer.down, residual=True))))
+    return out, cache
 
 
 def _forward(
-    g: GraphBuilder, ids: int, weights: LlamaWeights, caches: list[int | None], pos0: int, tables: _Tables
+    g: GraphBuilder,
+    ids: int,
+    weights: LlamaWeights,
+    caches: list[int | None],
+    pos0: int,
+    tables: _Tables,
+    label: _Labels | None = None,
 ) -> int:
     """Rows ``ids`` (token ids ``[T]`` or argmax records ``[T, 3]``) through every layer, updating
     ``caches`` in place; returns the last residual value (int32 ``[T, H]``)."""
     config = weights.config
     emb = weights.embedding
-    x = g.embedding(ids, emb.data, emb.wtype, emb.f, config.hidden, RESIDUAL_FRAC)
+    label = label or _Labels(None)
+    x = label("embedding", g.embedding(ids, emb.data, emb.wtype, emb.f, config.hidden, RESIDUAL_FRAC))
     for i, layer in enumerate(weights.layers):
-        x, caches[i] = _layer(g, x, layer, caches[i], pos0, config, tables)
+        label.layer = i
+        x, caches[i] = _layer(g, x, layer, caches[i], pos0, config, tables, label)
     return x
 
 
-def _next_token(g: GraphBuilder, x: int, weights: LlamaWeights, tables: _Tables) -> int:
+def _next_token(
+    g: GraphBuilder, x: int, weights: LlamaWeights, tables: _Tables, label: _Labels | None = None
+) -> int:
     """The argmax record of the token after the last row of the residual ``x``."""
     t = g.values[x].shape[0]
     last = x if t == 1 else g.slice(x, t - 1, 1)
-    h = _norm(g, last, weights.output_norm, tables)
+    label = label or _Labels(None)
+    label.layer = None
+    h = label("output_norm", _norm(g, last, weights.output_norm, tables))
     emb = weights.embedding
     return g.qdense_argmax(h, emb.data, emb.wtype, emb.f)
 
@@ -210,6 +257,76 @@ def generation_graph(
     for r in records[1:]:
         out = g.concat(out, r, axis=0)
     return Generation(g.build(), prompt_len, new_tokens, prompt_caches, tuple(records))
+
+
+@dataclass(frozen=True)
+class TaskGraph:
+    """The graph that serves every generation task of one registration (§10.5): prompts of 1 …
+    ``max_prompt`` tokens, 1 … ``max_new`` new tokens."""
+
+    model: Model
+    max_prompt: int
+    max_new: int
+    labels: tuple[NodeLabel, ...]
+    """What node ``k`` computes (``labels[k]``)."""
+
+    @property
+    def steps(self) -> int:
+        return self.max_prompt + self.max_new - 1
+
+
+def task_input(
+    prompt: Sequence[int], new_tokens: int, max_prompt: int, max_new: int
+) -> npt.NDArray[np.int32]:
+    """A task's input: the transcript int32 ``[2 + max_prompt + max_new]`` with ``P``, ``n``, the prompt
+    and zeros. Raises ``ValueError`` (one line) for an empty or too long prompt or count."""
+    if not 1 <= len(prompt) <= max_prompt:
+        raise ValueError(f"a prompt of {len(prompt)} tokens: this model takes 1 … {max_prompt}")
+    if not 1 <= new_tokens <= max_new:
+        raise ValueError(f"{new_tokens} new tokens: this model generates 1 … {max_new}")
+    x = np.zeros(TRANSCRIPT_HEADER + max_prompt + max_new, dtype=np.int32)
+    x[0], x[1] = len(prompt), new_tokens
+    x[TRANSCRIPT_HEADER : TRANSCRIPT_HEADER + len(prompt)] = prompt
+    return x
+
+
+def generated_ids(transcript: npt.NDArray[np.int32], stop_id: int | None = None) -> list[int]:
+    """The tokens a task's output transcript holds after its prompt, up to and including the first
+    ``stop_id``."""
+    x = np.asarray(transcript).reshape(-1)
+    prompt_len, count = int(x[0]), int(x[1])
+    out: list[int] = []
+    for token in x[TRANSCRIPT_HEADER + prompt_len : TRANSCRIPT_HEADER + prompt_len + count]:
+        out.append(int(token))
+        if token == stop_id:
+            break
+    return out
+
+
+def task_graph(weights: LlamaWeights, max_prompt: int, max_new: int) -> TaskGraph:
+    """The one graph of every task up to ``max_prompt`` prompt tokens and ``max_new`` new tokens: one
+    step per position ``t = 0 … max_prompt + max_new − 2``, each reading its token from the transcript
+    (``slice``), running every layer on that one row and writing its argmax record's token to position
+    ``t + 1`` when the task generates it (``emit``)."""
+    config = weights.config
+    if max_prompt < 1 or max_new < 1:
+        raise ValueError(f"max_prompt {max_prompt} and max_new {max_new} must be ≥ 1")
+    steps = max_prompt + max_new - 1
+    if steps > config.context:
+        raise ValueError(f"{steps} positions do not fit a context of {config.context}")
+    tables = _Tables(config)
+    g = GraphBuilder(int32(TRANSCRIPT_HEADER + max_prompt + max_new), version=2)
+    label = _Labels(g)
+    caches: list[int | None] = [None] * config.layers
+    transcript = 0
+    for t in range(steps):
+        label.step, label.layer = t, None
+        token = label("token", g.slice(transcript, TRANSCRIPT_HEADER + t, 1))
+        x = _forward(g, token, weights, caches, t, tables, label)
+        label.layer = None
+        record = label("lm_head", _next_token(g, x, weights, tables, label))
+        transcript = label("emit", g.emit(transcript, record, t))
+    return TaskGraph(g.build(), max_prompt, max_new, tuple(label.labels))
 
 
 def tokens_of(records: npt.NDArray[np.int32]) -> list[int]:

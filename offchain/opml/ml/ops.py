@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from opml.ml.blocks import BlockRows
+from opml.ml.format import TRANSCRIPT_HEADER
 
 Array = npt.NDArray[Any]
 I64 = np.int64
@@ -503,3 +504,13 @@ def concat(a: Array, b: Array, axis: int) -> Array:
 def slice_rows(x: Array, r0: int, n: int) -> Array:
     """Rows ``r0 … r0 + n − 1`` of the first axis."""
     return np.ascontiguousarray(np.asarray(x)[r0 : r0 + n])
+
+
+def emit(transcript: Array, record: Array, t: int) -> npt.NDArray[np.int32]:
+    """The transcript with the record's token written at position ``t + 1`` when that position is one
+    the task generates (``P ≤ t + 1 < P + n``, compared in int64); otherwise unchanged."""
+    x = np.array(transcript, dtype=np.int32)
+    prompt_len, count = int(x[0]), int(x[1])
+    if prompt_len <= t + 1 < prompt_len + count:
+        x[TRANSCRIPT_HEADER + t + 1] = np.asarray(record).reshape(-1)[0]
+    return x

@@ -99,10 +99,22 @@ def _program(path: Path) -> Path:
 
 
 def put_model(store: PreimageStore, model: Model) -> None:
-    """Put the manifest and every tensor of ``model`` in ``store`` under their chunk-Merkle keys."""
+    """Put the manifest and every tensor of ``model`` in ``store`` under their chunk-Merkle keys (a
+    model's tensors match their keys, so one the store holds is not hashed again)."""
     store.put_chunk_merkle(model.manifest)
     for key in named_keys(model.nodes):
-        store.put_chunk_merkle(model.tensor(key))
+        if key not in store:
+            store.put_chunk_merkle(model.tensor(key))
+
+
+def node_kinds(model: Model) -> list[int]:
+    """The first node of each kind (op, params, input and output descs): nodes of one kind run the
+    same code path of the node program on different bytes, within the same step bound."""
+    first: dict[tuple[object, ...], int] = {}
+    for k, node in enumerate(model.nodes):
+        kind = (node.op, node.params, node.out, *(model.values[v] for v in node.inputs))
+        first.setdefault(kind, k)
+    return sorted(first.values())
 
 
 def state_path_preimages(tree: ChunkTree) -> list[bytes]:

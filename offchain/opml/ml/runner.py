@@ -122,6 +122,8 @@ def _apply_v2(model: Model, index: int, inputs: Sequence[Array]) -> Array:
         return ops.concat(x, inputs[1], p[0])
     if op is Op.SLICE:
         return ops.slice_rows(x, p[0], node.out.shape[0])
+    if op is Op.EMIT:
+        return ops.emit(x, inputs[1], p[0])
     assert table is not None
     if op is Op.RMSNORM:
         return ops.rmsnorm(x, table, p[0], p[1])
