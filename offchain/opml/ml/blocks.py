@@ -79,16 +79,30 @@ def _u16(lo: npt.NDArray[np.uint8], hi: npt.NDArray[np.uint8]) -> npt.NDArray[np
     return lo.astype(I64) | (hi.astype(I64) << 8)
 
 
+def row_blocks(data: bytes | memoryview, is_q4_1: bool, k: int) -> npt.NDArray[np.uint8]:
+    """The tensor's bytes as ``[rows, K/32, bs]`` blocks: a read-only view, no copy."""
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, k // BLOCK, block_bytes(is_q4_1))
+    raw.flags.writeable = False
+    return raw
+
+
+def block_scales(
+    raw: npt.NDArray[np.uint8], is_q4_1: bool, f: int, where: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    """``(D, M)`` of blocks ``raw`` ``[..., bs]`` (``M`` ``None`` for ``q8_0``), checked as
+    :func:`scale_ints` checks them."""
+    d = scale_ints(_u16(raw[..., 0], raw[..., 1]), f, where)
+    m = scale_ints(_u16(raw[..., 2], raw[..., 3]), f, where) if is_q4_1 else None
+    return d, m
+
+
 def decode_rows(
     data: bytes | memoryview, is_q4_1: bool, k: int, rows: npt.NDArray[Any] | slice, f: int, where: str
 ) -> BlockRows:
     """Rows ``rows`` (indices or a slice) of a block tensor whose rows hold ``k`` weights."""
-    nb = k // BLOCK
-    bs = block_bytes(is_q4_1)
-    raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, nb, bs)[rows]
-    d = scale_ints(_u16(raw[..., 0], raw[..., 1]), f, where)
-    if is_q4_1:
-        m = scale_ints(_u16(raw[..., 2], raw[..., 3]), f, where)
+    raw = row_blocks(data, is_q4_1, k)[rows]
+    d, m = block_scales(raw, is_q4_1, f, where)
+    if m is not None:
         nib = raw[..., 4:20]
         q = np.concatenate([nib & 15, nib >> 4], axis=-1)  # byte j: weight j low, weight j + 16 high
         return BlockRows(q, d, m)

@@ -122,3 +122,43 @@ class ProgramNotBuiltError(MLError):
 
 class ProgramRunError(MLError):
     """Thrown when a MIPS program of ml-spec §7 does not exit within its step limit."""
+
+
+class GgufError(MLError, ValueError):
+    """Thrown when a GGUF file cannot be imported as a LLaMA of ml-spec §10 (base of the cases below;
+    :mod:`opml.ml.gguf_import`)."""
+
+
+class GgufReadError(GgufError):
+    """Thrown when a file is not a GGUF file or ends early (truncated header, metadata, tensor infos or
+    tensor data): download or export it again."""
+
+
+class GgufArchitectureError(GgufError):
+    """Thrown when a GGUF model is not one our LLaMA graph computes: another ``general.architecture``,
+    an untied ``output.weight``, RoPE scaling, or a tensor the graph has no place for (a bias,
+    ``rope_freqs``)."""
+
+
+class GgufMissingError(GgufError):
+    """Thrown when a metadata key or a tensor the LLaMA graph needs is absent from a GGUF file, or a key
+    has the wrong type."""
+
+
+class GgufConfigError(GgufError):
+    """Thrown when a GGUF file's ``llama.*`` keys do not make a consistent config (``rope.dimension_count``
+    not the head dimension, heads not dividing the width, ``vocab_size`` not the embedding's rows)."""
+
+
+class GgufQuantTypeError(GgufError):
+    """Thrown when a GGUF tensor has a type the integer ops do not take: matrices must be Q4_1 or Q8_0,
+    norm vectors F32."""
+
+
+class GgufShapeError(GgufError):
+    """Thrown when a GGUF tensor's shape is not the one the ``llama.*`` keys give it."""
+
+
+class GgufScaleError(GgufError):
+    """Thrown when a GGUF tensor's scales cannot be made exact integers (a block scale that is Inf, NaN,
+    subnormal or needs ``|D| ≥ 2^24`` at every ``F``), or a norm vector does not fit int16."""

@@ -11,7 +11,7 @@ per sample as :func:`run_model`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,13 +88,20 @@ def _block_rows(model: Model, index: int, rows: Any) -> blocks.BlockRows:
 def _q_weights(model: Model, index: int, row0: int, m: int) -> ops.QWeights:
     """Weight rows ``row0 … row0 + m − 1`` of node ``index`` for :func:`ops.qdense_acc`, cached by how
     they are read: tensor, wtype, row length ``K``, ``F`` and rows (every decoding step of a generation
-    graph reads the same matrices; the same bytes read another way are other weights)."""
+    graph reads the same matrices; the same bytes read another way are other weights). The cache holds
+    the blocks as a view of the model's tensor bytes and their int32 scales: 4 (``q8_0``) or 8
+    (``q4_1``) bytes a block beside the tensor itself."""
     node = model.nodes[index]
     k = model.values[node.inputs[0]].shape[1]
     cache_key = ("q_weights", node.tensor_keys[0], node.params[0], k, node.params[1], row0, m)
     cached = model._cache.get(cache_key)
     if cached is None:
-        cached = model._cache[cache_key] = ops.QWeights.of(_block_rows(model, index, slice(row0, row0 + m)))
+        key = node.tensor_keys[0]
+        assert key is not None
+        is_q4_1 = node.params[0] == DType.Q4_1
+        rows = slice(row0, row0 + m)
+        w = ops.QWeights.read(model.tensors[key], is_q4_1, k, rows, node.params[1], f"node {index}")
+        cached = model._cache[cache_key] = w
     assert isinstance(cached, ops.QWeights)
     return cached
 
@@ -103,7 +110,6 @@ def _apply_v2(model: Model, index: int, inputs: Sequence[Array]) -> Array:
     """Node ``index`` whose op is one of ml-spec §10 (no batch axis)."""
     node = model.nodes[index]
     p, op, x = node.p, node.op, inputs[0]
-    table = model.param(index, 0)
     if op is Op.QDENSE:
         m = node.out.shape[1]
         r = p[4] if node.out.dtype is DType.INT32 else None
@@ -124,6 +130,7 @@ def _apply_v2(model: Model, index: int, inputs: Sequence[Array]) -> Array:
         return ops.slice_rows(x, p[0], node.out.shape[0])
     if op is Op.EMIT:
         return ops.emit(x, inputs[1], p[0])
+    table = model.param(index, 0)  # read only here: a tensor view per call
     assert table is not None
     if op is Op.RMSNORM:
         return ops.rmsnorm(x, table, p[0], p[1])
@@ -183,22 +190,40 @@ def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool
         result = ops.softmax(x, table)
     else:  # pragma: no cover - Op is closed
         raise AssertionError(op)
-    want = ((x.shape[0],) if batch else ()) + node.out.np_shape
-    assert result.shape == want and result.dtype == node.out.np_dtype, (index, result.shape, want)
+    shape, dtype = _out_desc(model, index)
+    want = ((x.shape[0],) if batch else ()) + shape
+    assert result.shape == want and result.dtype == dtype, (index, result.shape, want)
     return result
 
 
-def run_model(model: Model, x: Any) -> RunResult:
+def _out_desc(model: Model, index: int) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Node ``index``'s output shape and dtype as numpy has them, cached (a row dtype is built anew
+    each time it is asked for)."""
+    cache_key = ("out_desc", index)
+    cached = model._cache.get(cache_key)
+    if cached is None:
+        cached = model._cache[cache_key] = (model.nodes[index].out.np_shape, model.nodes[index].out.np_dtype)
+    assert isinstance(cached, tuple)
+    return cached
+
+
+NodeDone = Callable[[int, Array], None]
+"""Called with each node's index and output as the run computes it (progress, streaming)."""
+
+
+def run_model(model: Model, x: Any, on_node: NodeDone | None = None) -> RunResult:
     """Run ``model`` on the input ``x`` (an array of the input's shape whose values fit its dtype)."""
-    return run_from(model, [model.check_input(x)], 0)
+    return run_from(model, [model.check_input(x)], 0, on_node)
 
 
-def run_from(model: Model, values: Sequence[Array], start: int) -> RunResult:
+def run_from(model: Model, values: Sequence[Array], start: int, on_node: NodeDone | None = None) -> RunResult:
     """The run whose values ``0 … start`` are ``values[: start + 1]`` (taken as they are): nodes
     ``start … N−1`` computed from them, then every key and state."""
     values = list(values[: start + 1])
     for i in range(start, len(model.nodes)):
         values.append(apply_node(model, i, [values[r] for r in model.nodes[i].inputs]))
+        if on_node is not None:
+            on_node(i, values[-1])
     keys = tuple(tensor_key(value_bytes(v, d)) for v, d in zip(values, model.values, strict=True))
     # S_i is the key of keys[: i + 2]: every prefix at once, O(N log N) hashes (ml-spec §5).
     states = tuple(prefix_keys(keys))
