@@ -16,7 +16,8 @@ input is posted twice, as a multi-phase and as a single-phase task. Per mode:
   formula alongside);
 - ``transactions`` and ``gas_per_move`` (by kind: max and count) and ``total_gas``: every transaction
   of both parties from the challenge to the payout, oracle reveals included;
-- ``vm_steps``: VM steps the honest challenger executed; ``native_s``: its native inference time.
+- ``vm_steps``: VM steps the honest challenger executed; ``native_s``: its native inference time;
+  ``vm_s``: its phase-2 traces; ``dry_run_s``: its dry run before staking (one program per node kind).
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def play(game: Any, model_id: int, model: Any, x: np.ndarray, multi_phase: bool,
         "total_gas": sum(m.gas for m in moves),
         "vm_steps": honest.vm_steps,
         "native_s": round(honest.native_seconds, 4),
+        "vm_s": round(honest.vm_seconds, 4),
+        "dry_run_s": round(honest.dry_run_seconds, 4),
     }
 
 

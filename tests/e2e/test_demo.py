@@ -6,6 +6,7 @@ and the money each party got out of the game (protocol §5), which must add up t
 
 from __future__ import annotations
 
+import html
 import io
 import shutil
 import subprocess
@@ -30,6 +31,25 @@ def _run(deployer, options: DemoOptions) -> tuple[object, str, object]:
     buffer = io.StringIO()
     result = run_demo(deployment, deployer, options, Console(file=buffer, width=120))
     return result, buffer.getvalue(), deployment.game
+
+
+@SLOW
+def test_demo_tells_the_llm_story(deployer, tmp_path):
+    """`ape run demo --model smollm2`: the question, the honest and the lying answers, and the node phase 1
+    finds (layer 17's attention at the prompt's last token) named by layer, operator and token, in the
+    summary and in the report."""
+    result, out, game = _run(deployer, DemoOptions("smollm2", report_dir=tmp_path))
+    assert result.winner == Party.CHALLENGER == Party(int(game.dispute(result.dispute_id).winner))
+    rows = dict(result.context)
+    assert rows["prompt"] == "What is the capital of France?"
+    assert rows["honest answer"] == "'The capital of France is Paris.'"
+    assert rows["lying answer"] != rows["honest answer"]
+    assert rows["phase 1 found"] == rows["the lie"]
+    assert "attention in layer 17 at token 36" in rows["the lie"]
+    page = result.report.read_text()
+    for text in rows.values():
+        assert html.escape(text) in page
+    assert "Story 2: a server lies at node" in out and "challenger wins" in out
 
 
 @pytest.mark.parametrize(

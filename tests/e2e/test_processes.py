@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _ci import SLOW
 from _digits import digits_test_split
 from _toolchain import build_toolchain
 from click.testing import CliRunner
@@ -160,6 +161,62 @@ def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
     assert reported.returncode == 0, reported.stderr
     page = (folder / "report" / f"dispute-{honest_dispute}.html").read_text()
     assert "challenger wins" in page and "id=disassembly" in page
+
+
+@SLOW
+def test_llm_agents_as_processes(node, smollm2):
+    """SmolLM2 served and disputed as the digits models are: `opml model register` of the registration,
+    `opml task submit --ids`, a lying `opml server` (layer 17's attention at the last prompt token) and
+    an honest `opml challenger`, each its own process: the challenger wins."""
+    folder = node["folder"]
+    model = str(smollm2.path)
+    registered = opml(node, "model", "register", model, account="TEST::0")
+    assert registered.returncode == 0, registered.stderr
+    model_id = registered.stdout.split()[1].rstrip(":")
+    labels = smollm2.card.labels
+    lie = max(k for k, lb in enumerate(labels) if (lb.role, lb.step, lb.layer) == ("attention", 15, 17))
+    honest = str(_rpc(node["url"], "eth_accounts", [])[5]).lower()  # TEST::5
+    agents, logs = {}, {}
+    for role, account, extra in (
+        ("server", "TEST::4", ["--lie-node", str(lie)]),
+        ("challenger", "TEST::5", []),
+    ):
+        logs[role] = open(folder / f"llm-{role}.log", "w")  # noqa: SIM115  # closed below
+        command = opml_args(node, role, "--model", model, "--interval", "0.5", *extra, account=account)
+        command += ["--store", str(folder / f"llm-{role}")]
+        agents[role] = subprocess.Popen(command, cwd=ROOT, stdout=logs[role], stderr=subprocess.STDOUT)
+    try:
+        ids = ",".join(map(str, smollm2.prompt_ids("The capital of France", chat=False)))
+        submitted = opml(
+            node,
+            "task",
+            "submit",
+            model_id,
+            "--model",
+            model,
+            "--ids",
+            ids,
+            "--tokens",
+            "4",
+            account="TEST::1",
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        task_id = submitted.stdout.split()[1].rstrip(":")
+        status = ""
+        deadline = time.monotonic() + 1200
+        while "challenger won" not in dispute_lines(status).get(honest, ""):
+            assert time.monotonic() < deadline, status
+            for role, process in agents.items():
+                assert process.poll() is None, (folder / f"llm-{role}.log").read_text()
+            time.sleep(5)
+            status = opml(node, "task", "status", task_id).stdout
+        assert f"task {task_id}: rejected (model {model_id}, multi-phase)" in status, status
+    finally:
+        for process in agents.values():
+            process.send_signal(signal.SIGINT)
+        for role, process in agents.items():
+            process.wait(timeout=60)
+            logs[role].close()
 
 
 def test_every_command_has_help():

@@ -2,6 +2,7 @@
 
     opml model register MODEL [--uri URI]                   register MODEL with this checkout's programs
     opml task submit MODEL_ID INPUT --model FILE [--reward WEI] [--window S] [--single-phase]
+    opml task submit MODEL_ID --model LLM (--prompt TEXT | --ids 1,2,3) [--tokens N]   an LLM's task
     opml task status TASK_ID                                the task, its result and its disputes
     opml server --model FILE... [--store DIR] [--lie-node K]     the long-running server agent
     opml challenger --model FILE... [--store DIR]                the long-running challenger agent
@@ -181,16 +182,22 @@ def task_group() -> None:
 
 @task_group.command("submit")
 @click.argument("model_id", type=click.IntRange(min=0))
-@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("input_file", metavar="[INPUT]", type=click.Path(dir_okay=False), required=False)
 @click.option("--model", "model_file", required=True, help="The model file registered as MODEL_ID.")
+@click.option("--prompt", default=None, help="An LLM's prompt, in its chat template (instead of INPUT).")
+@click.option("--ids", default=None, help="An LLM's prompt as token ids, comma-separated (instead of INPUT).")
+@click.option("--tokens", type=click.IntRange(min=1), default=None, help="An LLM's new tokens [the most].")
 @click.option("--reward", type=click.IntRange(min=1), default=10**16, show_default=True, help="wei")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="seconds [default: the minimum]")
 @click.option("--single-phase", is_flag=True, help="Dispute the whole model in the VM (no graph phase).")
 @chain_options
 def task_submit(
     model_id: int,
-    input_file: str,
+    input_file: str | None,
     model_file: str,
+    prompt: str | None,
+    ids: str | None,
+    tokens: int | None,
     reward: int,
     window: int | None,
     single_phase: bool,
@@ -198,18 +205,26 @@ def task_submit(
     account: str,
     addresses: Path | None,
 ) -> None:
-    """Post a task: MODEL_ID on INPUT (raw tensor bytes, .npy or .json), with a reward; print its id."""
+    """Post a task: MODEL_ID on INPUT (raw tensor bytes, .npy or .json), or for an LLM (a model from
+    `opml model import`) on --prompt TEXT or --ids, with a reward; print its id."""
     import numpy as np
 
     from opml.ml.runner import load_input
 
+    if (input_file is None) == (prompt is None and ids is None) or (prompt is not None and ids is not None):
+        raise click.UsageError("give exactly one of INPUT, --prompt and --ids")
     m = _read_model(model_file)
-    try:
-        x = np.asarray(load_input(input_file, m.input))
-    except OpmlError as exc:
-        raise click.ClickException(f"{input_file}: {exc}") from None
-    except OSError as exc:
-        raise click.ClickException(f"{input_file}: {exc.strerror or exc}") from None
+    if input_file is None:
+        if single_phase:  # its whole-model program is ~10^11 steps: no agent could dispute it
+            raise click.UsageError("an LLM's tasks are multi-phase: drop --single-phase")
+        x = _llm_input(model_file, prompt, ids, tokens)
+    else:
+        try:
+            x = np.asarray(load_input(input_file, m.input))
+        except OpmlError as exc:
+            raise click.ClickException(f"{input_file}: {exc}") from None
+        except OSError as exc:
+            raise click.ClickException(f"{input_file}: {exc.strerror or exc}") from None
     with connect(network, account, addresses) as c:
         if model_id >= int(c.game.modelCount()):
             raise click.ClickException(f"no model {model_id} in the game (it has {int(c.game.modelCount())})")
@@ -229,6 +244,27 @@ def task_submit(
         )
         event = receipt.events[0]
     click.echo(f"task {int(event.taskId)}: input key 0x{bytes(event.inputKey).hex()}")
+
+
+def _llm_input(model_file: str, prompt: str | None, ids: str | None, tokens: int | None) -> Any:
+    """The task input of an LLM's prompt (text in the chat template, or ids) and new-token count."""
+    from opml.ml.llm import LlmModel
+
+    try:
+        llm = LlmModel.load(model_file)
+        if prompt is not None:
+            prompt_ids = llm.prompt_ids(prompt)
+        else:
+            assert ids is not None
+            try:
+                prompt_ids = [int(t) for t in ids.split(",")] if ids.strip() else []
+            except ValueError:
+                raise ValueError(f"--ids {ids!r} is not a comma-separated list of token ids") from None
+        return llm.task(prompt_ids, llm.card.max_new if tokens is None else tokens)
+    except (OpmlError, ValueError) as exc:
+        raise click.ClickException(f"{model_file}: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or model_file}: {exc.strerror or exc}") from None
 
 
 @task_group.command("status")

@@ -153,6 +153,7 @@ class Agent:
     vm_steps: int = 0
     vm_seconds: float = 0.0
     native_seconds: float = 0.0
+    dry_run_seconds: float = 0.0
     traces: TraceCache = field(default_factory=TraceCache)
     _runs: dict[int, RunResult] = field(default_factory=dict)
     _tasks: dict[int, _Task] = field(default_factory=dict)
@@ -391,6 +392,7 @@ class Agent:
         the whole-model program, or the node program on the first node of each kind (``node_kinds``: a
         generation graph repeats a few hundred kinds over thousands of nodes). Decided once per task."""
         if task.task_id not in self._dry_runs:
+            t0 = time.perf_counter()
             store = PreimageStore(self.store_dir / "dry-run")
             model, n = task.model, len(task.model.nodes)
             if task.multi_phase:
@@ -406,6 +408,7 @@ class Agent:
                 except ProgramRunError:
                     ok = False
             self._dry_runs[task.task_id] = ok
+            self.dry_run_seconds += time.perf_counter() - t0
             if not ok:
                 self.log(
                     f"{self._name}: task {task.task_id}: not staked on: a dispute could not be won within "

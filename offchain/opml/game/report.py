@@ -13,6 +13,7 @@ import base64
 import contextlib
 import html
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,8 @@ class DisputeReport:
     moves: list[Move] = field(default_factory=list)
     path: list[Interval] = field(default_factory=list)
     step: StepDetail | None = None
+    context: list[tuple[str, str]] = field(default_factory=list)
+    """Rows the caller adds to the task table (an LLM's prompt, answers, what the disputed node is)."""
 
     @property
     def total_gas(self) -> int:
@@ -323,6 +326,7 @@ def render_html(report: DisputeReport, png: bytes) -> str:
             f"<th>after</th></tr>{mem}</table>"
         )
     node = "whole model (single-phase)" if report.node is None else f"node {report.node} of {report.nodes}"
+    context = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in report.context)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>opML dispute {report.dispute_id}</title>
 <style>
@@ -345,6 +349,7 @@ tr.changed {{ background: #fff3c4; }}
 <tr><td>input key</td><td class=mono>{report.input_key}</td></tr>
 <tr><td>claimed output key</td><td class=mono>{report.output_key}</td></tr>
 <tr><td>disputed</td><td>{node}</td></tr>
+{context}
 </table>
 <h2>Bisection</h2>
 <img id=plot alt="the disputed interval per round"
@@ -360,9 +365,11 @@ tr.changed {{ background: #fff3c4; }}
 """
 
 
-def write_report(game: Any, dispute_id: int, out_dir: Path) -> Path:
-    """Write ``dispute-<id>.html`` and ``dispute-<id>.png`` under ``out_dir``; return the HTML's path."""
+def write_report(game: Any, dispute_id: int, out_dir: Path, context: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write ``dispute-<id>.html`` and ``dispute-<id>.png`` under ``out_dir``; return the HTML's path.
+    ``context``: (what, text) rows for the task table."""
     report = collect(game, dispute_id)
+    report.context = list(context)
     png = render_plot(report)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"dispute-{dispute_id}.png").write_bytes(png)
