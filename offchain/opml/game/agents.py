@@ -11,8 +11,9 @@ isolated items (op-challenger's shape):
   boundary: an exception is logged with the item's id and the item is retried after a back-off,
   while every other item goes on (:meth:`Agent._guard`).
 - **money and cost policy** (:mod:`opml.game.policy`): an agent bonds only when it can still afford
-  the stakes and gas of its open disputes; both roles dry-run in the VM every program a dispute could
-  run before they bond; phase-2 traces are shared between disputes (:mod:`opml.game.trace_cache`).
+  the stakes and gas of its open disputes; before they first bond on a model, both roles check every
+  program's step bound and dry-run in the VM one program per node kind (:meth:`Agent._dry_run`);
+  phase-2 traces are shared between disputes (:mod:`opml.game.trace_cache`).
 
 An agent keeps no state it cannot rebuild: a restarted agent scans the events again and carries on
 where the chain is. It checks every off-chain input against its key before using it (the model against
@@ -160,7 +161,8 @@ class Agent:
     _pending: set[int] = field(default_factory=set)
     _disputes: set[int] = field(default_factory=set)
     _models_seen: dict[int, Model | None] = field(default_factory=dict)
-    _dry_runs: dict[int, bool] = field(default_factory=dict)
+    _dry_runs: dict[tuple[bytes, bool], bool] = field(default_factory=dict)
+    """Per (model commitment, multi-phase): whether a dispute on it can be proven (:meth:`_dry_run`)."""
     _failures: dict[str, _Failure] = field(default_factory=dict)
     _views: dict[int, DisputeView] = field(default_factory=dict)
     _setups: dict[int, ProgramSetup] = field(default_factory=dict)
@@ -390,8 +392,10 @@ class Agent:
         the agent's step limit: a party stakes only on what it can prove in the VM, never on the native
         run alone. Every program's step bound (ml-spec §9) must be within the limit, and the programs run:
         the whole-model program, or the node program on the first node of each kind (``node_kinds``: a
-        generation graph repeats a few hundred kinds over thousands of nodes). Decided once per task."""
-        if task.task_id not in self._dry_runs:
+        generation graph repeats a few hundred kinds over thousands of nodes). Decided once per model and
+        mode, on its first task: the bounds and the kinds are the model's, whatever the input."""
+        mode = (task.model.commitment, task.multi_phase)
+        if mode not in self._dry_runs:
             t0 = time.perf_counter()
             store = PreimageStore(self.store_dir / "dry-run")
             model, n = task.model, len(task.model.nodes)
@@ -407,14 +411,14 @@ class Agent:
                     ok = ok and run_program(setup, self.max_vm_steps).exit_code == EXIT_VALID
                 except ProgramRunError:
                     ok = False
-            self._dry_runs[task.task_id] = ok
+            self._dry_runs[mode] = ok
             self.dry_run_seconds += time.perf_counter() - t0
-            if not ok:
-                self.log(
-                    f"{self._name}: task {task.task_id}: not staked on: a dispute could not be won within "
-                    f"{self.max_vm_steps} VM steps"
-                )
-        return self._dry_runs[task.task_id]
+        if not self._dry_runs[mode]:
+            self.log(
+                f"{self._name}: task {task.task_id}: not staked on: a dispute could not be won within "
+                f"{self.max_vm_steps} VM steps"
+            )
+        return self._dry_runs[mode]
 
     def _gas_price(self) -> int:
         from ape import chain
@@ -535,7 +539,6 @@ class Agent:
         """The task needs nothing more from us: drop what we computed for it, unless a dispute we play
         is on it."""
         self._pending.discard(task_id)
-        self._dry_runs.pop(task_id, None)
         self._drop_run_if_unused(task_id)
 
     def _drop_run_if_unused(self, task_id: int) -> None:

@@ -21,8 +21,8 @@ import numpy.typing as npt
 
 from opml.ml import blocks, ops
 from opml.ml.errors import InvalidInputError
-from opml.ml.format import V1_OPS, DType, Model, Op, TensorDesc, check_value, tensor_key
-from opml.oracle.chunk_tree import prefix_keys
+from opml.ml.format import V1_OPS, DType, Model, Op, TensorDesc, check_value
+from opml.oracle.chunk_tree import chunk_merkle_keys, prefix_keys
 
 Array = npt.NDArray[Any]
 _V2_OPS = frozenset(Op) - V1_OPS
@@ -224,7 +224,7 @@ def run_from(model: Model, values: Sequence[Array], start: int, on_node: NodeDon
         values.append(apply_node(model, i, [values[r] for r in model.nodes[i].inputs]))
         if on_node is not None:
             on_node(i, values[-1])
-    keys = tuple(tensor_key(value_bytes(v, d)) for v, d in zip(values, model.values, strict=True))
+    keys = tuple(chunk_merkle_keys([value_bytes(v, d) for v, d in zip(values, model.values, strict=True)]))
     # S_i is the key of keys[: i + 2]: every prefix at once, O(N log N) hashes (ml-spec §5).
     states = tuple(prefix_keys(keys))
     return RunResult(tuple(values), keys, states)

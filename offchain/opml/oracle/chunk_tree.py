@@ -17,7 +17,8 @@ Two implementations share the :class:`ChunkTree` interface:
 
 Both give the same roots and proofs for the same bytes; :func:`verify_part_proof` checks a proof in the
 contract's order of checks. :func:`prefix_keys` gives the keys of every prefix of a list of chunks (the
-run commitments ``S_i`` of ml-spec §5) incrementally.
+run commitments ``S_i`` of ml-spec §5) incrementally, and :func:`chunk_merkle_keys` the keys of many
+buffers at once (a model run's values), all their trees a level at a time.
 """
 
 from __future__ import annotations
@@ -147,6 +148,89 @@ def _prefix_root(full: list[bytes | None], count: int) -> bytes:
         root = full[depth]
     assert root is not None
     return root
+
+
+BATCH_BYTES = 1 << 22
+"""Bytes of data :func:`chunk_merkle_keys` copies into one batch (4 MiB); a larger buffer gets its own
+:class:`DenseChunkTree`, so the copies stay bounded whatever the sizes."""
+
+
+def chunk_merkle_keys(buffers: Sequence[bytes | bytearray | memoryview | np.ndarray]) -> list[bytes]:
+    """``ChunkTree.from_bytes(b).key`` of each buffer (bytes-like or a numpy array), in order.
+
+    The trees are built together, a level at a time: every tree's pairs of a level go to one call of
+    :func:`hash_messages`, an odd last node paired with ``Z[level]``, and the ``(root, size)`` of every
+    key to one more, so the cost per buffer is a few numpy operations rather than a tree's Python calls
+    (hundreds of keys of a few KiB each: a model run's values). A buffer of ≤ 32 bytes is its own root
+    (depth 0, empty data ``Z[0]``); one of over :data:`BATCH_BYTES` is built alone, 1 MiB at a time.
+    """
+    views = [b if isinstance(b, bytes) else as_byte_view(b) for b in buffers]
+    sizes = [len(v) for v in views]
+    roots = [b""] * len(views)
+    batches: list[list[int]] = [[]]
+    batch_bytes = 0
+    for i, (view, size) in enumerate(zip(views, sizes, strict=True)):
+        if size <= CHUNK:
+            roots[i] = bytes(view) + bytes(CHUNK - size)
+        elif size > BATCH_BYTES:
+            roots[i] = DenseChunkTree(view).root
+        else:
+            if batch_bytes >= BATCH_BYTES:
+                batches.append([])
+                batch_bytes = 0
+            batches[-1].append(i)
+            batch_bytes += size
+    for batch in batches:
+        if batch:
+            for i, root in zip(batch, _batch_roots([views[i] for i in batch]), strict=True):
+                roots[i] = root
+    # keccak256(abi.encode(root, size)) with the type in byte 0, as chunk_merkle_key.
+    messages = np.zeros((len(views), 2 * CHUNK), np.uint8)
+    messages[:, :CHUNK] = np.frombuffer(b"".join(roots), np.uint8).reshape(-1, CHUNK)
+    messages[:, -8:] = np.array(sizes, ">u8").view(np.uint8).reshape(-1, 8)
+    digests = hash_messages(messages.reshape(-1)).reshape(-1, CHUNK)
+    digests[:, 0] = KeyType.CHUNK_MERKLE
+    out = digests.tobytes()
+    return [out[CHUNK * i : CHUNK * (i + 1)] for i in range(len(views))]
+
+
+def _batch_roots(views: list[bytes | memoryview]) -> list[bytes]:
+    """The roots of trees of ≥ 2 chunks each, hashed together level by level (see
+    :func:`chunk_merkle_keys`)."""
+    # Level 0: each buffer zero-padded to whole pairs of chunks (the last chunk's padding and an odd
+    # last leaf's sibling Z[0] are both zero bytes).
+    pair = 2 * CHUNK
+    zeros = bytes(pair)
+    parts: list[bytes | memoryview] = []
+    for view in views:
+        parts.append(view)
+        if len(view) % pair:
+            parts.append(zeros[len(view) % pair :])
+    rows = hash_messages(b"".join(parts)).reshape(-1, CHUNK)
+    counts = np.array([-(-len(v) // pair) for v in views], np.int64)  # nodes of level 1 per tree
+    ids = np.arange(len(views))
+    roots = [b""] * len(views)
+    level = 1
+    while True:
+        done = counts == 1  # a tree of depth `level`: its one node is the root
+        if done.any():
+            got = rows[(np.cumsum(counts) - 1)[done]].tobytes()
+            for k, i in enumerate(ids[done].tolist()):
+                roots[i] = got[CHUNK * k : CHUNK * (k + 1)]
+            keep = ~done
+            if not keep.any():
+                return roots
+            rows, ids, counts = rows[np.repeat(keep, counts)], ids[keep], counts[keep]
+        odd = counts & 1
+        if odd.any():  # insert Z[level] after each odd tree's last node
+            padded = counts + odd
+            out = np.empty((int(padded.sum()), CHUNK), np.uint8)
+            out[(np.cumsum(padded) - 1)[odd == 1]] = np.frombuffer(_Z[level], np.uint8)
+            out[np.arange(len(rows)) + np.repeat(np.cumsum(odd) - odd, counts)] = rows
+            rows, counts = out, padded
+        rows = hash_messages(rows.reshape(-1)).reshape(-1, CHUNK)
+        counts //= 2
+        level += 1
 
 
 def verify_part_proof(key: bytes, chunk_root: bytes, size: int, part_offset: int, part: bytes, siblings):
