@@ -99,6 +99,28 @@ def dispute_lines(status: str) -> dict[str, str]:
     return lines
 
 
+def wait_for_the_win(node, agents: dict, logs: dict, task_id: str, honest: str, seconds: float) -> str:
+    """Poll ``opml task status`` until ``honest``'s dispute is won, the agents still running; the status."""
+    status = ""
+    deadline = time.monotonic() + seconds
+    while "challenger won" not in dispute_lines(status).get(honest, ""):
+        assert time.monotonic() < deadline, status
+        for role, process in agents.items():
+            assert process.poll() is None, Path(logs[role].name).read_text()
+        time.sleep(3)
+        status = opml(node, "task", "status", task_id).stdout
+    return status
+
+
+def stop_agents(agents: dict, logs: dict) -> None:
+    """Ctrl-C each agent process, wait for it and close its log."""
+    for process in agents.values():
+        process.send_signal(signal.SIGINT)
+    for role, process in agents.items():
+        process.wait(timeout=60)
+        logs[role].close()
+
+
 def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
     """A lying server and an honest challenger, each its own long-running process, while an attacker
     process registers the model with a non-UTF-8 uri, posts 1-wei spam tasks and opens a sock dispute
@@ -125,14 +147,7 @@ def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
         attack = [str(BIN / "python"), str(ROOT / "tests" / "e2e" / "_attacker.py")]
         attack += [node["network"], str(node["addresses"]), CNN, "20"]
         attacker = subprocess.Popen(attack, cwd=ROOT, stdout=logs["attacker"], stderr=subprocess.STDOUT)
-        status = ""
-        deadline = time.monotonic() + 400
-        while "challenger won" not in dispute_lines(status).get(honest, ""):
-            assert time.monotonic() < deadline, status
-            for role, process in agents.items():
-                assert process.poll() is None, (folder / f"{role}.log").read_text()
-            time.sleep(3)
-            status = opml(node, "task", "status", "0").stdout
+        wait_for_the_win(node, agents, logs, "0", honest, 400)
         assert attacker.wait(timeout=60) == 0, (folder / "attacker.log").read_text()
         status = opml(node, "task", "status", "0").stdout
         assert status.startswith("task 0: rejected (model 0, multi-phase)"), status
@@ -141,11 +156,7 @@ def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
             status
         )  # the sock's and the honest one
     finally:
-        for process in agents.values():
-            process.send_signal(signal.SIGINT)
-        for role, process in agents.items():
-            process.wait(timeout=60)
-            logs[role].close()
+        stop_agents(agents, logs)
         logs["attacker"].close()
     server_log = (folder / "server.log").read_text()
     challenger_log = (folder / "challenger.log").read_text()
@@ -202,21 +213,10 @@ def test_llm_agents_as_processes(node, smollm2):
         )
         assert submitted.returncode == 0, submitted.stderr
         task_id = submitted.stdout.split()[1].rstrip(":")
-        status = ""
-        deadline = time.monotonic() + 1200
-        while "challenger won" not in dispute_lines(status).get(honest, ""):
-            assert time.monotonic() < deadline, status
-            for role, process in agents.items():
-                assert process.poll() is None, (folder / f"llm-{role}.log").read_text()
-            time.sleep(5)
-            status = opml(node, "task", "status", task_id).stdout
+        status = wait_for_the_win(node, agents, logs, task_id, honest, 1200)
         assert f"task {task_id}: rejected (model {model_id}, multi-phase)" in status, status
     finally:
-        for process in agents.values():
-            process.send_signal(signal.SIGINT)
-        for role, process in agents.items():
-            process.wait(timeout=60)
-            logs[role].close()
+        stop_agents(agents, logs)
 
 
 def test_every_command_has_help():
