@@ -523,7 +523,7 @@ class Agent:
         if x is None:
             return 0  # the input may still be published before the window closes: look again
         run = self._run(task, x)
-        if task.final_state == run.states[-1] or not self._dry_run(task, x, run):
+        if task.final_state == run.states[-1] or (self.lie is None and not self._dry_run(task, x, run)):
             self._forget(task.task_id)
             return 0
         bond = self._stake
