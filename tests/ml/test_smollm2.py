@@ -34,13 +34,11 @@ def run(smollm2_registered):
     return x, run_model(smollm2.model, x)
 
 
-def test_the_answers_are_pinned(smollm2_registered, run):
+def test_the_answer_is_pinned(smollm2_registered, run):
     smollm2 = smollm2_registered
     _x, result = run
     answer = smollm2.answer(result.output)
     assert answer == PINNED_ANSWER, (answer, smollm2.tokenizer.decode(answer))
-    short = run_model(smollm2.model, smollm2.task(smollm2.prompt_ids("The capital of France", chat=False), 2))
-    assert smollm2.answer(short.output) == [314, 7042]  # " is", " Paris"
 
 
 def sampled_nodes(smollm2) -> list[int]:
