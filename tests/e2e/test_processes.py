@@ -152,16 +152,17 @@ def test_deploy_then_separate_agents_play_a_dispute_to_the_end(node):
         status = opml(node, "task", "status", "0").stdout
         assert status.startswith("task 0: rejected (model 0, multi-phase)"), status
         disputes = dispute_lines(status)
-        assert len(disputes) == 2 and ": resolved" in disputes[honest], (
-            status
-        )  # the sock's and the honest one
+        # the sock's and the honest one; under load the honest dispute may end before the sock's opens
+        sock = "sock dispute opened" in (folder / "attacker.log").read_text()
+        assert len(disputes) == (2 if sock else 1) and ": resolved" in disputes[honest], status
     finally:
         stop_agents(agents, logs)
         logs["attacker"].close()
     server_log = (folder / "server.log").read_text()
     challenger_log = (folder / "challenger.log").read_text()
     attacker_log = (folder / "attacker.log").read_text()
-    assert "poisoned registration" in attacker_log and "sock dispute opened" in attacker_log, attacker_log
+    assert "poisoned registration" in attacker_log, attacker_log
+    assert sock or "before the sock could dispute it" in attacker_log, attacker_log
     assert "submitResult" in server_log and "claimExecution dispute" in server_log
     assert "defend dispute" in server_log
     assert "challenge" in challenger_log
