@@ -424,7 +424,7 @@ def _inspect_llm(path: str, m: "Model") -> None:
     except ValueError as exc:
         _fail(exc)
     params = sum(len(m.tensor(k)) for k in m.tensors)
-    click.echo(f"tokenizer   {card.gguf}")
+    click.echo(f"tokenizer   {card.gguf or 'none (a synthetic model: prompts are token ids)'}")
     click.echo(
         f"tasks       prompts of 1 … {card.max_prompt} tokens, 1 … {card.max_new} new tokens, "
         f"stop id {card.stop_id}"
@@ -480,14 +480,15 @@ def model_import(gguf: str, out: str, max_prompt: int, max_new: int) -> None:
     "--tokens", type=click.IntRange(min=1), default=16, show_default=True, help="New tokens at most."
 )
 @click.option("--raw", is_flag=True, help="Use PROMPT as it is (default: wrap it in the chat template).")
-def generate(model: str, prompt: str, tokens: int, raw: bool) -> None:
-    """Generate an answer to PROMPT with MODEL (from `opml model import`) on the native integer runner:
-    the answer as it comes, tokens/s, and the run's commitment S_{N-1}."""
+@click.option("--ids", "as_ids", is_flag=True, help="PROMPT is token ids, comma-separated (e.g. 1,2,3).")
+def generate(model: str, prompt: str, tokens: int, raw: bool, as_ids: bool) -> None:
+    """Generate an answer to PROMPT with MODEL (from `opml model import` or `opml model synth`) on the
+    native integer runner: the answer as it comes, tokens/s, and the run's commitment S_{N-1}."""
     from opml.ml.llm import LlmModel
 
     try:
         llm = LlmModel.load(model)
-        ids = llm.prompt_ids(prompt, chat=not raw)
+        ids = _ids(prompt) if as_ids else llm.prompt_ids(prompt, chat=not raw)
         x = llm.task(ids, tokens)
     except (OpmlError, ValueError) as exc:
         _fail(exc)
@@ -506,7 +507,7 @@ def generate(model: str, prompt: str, tokens: int, raw: bool) -> None:
         if token == llm.card.stop_id:
             done[0] = True
             return
-        pending.extend(llm.tokenizer.token_bytes(token))
+        pending.extend(llm.token_bytes(token))
         try:  # print whole characters only: one may span tokens
             text = pending.decode("utf-8")
         except UnicodeDecodeError:
@@ -527,6 +528,59 @@ def generate(model: str, prompt: str, tokens: int, raw: bool) -> None:
         f"S_{len(llm.model.nodes) - 1} {_hex(result.states[-1])}",
         err=True,
     )
+
+
+SYNTH_SHAPES = ("llama-3.2-1b", "llama-3.2-1b-h256")
+"""The names of ``opml.ml.synth.SHAPES`` (not imported here: the CLI starts without numba)."""
+
+
+def _ids(text: str) -> list[int]:
+    """Comma-separated token ids; a one-line ``ValueError`` for anything else."""
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{text!r} is not comma-separated token ids (e.g. 1,2,3)") from None
+
+
+@model_group.command("synth")
+@click.option("--shape", type=click.Choice(SYNTH_SHAPES), default="llama-3.2-1b", show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the weights.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The model file to write.")
+@click.option(
+    "--max-prompt", type=click.IntRange(min=1), default=8, show_default=True, help="Largest prompt, tokens."
+)
+@click.option("--max-new", type=click.IntRange(min=1), default=4, show_default=True, help="Most new tokens.")
+def model_synth(shape: str, seed: int, out: str, max_prompt: int, max_new: int) -> None:
+    """Write OUT, a synthetic LLaMA of SHAPE with weights drawn from SEED (docs/ml-spec.md §10.7), as the
+    graph that serves every task up to the sizes given, with its card (no tokenizer: prompts are ids).
+    Streams: memory stays far below the file's size. Then reads OUT back, checking every tensor's key."""
+    from opml.ml.format import read_model
+    from opml.ml.synth import SHAPES, matrix_specs, write_synth
+
+    specs = matrix_specs(SHAPES[shape])
+    done = [0]
+
+    def progress(spec: object) -> None:
+        done[0] += 1
+        if done[0] % 16 == 0 or done[0] == 2 * len(specs):
+            passes = "keys" if done[0] <= len(specs) else "file"
+            click.echo(f"  {passes}: {done[0] % len(specs) or len(specs)}/{len(specs)} matrices", err=True)
+
+    t0 = time.perf_counter()
+    try:
+        synth = write_synth(out, SHAPES[shape], seed, max_prompt, max_new, progress)
+        written = time.perf_counter() - t0
+        read_model(out, verify=True)
+    except (OpmlError, ValueError) as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(OSError(f"{exc.filename or out}: {exc.strerror or exc}"))
+    click.echo(
+        f"{out}: {shape}, seed {seed}, {synth.params:,} parameters, {synth.file_bytes:,} bytes, "
+        f"{len(synth.labels)} nodes; written in {written:.1f} s, checked in "
+        f"{time.perf_counter() - t0 - written:.1f} s"
+    )
+    click.echo(f"commitment  {_hex(synth.commitment)}")
 
 
 @model_group.command("run")

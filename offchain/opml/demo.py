@@ -125,7 +125,7 @@ def _llm_subject(out: Console) -> _Subject:
     def node_text(k: int) -> str:
         label = labels[k]
         token = int(x[2 + label.step]) if label.step < len(ids) else None
-        at = f"token {label.step}" + (f" ({llm.tokenizer.decode([token])!r})" if token is not None else "")
+        at = f"token {label.step}" + (f" ({llm.decode([token])!r})" if token is not None else "")
         layer = "" if label.layer is None else f" in layer {label.layer}"
         op = llm.model.nodes[k].op.name.lower()
         what = label.role if op == label.role else f"{label.role} ({op})"
@@ -137,7 +137,7 @@ def _llm_subject(out: Console) -> _Subject:
         llm.model,
         x,
         f"the question {LLM_QUESTION!r}: {len(ids)} tokens in the chat template, {LLM_TOKENS} new tokens",
-        lambda output: repr(llm.tokenizer.decode(t for t in llm.answer(output) if t != llm.card.stop_id)),
+        lambda output: repr(llm.decode(t for t in llm.answer(output) if t != llm.card.stop_id)),
         node_text,
         lie,
         (("prompt", LLM_QUESTION),),

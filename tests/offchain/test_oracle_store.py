@@ -1,8 +1,12 @@
-"""The on-disk preimage store: content-addressed files, parts, lengths, and trees rebuilt cold."""
+"""The on-disk preimage store: content-addressed files, parts, lengths, trees rebuilt cold, and ranges of
+model files held without a copy."""
 
+import json
+import os
 import random
 
 import _by_hand
+import numpy as np
 import pytest
 
 from opml.oracle import PreimageStore, SparseChunkTree
@@ -12,7 +16,9 @@ from opml.oracle.errors import (
     LocalDataTooLargeError,
     PreimageNotFoundError,
     PreimageTooLargeError,
+    StoreIntegrityError,
 )
+from opml.vm.preimage import OracleView
 
 CTX = bytes(range(32))
 CALLER = "0x" + "34" * 20
@@ -144,3 +150,167 @@ def test_a_local_value_file_under_another_key_is_a_typed_error(tmp_path):
         )
     with pytest.raises(StoreIntegrityError):
         PreimageStore(tmp_path).local_value(a)
+
+
+# --- ranges: a chunk-Merkle preimage held as bytes of another file (a model), not copied ----------------
+
+
+def _file_with(tmp_path, data: bytes, before: int = 1000, after: int = 77, name: str = "model.bin"):
+    """A file with ``data`` at offset ``before``, between other (random) bytes; return its path."""
+    rng = random.Random(name)
+    path = tmp_path / name
+    path.write_bytes(rng.randbytes(before) + data + rng.randbytes(after))
+    return path
+
+
+def _range_store(tmp_path, data: bytes, before: int = 1000):
+    """A store that holds ``data`` as a range of a model file: (store root, key, model path)."""
+    model = _file_with(tmp_path, data, before)
+    key = _by_hand.chunk_merkle_key(data)
+    assert PreimageStore(tmp_path / "ranges").put_chunk_merkle_range(key, model, before, len(data)) == key
+    return tmp_path / "ranges", key, model
+
+
+def _flip(path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x01]))
+
+
+@pytest.mark.parametrize("size", [0, 5, 32, 10_000, 3 * 4096 + 7])
+def test_a_range_serves_what_a_copy_of_its_bytes_serves(tmp_path, size):
+    data = random.Random(size).randbytes(size)
+    root, key, model = _range_store(tmp_path, data)
+    copy = PreimageStore(tmp_path / "copies")
+    assert copy.put_chunk_merkle(data) == key
+    assert not PreimageStore(root).path(key).exists()  # nothing copied: only the record
+    record = (root / "chunk-merkle" / (key.hex() + ".range")).read_text()
+    assert json.loads(record) == {"file": str(model.resolve()), "offset": 1000, "size": size}
+    store = PreimageStore(root)  # a fresh store instance on the same root
+    assert key in store
+    assert store.get(key) == data and store.length(key) == size
+    assert store.tree(key).root == copy.tree(key).root == _by_hand.chunk_root(data)
+    array = store.array(key)
+    assert array.dtype == np.uint8 and array.ndim == 1 and not array.flags.writeable
+    assert array.tobytes() == data and np.array_equal(array, copy.array(key))
+    for offset in range(0, max(size, 1), 32):
+        assert store.read_part(key, offset) == copy.read_part(key, offset)
+        assert store.proof(key, offset) == copy.proof(key, offset)
+    with pytest.raises(InvalidPartOffsetError):
+        store.read_part(key, 32 * max(1, -(-size // 32)))  # the first part past the end
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "deleted", "moved"])
+def test_a_changed_model_file_is_a_typed_error_on_first_use(tmp_path, how):
+    data = random.Random(how).randbytes(5000)
+    root, key, model = _range_store(tmp_path, data)
+    _flip(model, 500)  # a byte outside the range does not matter
+    assert PreimageStore(root).get(key) == data
+    if how == "flipped":
+        _flip(model, 1000 + 4321)
+    elif how == "truncated":
+        os.truncate(model, 1000 + 4999)
+    elif how == "deleted":
+        model.unlink()
+    else:
+        model.rename(tmp_path / "elsewhere.bin")
+    # A missing file is an integrity error, not a missing preimage: the store says it holds the key.
+    why = {"flipped": "another key", "truncated": "only 5999 bytes"}.get(how, "missing")
+    store = PreimageStore(root)
+    assert key in store
+    pattern = f"do not hold the preimage of key 0x{key.hex()}.*{why}"
+    for read in (store.get, store.length, store.array, store.tree, lambda k: store.read_part(k, 0)):
+        with pytest.raises(StoreIntegrityError, match=pattern):
+            read(key)
+    with pytest.raises(StoreIntegrityError, match="put the model again"):
+        OracleView(PreimageStore(root)).preimage_length(key)
+
+
+def test_the_oracle_view_reads_a_range_as_it_reads_a_copy(tmp_path):
+    data = random.Random(7).randbytes(3000)
+    root, key, _ = _range_store(tmp_path, data)
+    copy = PreimageStore(tmp_path / "copies")
+    copy.put_chunk_merkle(data)
+    ranged, copied = OracleView(PreimageStore(root)), OracleView(copy)
+    assert ranged.preimage_length(key) == copied.preimage_length(key) == 3000
+    for offset in (0, 32, 1024, 2976):
+        assert ranged.preimage_part(key, offset) == copied.preimage_part(key, offset)
+    array = ranged.preimage_array(key)
+    assert not array.flags.writeable and np.array_equal(array, copied.preimage_array(key))
+
+
+def test_a_copy_wins_over_a_range(tmp_path):
+    data = random.Random(8).randbytes(2000)
+    model = _file_with(tmp_path, data)
+    store = PreimageStore(tmp_path / "store")
+    key = store.put_chunk_merkle(data)
+    assert store.put_chunk_merkle_range(key, model, 1000, 2000) == key
+    assert not store.path(key).with_name(key.hex() + ".range").exists()
+    model.unlink()  # the copy does not depend on the model file
+    assert PreimageStore(tmp_path / "store").checked_path(key).read_bytes() == data
+
+    # The other way round: a copy put after a range is what a fresh store reads.
+    data = random.Random(9).randbytes(2000)
+    model = _file_with(tmp_path, data, name="second.bin")
+    key = store.put_chunk_merkle_range(_by_hand.chunk_merkle_key(data), model, 1000, 2000)
+    assert store.put_chunk_merkle(data) == key
+    model.unlink()
+    assert PreimageStore(tmp_path / "store").get(key) == data
+
+
+def test_putting_a_range_again_with_another_file_rewrites_its_record(tmp_path):
+    data = random.Random(10).randbytes(4000)
+    root, key, old = _range_store(tmp_path, data)
+    store = PreimageStore(root)
+    assert store.get(key) == data  # checked against the old file
+    new = _file_with(tmp_path, data, before=64, name="moved.bin")
+    store.put_chunk_merkle_range(key, new, 64, 4000)
+    record = json.loads((root / "chunk-merkle" / (key.hex() + ".range")).read_text())
+    assert record == {"file": str(new.resolve()), "offset": 64, "size": 4000}
+    _flip(old, 1000 + 10)  # in place: a map of the old file would serve the flipped byte
+    assert store.get(key) == data  # the same store reads the new place, checked anew
+    old.unlink()
+    assert PreimageStore(root).array(key).tobytes() == data
+
+
+def test_a_range_needs_a_chunk_merkle_key_and_bytes_of_an_existing_file(tmp_path):
+    data = bytes(range(200))
+    model = _file_with(tmp_path, data)
+    key = _by_hand.chunk_merkle_key(data)
+    store = PreimageStore(tmp_path / "store")
+    for other in (_by_hand.keccak_key(data), _by_hand.local_key(1, bytes(20), CTX), bytes([9]) + key[1:]):
+        with pytest.raises(InvalidKeyTypeError):
+            store.put_chunk_merkle_range(other, model, 1000, 200)
+    for offset, size in ((-1, 200), (1000, -1)):
+        with pytest.raises(ValueError, match="non-negative"):
+            store.put_chunk_merkle_range(key, model, offset, size)
+    with pytest.raises(ValueError, match="past the end"):
+        store.put_chunk_merkle_range(key, model, 1000, 278)
+    with pytest.raises(FileNotFoundError):
+        store.put_chunk_merkle_range(key, tmp_path / "no-such-model.bin", 0, 200)
+    assert key not in store
+    store.put_chunk_merkle_range(key, model, np.int64(1000), np.int64(200))  # a manifest's integers
+    assert key in store
+    with pytest.raises(ValueError, match="held as a range"):  # it has no store file to name
+        store.checked_path(key)
+
+
+def test_ranges_into_one_file_share_one_memory_map(tmp_path):
+    rng = random.Random(11)
+    tensors = [rng.randbytes(rng.randrange(1, 3000)) for _ in range(20)]
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"".join(tensors))
+    store = PreimageStore(tmp_path / "store")
+    keys, offset = [], 0
+    for tensor in tensors:
+        key = _by_hand.chunk_merkle_key(tensor)
+        keys.append(store.put_chunk_merkle_range(key, model, offset, len(tensor)))
+        offset += len(tensor)
+    assert store._maps == {}  # mapped on first use, not when put
+    for key, tensor in zip(keys, tensors, strict=True):
+        assert store.array(key).tobytes() == tensor
+    assert list(store._maps) == [model.resolve()]
+    whole = store._maps[model.resolve()][1]
+    assert all(np.shares_memory(store.array(key), whole) for key in keys)  # slices, not copies

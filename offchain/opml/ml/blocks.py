@@ -11,6 +11,7 @@ the integer ``D = h·2^F`` by its bits (:func:`scale_ints`), so a weight times `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,47 @@ def block_bytes(is_q4_1: bool) -> int:
 
 def scale_ints(bits: npt.NDArray[Any], f: int, where: str) -> npt.NDArray[np.int64]:
     """The integers ``D = h·2^F`` of fp16 scales given by their u16 ``bits`` (any shape), from the bits:
-    ``(−1)^s·(1024 + frac)·2^(E − 25 + F)`` for ``1 ≤ E ≤ 30``, 0 for ±0."""
-    h = np.asarray(bits).astype(I64)
+    ``(−1)^s·(1024 + frac)·2^(E − 25 + F)`` for ``1 ≤ E ≤ 30``, 0 for ±0.
+
+    A 1B model has 67 M scales: they are looked up in the table of all 2^16 bit patterns at ``F``
+    (:func:`_scale_table`), and only a tensor with a bad one is decoded again to name the error."""
+    index = _checked_bits(bits, f, where)
+    out: npt.NDArray[np.int64] = _scale_table(f)[0][index]
+    return out
+
+
+def _checked_bits(bits: npt.NDArray[Any], f: int, where: str) -> npt.NDArray[np.uint16]:
+    """``bits`` as u16, once every scale they encode is valid at ``F`` (else the error of the first
+    rule broken)."""
+    index = np.asarray(bits).astype(np.uint16, copy=False)
+    if not _scale_table(f)[1][index].all():
+        _decode_scales(index.astype(I64), f, where)  # raises
+        raise AssertionError("a bad scale passed the decoder")  # pragma: no cover
+    return index
+
+
+@lru_cache(maxsize=MAX_F + 1)
+def _scale_table(f: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """``D`` of every fp16 bit pattern at ``F`` (0 where it breaks a rule), and which ones are valid:
+    :func:`_decode_scales`'s rules without raising."""
+    h = np.arange(1 << 16, dtype=I64)
+    exp = (h >> 10) & 31
+    frac = h & 1023
+    zero = exp == 0
+    sig = 1024 + frac
+    n = exp - 25 + f
+    right = np.maximum(-n, 0)
+    mag = np.where(zero, 0, np.where(n >= 0, sig << np.maximum(n, 0), sig >> right))
+    inexact = ~zero & (n < 0) & ((sig & ((I64(1) << right) - 1)) != 0)
+    ok = (exp != 31) & ~(zero & (frac != 0)) & ~inexact & (mag < SCALE_LIMIT)
+    values = np.where(ok, np.where(h >> 15 == 1, -mag, mag), 0)
+    values.flags.writeable = False
+    ok.flags.writeable = False
+    return values, ok
+
+
+def _decode_scales(h: npt.NDArray[np.int64], f: int, where: str) -> npt.NDArray[np.int64]:
+    """:func:`scale_ints` by the formula, raising on the first rule broken (in the rules' order)."""
     sign = h >> 15
     exp = (h >> 10) & 31
     frac = h & 1023
@@ -75,8 +115,9 @@ class BlockRows:
     """``[rows, nb]`` integer offsets ``M`` (``q4_1``), ``None`` for ``q8_0``."""
 
 
-def _u16(lo: npt.NDArray[np.uint8], hi: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-    return lo.astype(I64) | (hi.astype(I64) << 8)
+def _u16(raw: npt.NDArray[np.uint8], offset: int) -> npt.NDArray[np.uint16]:
+    """The little-endian u16 at byte ``offset`` of each block of ``raw`` ``[..., bs]``."""
+    return np.ascontiguousarray(raw[..., offset : offset + 2]).view("<u2")[..., 0]
 
 
 def row_blocks(data: bytes | memoryview, is_q4_1: bool, k: int) -> npt.NDArray[np.uint8]:
@@ -91,8 +132,8 @@ def block_scales(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
     """``(D, M)`` of blocks ``raw`` ``[..., bs]`` (``M`` ``None`` for ``q8_0``), checked as
     :func:`scale_ints` checks them."""
-    d = scale_ints(_u16(raw[..., 0], raw[..., 1]), f, where)
-    m = scale_ints(_u16(raw[..., 2], raw[..., 3]), f, where) if is_q4_1 else None
+    d = scale_ints(_u16(raw, 0), f, where)
+    m = scale_ints(_u16(raw, 2), f, where) if is_q4_1 else None
     return d, m
 
 
@@ -113,9 +154,9 @@ def check_scales(data: bytes | memoryview, is_q4_1: bool, f: int, where: str) ->
     """Every scale of the tensor is finite, normal or zero, a multiple of ``2^−F`` and below ``2^24``
     after scaling (ml-spec §1); raises otherwise."""
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes(is_q4_1))
-    scale_ints(_u16(raw[:, 0], raw[:, 1]), f, where)
+    _checked_bits(_u16(raw, 0), f, where)
     if is_q4_1:
-        scale_ints(_u16(raw[:, 2], raw[:, 3]), f, where)
+        _checked_bits(_u16(raw, 2), f, where)
 
 
 def smallest_f(data: bytes, is_q4_1: bool) -> int:
@@ -123,8 +164,8 @@ def smallest_f(data: bytes, is_q4_1: bool) -> int:
     scale ``(1024 + frac)·2^(E − 25)`` with ``z`` trailing zero bits in ``1024 + frac``, ``F ≥ 25 − E − z``.
     (Whether ``|D| < 2^24`` holds there is :func:`check_scales`'s to say.)"""
     raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes(is_q4_1))
-    fields = [_u16(raw[:, 0], raw[:, 1])] + ([_u16(raw[:, 2], raw[:, 3])] if is_q4_1 else [])
-    h = np.concatenate(fields)
+    fields = [_u16(raw, 0)] + ([_u16(raw, 2)] if is_q4_1 else [])
+    h = np.concatenate(fields).astype(I64)
     exp = (h >> 10) & 31
     sig = 1024 + (h & 1023)
     normal = (exp > 0) & (exp < 31)

@@ -34,7 +34,7 @@ Array = npt.NDArray[Any]
 def dequantize(m: BlockMatrix, dtype: npt.DTypeLike = np.float64) -> Array:
     """A block matrix's weights ``[rows, cols]``: ``(q·D + M)·2^−F`` from its integers (exact in float64;
     rounded once to ``dtype``)."""
-    rows = blocks.decode_rows(m.data, m.wtype is DType.Q4_1, m.cols, slice(None), m.f, "dequantize")
+    rows = blocks.decode_rows(m.raw, m.wtype is DType.Q4_1, m.cols, slice(None), m.f, "dequantize")
     w = rows.q.astype(np.float64) * rows.d[..., None].astype(np.float64)
     if rows.m is not None:
         w += rows.m[..., None].astype(np.float64)

@@ -34,9 +34,10 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -149,6 +150,28 @@ ZERO_KEY = bytes(KEY_SIZE)
 
 TensorData: TypeAlias = bytes | memoryview
 """A tensor's bytes: ``bytes``, or a read-only byte memoryview (a slice of a model file's bytes or map)."""
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor known by its key and size only, for building a graph whose weights are not in memory
+    (a synthetic model's, written to its file in a stream): ``GraphBuilder`` takes it where it takes
+    bytes, and the model is read back from the file it is written to."""
+
+    key: bytes
+    nbytes: int
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+
+@dataclass(frozen=True)
+class TensorSource:
+    """Where a model's tensors are in its file: ``offsets[key]`` is the first byte of the tensor with
+    ``key`` in the file at ``path`` (so a preimage store can point there instead of copying it)."""
+
+    path: Path
+    offsets: Mapping[bytes, int]
 
 
 def manifest_size(node_count: int) -> int:
@@ -1040,6 +1063,8 @@ class Model:
     values: tuple[TensorDesc, ...]
     """Descs of values ``0 … N`` (value 0 the input, value ``i + 1`` node ``i``'s output)."""
     manifest: bytes
+    source: TensorSource | None = field(default=None, repr=False)
+    """Where the tensors are in the model file it was read from (``None``: built in memory)."""
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -1051,6 +1076,7 @@ class Model:
         *,
         verify_keys: bool = True,
         version: int = VERSION_1,
+        source: TensorSource | None = None,
     ) -> Model:
         """Check graph and tensors and build the model (a ``version`` manifest); ``tensors`` may hold
         extra keys (dropped). Bytes and read-only byte memoryviews are kept as they are (no copy),
@@ -1060,7 +1086,7 @@ class Model:
         kept = {k: _frozen(tensors[k]) for k in named_keys(nodes) if k in tensors}
         check_tensors(nodes, values, kept, verify_keys=verify_keys)
         manifest = encode_manifest(input_desc, nodes, version)
-        return cls(input_desc, nodes, kept, tuple(values), manifest)
+        return cls(input_desc, nodes, kept, tuple(values), manifest, source)
 
     @property
     def version(self) -> int:
@@ -1140,22 +1166,49 @@ def check_value(x: Any, desc: TensorDesc, what: str) -> npt.NDArray[Any]:
 
 def encode_model_file(model: Model) -> bytes:
     """The ``*.opml`` bytes of a model (ml-spec §3.3)."""
-    keys = named_keys(model.nodes)
-    parts: list[TensorData] = [
-        FILE_MAGIC,
-        _u32s(FILE_VERSION, len(model.manifest), len(keys)),
-        model.manifest,
-    ]
-    for key in keys:
-        data = model.tensors[key]
-        parts += [key, _u32s(len(data)), data]
+    parts: list[TensorData] = []
+    _model_file_parts(model.manifest, _entries(model), parts.append)
     return b"".join(parts)
 
 
-def decode_model_file(data: bytes | bytearray | memoryview | mmap.mmap, *, verify_keys: bool = True) -> Model:
+TensorEntry: TypeAlias = tuple[bytes, int, Callable[[], Iterable[TensorData]]]
+"""A tensor of a model file to write: its key, its size and a function that yields its bytes in pieces."""
+
+
+def _entries(model: Model) -> list[TensorEntry]:
+    tensors = model.tensors
+    return [(key, len(tensors[key]), partial(_one, tensors[key])) for key in named_keys(model.nodes)]
+
+
+def _one(data: TensorData) -> list[TensorData]:
+    return [data]
+
+
+def _model_file_parts(
+    manifest: bytes, entries: Sequence[TensorEntry], write: Callable[[TensorData], object]
+) -> None:
+    """Pass the model file's bytes to ``write`` in order: header, manifest, then each entry's key, size
+    and pieces (which must add up to its size: a ``ValueError`` otherwise)."""
+    write(FILE_MAGIC + _u32s(FILE_VERSION, len(manifest), len(entries)))
+    write(manifest)
+    for key, size, pieces in entries:
+        write(key + _u32s(size))
+        written = 0
+        for piece in pieces():
+            view = memoryview(piece).cast("B")
+            written += len(view)
+            write(view)
+        if written != size:
+            raise ValueError(f"tensor 0x{key.hex()[:16]}…: {written} bytes written, its entry says {size}")
+
+
+def decode_model_file(
+    data: bytes | bytearray | memoryview | mmap.mmap, *, verify_keys: bool = True, path: Path | None = None
+) -> Model:
     """Read and check a whole model file; ``verify_keys=False`` skips only hashing each tensor against
     its key (:func:`read_model` does so for a file state it has verified). The tensors are slices of
-    ``data`` if it is bytes or read-only (a read-only mapping: no copy), else copies."""
+    ``data`` if it is bytes or read-only (a read-only mapping: no copy), else copies; ``path`` (the file
+    ``data`` is) becomes the model's :class:`TensorSource`."""
     mv = memoryview(data).cast("B")
     if len(mv) < len(FILE_MAGIC) or bytes(mv[: len(FILE_MAGIC)]) != FILE_MAGIC:
         raise BadMagicError(f"not an opML model file (magic {bytes(mv[:8])!r}, want {FILE_MAGIC!r})")
@@ -1174,6 +1227,7 @@ def decode_model_file(data: bytes | bytearray | memoryview | mmap.mmap, *, verif
     if count != len(expected):
         raise TensorSetError(f"model file has {count} tensors, the manifest names {len(expected)}")
     tensors: dict[bytes, TensorData] = {}
+    offsets: dict[bytes, int] = {}
     pos = end
     for n, want in enumerate(expected):
         if len(mv) < pos + TENSOR_ENTRY_HEADER:
@@ -1192,10 +1246,12 @@ def decode_model_file(data: bytes | bytearray | memoryview | mmap.mmap, *, verif
         if len(mv) < pos + size:
             raise TruncatedError(f"tensor {n} has {len(mv) - pos} of its {size} bytes")
         tensors[key] = mv[pos : pos + size]  # a view; Model.create copies it if ``data`` is writable
+        offsets[key] = pos
         pos += size
     if pos != len(mv):
         raise TrailingDataError(f"{len(mv) - pos} bytes follow the last tensor")
-    model = Model.create(input_desc, nodes, tensors, verify_keys=verify_keys, version=version)
+    source = None if path is None else TensorSource(path, offsets)
+    model = Model.create(input_desc, nodes, tensors, verify_keys=verify_keys, version=version, source=source)
     if model.manifest != manifest:  # every field is checked above; this only guards the encoder
         raise NonCanonicalError("the manifest does not re-encode to the same bytes")
     return model
@@ -1204,10 +1260,18 @@ def decode_model_file(data: bytes | bytearray | memoryview | mmap.mmap, *, verif
 def write_model(model: Model, path: str | Path) -> None:
     """Write the model file to a temporary file and rename it over ``path``: a model read from the old
     file keeps its (mapped) bytes, and the new file is a new inode for the cache of :func:`read_model`."""
+    write_model_file(path, model.manifest, _entries(model))
+
+
+def write_model_file(path: str | Path, manifest: bytes, entries: Sequence[TensorEntry]) -> None:
+    """Write a model file from its manifest and its tensors (in the manifest's order, each streamed in
+    pieces: no more of it in memory than a piece) to a temporary file renamed over ``path``. Nothing is
+    checked here: :func:`read_model` checks the file it wrote."""
     target = Path(os.path.realpath(path))  # through a symlink, as writing in place did
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(encode_model_file(model))
+        with open(tmp, "wb") as f:
+            _model_file_parts(manifest, entries, f.write)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -1242,10 +1306,10 @@ def read_model(path: str | Path, *, verify: bool = False) -> Model:
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
     state: FileState = (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     verified = None if verify else _verified.get(state)
-    model = decode_model_file(data, verify_keys=verified is None)
+    model = decode_model_file(data, verify_keys=verified is None, path=Path(real))
     if verified is not None and model.commitment != verified:
         # the manifest changed under an unchanged state: nothing of the cache applies
-        model = decode_model_file(data)
+        model = decode_model_file(data, path=Path(real))
     _verified.pop(state, None)  # re-insert as the newest
     _verified[state] = model.commitment
     while len(_verified) > VERIFIED_CACHE_SIZE:
@@ -1286,7 +1350,9 @@ class GraphBuilder:
             return None
         return self._put_bytes(tensor_bytes(array, dtype))
 
-    def _put_bytes(self, data: bytes) -> bytes:
+    def _put_bytes(self, data: bytes | TensorRef) -> bytes:
+        if isinstance(data, TensorRef):  # its bytes go to the file by another way (write_model_file)
+            return data.key
         data = bytes(data)
         key = self._keys.get(data)
         if key is None:
@@ -1373,7 +1439,7 @@ class GraphBuilder:
 
     # --- version 2 (ml-spec §10) ---
 
-    def _weight_rows(self, w: bytes, wtype: DType, k: int) -> int:
+    def _weight_rows(self, w: bytes | TensorRef, wtype: DType, k: int) -> int:
         """Rows of a block tensor of ``len(w)`` bytes with rows of ``k`` weights."""
         per_row = max(1, k // blocks.BLOCK) * blocks.block_bytes(wtype is DType.Q4_1)
         return max(1, len(w) // per_row)
@@ -1381,7 +1447,7 @@ class GraphBuilder:
     def qdense(
         self,
         x: int,
-        w: bytes,
+        w: bytes | TensorRef,
         wtype: DType,
         f: int,
         *,
@@ -1398,7 +1464,7 @@ class GraphBuilder:
         return self.add(Op.QDENSE, [x], params, (self._put_bytes(w), None), TensorDesc(out, (t, rows)))
 
     def qdense_argmax(
-        self, x: int, w: bytes, wtype: DType, f: int, *, row0: int = 0, m: int | None = None
+        self, x: int, w: bytes | TensorRef, wtype: DType, f: int, *, row0: int = 0, m: int | None = None
     ) -> int:
         """The argmax records of ``x`` times rows ``row0 … row0 + m − 1`` of ``w`` (all by default)."""
         mt = self._weight_rows(w, wtype, self.values[x].shape[1])
@@ -1408,7 +1474,7 @@ class GraphBuilder:
     def argmax_merge(self, a: int, b: int) -> int:
         return self.add(Op.ARGMAX_MERGE, [a, b])
 
-    def embedding(self, ids: int, w: bytes, wtype: DType, f: int, h: int, r: int) -> int:
+    def embedding(self, ids: int, w: bytes | TensorRef, wtype: DType, f: int, h: int, r: int) -> int:
         """Rows of the block table ``w`` (rows of ``h``) as int32 at ``2^−r``."""
         v = self._weight_rows(w, wtype, h)
         t = self.values[ids].shape[0]
@@ -1444,6 +1510,10 @@ class GraphBuilder:
 
     def emit(self, transcript: int, record: int, t: int) -> int:
         return self.add(Op.EMIT, [transcript, record], [t])
+
+    def manifest(self) -> bytes:
+        """The manifest of the graph so far (its commitment is the model's)."""
+        return encode_manifest(self.input, self.nodes, self.version)
 
     def build(self) -> Model:
         """The model; its tensors' keys are not hashed again (the builder derived each from its bytes)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from opml.ml.format import TRANSCRIPT_HEADER, DType, GraphBuilder, Model, int32
+from opml.ml.format import TRANSCRIPT_HEADER, DType, GraphBuilder, Model, TensorRef, int32
 from opml.ml.llama_tables import attention_scale, exp2_table, rope_table, sigmoid_table
 
 RESIDUAL_FRAC = 12
@@ -55,11 +55,19 @@ class LlamaConfig:
 class BlockMatrix:
     """A GGUF block matrix as it is: ``rows`` rows of ``cols`` weights, scales exact at ``2^−f``."""
 
-    data: bytes
+    data: bytes | TensorRef
+    """The GGUF bytes, or their key and size where the weights are not in memory (ml-spec §10.7)."""
     wtype: DType
     f: int
     rows: int
     cols: int
+
+    @property
+    def raw(self) -> bytes | memoryview:
+        """The bytes, for what reads the weights in memory (the float reference, the evaluator)."""
+        if isinstance(self.data, TensorRef):
+            raise TypeError("this matrix is known by its key only (a synthetic model's): read its model file")
+        return self.data
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,24 @@ def _next_token(
     label.layer = None
     h = label("output_norm", _norm(g, last, weights.output_norm, tables))
     emb = weights.embedding
-    return g.qdense_argmax(h, emb.data, emb.wtype, emb.f)
+    shards = lm_head_shards(emb)
+    rows = -(-emb.rows // shards)
+    record = g.qdense_argmax(h, emb.data, emb.wtype, emb.f, row0=0, m=min(rows, emb.rows))
+    for row0 in range(rows, emb.rows, rows):
+        shard = g.qdense_argmax(h, emb.data, emb.wtype, emb.f, row0=row0, m=min(rows, emb.rows - row0))
+        record = g.argmax_merge(record, shard)
+    return record
+
+
+LM_HEAD_SHARD_MACS = 1 << 27
+"""Most multiply-adds (rows × K) of one ``qdense_argmax`` of the output projection: a larger one is
+split by rows, so that no node program nears the 2^31-step cap (ml-spec §10.5)."""
+
+
+def lm_head_shards(embedding: BlockMatrix) -> int:
+    """The fewest equal row shards of the output projection within :data:`LM_HEAD_SHARD_MACS` each (1 up
+    to SmolLM2's 49,152 × 576; 2 for Llama-3.2-1B's 128,256 × 2,048)."""
+    return -(-embedding.rows * embedding.cols // LM_HEAD_SHARD_MACS)
 
 
 def generation_graph(
@@ -308,6 +333,15 @@ def task_graph(weights: LlamaWeights, max_prompt: int, max_new: int) -> TaskGrap
     step per position ``t = 0 … max_prompt + max_new − 2``, each reading its token from the transcript
     (``slice``), running every layer on that one row and writing its argmax record's token to position
     ``t + 1`` when the task generates it (``emit``)."""
+    g, labels = task_builder(weights, max_prompt, max_new)
+    return TaskGraph(g.build(), max_prompt, max_new, labels)
+
+
+def task_builder(
+    weights: LlamaWeights, max_prompt: int, max_new: int
+) -> tuple[GraphBuilder, tuple[NodeLabel, ...]]:
+    """The builder holding :func:`task_graph`'s nodes, and their labels: for weights given as
+    :class:`~opml.ml.format.TensorRef` (whose bytes the builder never holds)."""
     config = weights.config
     if max_prompt < 1 or max_new < 1:
         raise ValueError(f"max_prompt {max_prompt} and max_new {max_new} must be ≥ 1")
@@ -326,7 +360,7 @@ def task_graph(weights: LlamaWeights, max_prompt: int, max_new: int) -> TaskGrap
         label.layer = None
         record = label("lm_head", _next_token(g, x, weights, tables, label))
         transcript = label("emit", g.emit(transcript, record, t))
-    return TaskGraph(g.build(), max_prompt, max_new, tuple(label.labels))
+    return g, tuple(label.labels)
 
 
 def tokens_of(records: npt.NDArray[np.int32]) -> list[int]:

@@ -1,6 +1,7 @@
 """A registered LLM: its model file (one ``task_graph``, ml-spec §10.5) and its card, a JSON file beside
-it (``<model>.llm.json``) that the protocol never reads: where the tokenizer is, the task sizes, the
-stop token and each node's label (step, layer, role) for reports and ``opml model inspect``.
+it (``<model>.llm.json``) that the protocol never reads: where the tokenizer is (none for a synthetic
+model, ml-spec §10.7), the task sizes, the stop token and each node's label (step, layer, role) for
+reports and ``opml model inspect``.
 
 ``import_gguf`` writes both from a GGUF; ``LlmModel.load`` reads them back; ``LlmModel.task`` turns a
 text prompt into a task input, with a one-line ``ValueError`` for whatever the registration cannot run.
@@ -9,7 +10,7 @@ text prompt into a task input, with a one-line ``ValueError`` for whatever the r
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from opml.ml.format import Model, read_model, write_model
+from opml.ml.format import Model, Op, read_model, write_model
 from opml.ml.gguf_import import read_gguf
 from opml.ml.llama import NodeLabel, TaskGraph, generated_ids, task_graph, task_input
 from opml.ml.runner import Array, RunResult, run_model
@@ -37,7 +38,8 @@ class LlmCard:
     """What a model file of a generation graph does not say: the tokenizer's GGUF, the task sizes, the
     stop token, and each node's label."""
 
-    gguf: Path
+    gguf: Path | None
+    """The GGUF whose tokenizer the model uses; ``None``: none (a synthetic model takes token ids)."""
     max_prompt: int
     max_new: int
     stop_id: int
@@ -50,7 +52,7 @@ class LlmCard:
         return json.dumps(
             {
                 "format": CARD_FORMAT,
-                "gguf": str(self.gguf),
+                "gguf": None if self.gguf is None else str(self.gguf),
                 "max_prompt": self.max_prompt,
                 "max_new": self.max_new,
                 "stop_id": self.stop_id,
@@ -74,9 +76,8 @@ class LlmCard:
             labels = tuple(
                 NodeLabel(s, None if layer < 0 else layer, roles[r]) for s, layer, r in raw["labels"]
             )
-            return cls(
-                Path(raw["gguf"]), raw["max_prompt"], raw["max_new"], raw["stop_id"], raw["layers"], labels
-            )
+            gguf = None if raw["gguf"] is None else Path(raw["gguf"])
+            return cls(gguf, raw["max_prompt"], raw["max_new"], raw["stop_id"], raw["layers"], labels)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"{where} is not an LLM card of opML ({exc}): import the GGUF again") from None
 
@@ -88,7 +89,7 @@ class LlmModel:
     path: Path
     model: Model
     card: LlmCard
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | None
 
     @classmethod
     def load(cls, model_path: str | Path) -> LlmModel:
@@ -103,16 +104,37 @@ class LlmModel:
             raise ValueError(
                 f"{path.name} labels {len(card.labels)} nodes, {model_path} has {len(model.nodes)}"
             )
-        return cls(Path(model_path), model, card, _tokenizer(card.gguf))
+        tokenizer = None if card.gguf is None else _tokenizer(card.gguf)
+        return cls(Path(model_path), model, card, tokenizer)
+
+    @property
+    def vocab(self) -> int:
+        """The rows of the embedding (the token ids the model takes)."""
+        node = next(n for n in self.model.nodes if n.op is Op.EMBEDDING)
+        return node.params[2]
 
     def prompt_ids(self, text: str, *, chat: bool = True) -> list[int]:
         """The prompt's token ids: the chat template around ``text`` (``chat``), or ``text`` as it is."""
+        if self.tokenizer is None:
+            raise ValueError(f"{self.path} has no tokenizer (a synthetic model): give the prompt's token ids")
         return self.tokenizer.encode(self.tokenizer.chat_prompt(text) if chat else text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``; without a tokenizer, the ids themselves (``⟨7⟩⟨42⟩``)."""
+        if self.tokenizer is None:
+            return "".join(f"⟨{i}⟩" for i in ids)
+        return self.tokenizer.decode(ids)
+
+    def token_bytes(self, token: int) -> bytes:
+        """The UTF-8 bytes ``token`` stands for (a piece of a character, possibly)."""
+        if self.tokenizer is None:
+            return f"⟨{token}⟩".encode()
+        return self.tokenizer.token_bytes(token)
 
     def task(self, prompt: list[int], new_tokens: int) -> npt.NDArray[np.int32]:
         """The task input for ``prompt`` (ids) and ``new_tokens``; a one-line ``ValueError`` for a size
         the registration does not serve or an id outside the vocabulary."""
-        vocab = self.tokenizer.vocab_size
+        vocab = self.vocab
         bad = [t for t in prompt if not 0 <= t < vocab]
         if bad:
             raise ValueError(f"token id {bad[0]} is outside the vocabulary 0 … {vocab - 1}")

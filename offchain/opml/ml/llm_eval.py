@@ -98,7 +98,7 @@ class IntegerLlama:
         emb = weights.embedding
         self.f = emb.f
         self._head = ops.QWeights.read(
-            emb.data, emb.wtype is DType.Q4_1, emb.cols, slice(None), emb.f, "lm_head"
+            emb.raw, emb.wtype is DType.Q4_1, emb.cols, slice(None), emb.f, "lm_head"
         )
         self._graphs: dict[int, Model] = {}
         self._generations: dict[tuple[int, int], Generation] = {}

@@ -99,11 +99,16 @@ def _program(path: Path) -> Path:
 
 
 def put_model(store: PreimageStore, model: Model) -> None:
-    """Put the manifest and every tensor of ``model`` in ``store`` under their chunk-Merkle keys (a
-    model's tensors match their keys, so one the store holds is not hashed again)."""
+    """Put the manifest and every tensor of ``model`` in ``store`` under their chunk-Merkle keys. The
+    tensors of a model read from its file are put as ranges of that file (no copy: a 1B model's weights
+    stay in one file however many agents serve it; the store hashes a range when it first serves it);
+    those of a model built in memory are copied, once (its tensors match their keys)."""
     store.put_chunk_merkle(model.manifest)
+    source = model.source
     for key in named_keys(model.nodes):
-        if key not in store:
+        if source is not None:  # again each time: the file may have moved since the last put
+            store.put_chunk_merkle_range(key, source.path, source.offsets[key], len(model.tensor(key)))
+        elif key not in store:
             store.put_chunk_merkle(model.tensor(key))
 
 

@@ -233,6 +233,52 @@ def _batch_roots(views: list[bytes | memoryview]) -> list[bytes]:
         level += 1
 
 
+class ChunkKeyStream:
+    """The chunk-Merkle key of data given in pieces of any size: the key ``ChunkTree.from_bytes`` gives
+    their concatenation, while holding less than 1 MiB of the data and its level-``CACHE_LEVEL`` nodes
+    (1/128 of its size) at a time. It writes a model file of any size without the file in memory."""
+
+    PAGE = CHUNK << CACHE_LEVEL
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._pending = bytearray()
+        self._pages: list[np.ndarray] = []
+        """Level ``CACHE_LEVEL`` nodes of the whole pages hashed so far, in order."""
+
+    def update(self, data: bytes | bytearray | memoryview | np.ndarray) -> None:
+        view = as_byte_view(data)
+        self.size += len(view)
+        if self._pending:
+            self._pending += view
+            view = memoryview(bytes(self._pending))
+            self._pending.clear()
+        whole = len(view) - len(view) % self.PAGE
+        if whole >= CHUNK * BLOCK_CHUNKS:  # hashed in place: no copy of page-aligned pieces
+            self._hash_pages(view[:whole])
+            view = view[whole:]
+        self._pending += view
+
+    def _hash_pages(self, data: memoryview | bytes) -> None:
+        nodes = np.frombuffer(data, np.uint8)
+        for _ in range(CACHE_LEVEL):
+            nodes = hash_messages(nodes)
+        self._pages.append(nodes)
+
+    def key(self) -> bytes:
+        """The key of everything given so far; call it after the last piece."""
+        depth = tree_depth(self.size)
+        if not self._pages:  # under 1 MiB: all of it is pending
+            return DenseChunkTree(bytes(self._pending)).key
+        if self._pending:  # zero-padded to a whole page, as the dense tree pads its last block
+            self._hash_pages(bytes(self._pending) + bytes(-len(self._pending) % self.PAGE))
+            self._pending.clear()
+        nodes = np.concatenate(self._pages).tobytes()
+        for level in range(CACHE_LEVEL, depth):
+            nodes = parents(nodes, _Z[level])
+        return chunk_merkle_key(nodes, self.size)
+
+
 def verify_part_proof(key: bytes, chunk_root: bytes, size: int, part_offset: int, part: bytes, siblings):
     """Check a part proof exactly as ``loadChunkMerklePart`` does, in the same order; raise its error."""
     if bytes(key)[0] != KeyType.CHUNK_MERKLE:

@@ -5,17 +5,28 @@ One file per key, named by the key in hex, in a folder per key type::
     <root>/keccak/<key hex>            the preimage
     <root>/chunk-merkle/<key hex>      the preimage (a sparse file when it was put as a sparse tree)
     <root>/chunk-merkle/<key hex>.sparse   the non-zero chunks of a sparse tree (see below)
+    <root>/chunk-merkle/<key hex>.range    instead of the preimage: where it lies in another file
     <root>/local/<key hex>             the local value (≤ 32 bytes), under its localized key
     <root>/local/<key hex>.json        ``{"ident", "caller", "local_context"}`` that localize it
 
 A ``.sparse`` file lets a cold store rebuild a huge, mostly-zero tree without hashing its zeros:
 ``u64 count`` then ``count`` times ``(u64 chunk index, 32 bytes)``, little-endian. Files are written
 to a temporary name and renamed, so a crash never leaves a partial preimage under its key.
+
+A ``.range`` file, ``{"file": absolute path, "offset": int, "size": int}`` in JSON, says that the
+preimage is bytes ``offset … offset + size − 1`` of ``file`` (a tensor of a model file), so a model is
+never copied into the store. It is read only when there is no data file for the key (a copy wins). A
+store memory-maps each such file once, on first use, and serves slices of that map.
+
+Every preimage is checked against its key the first time a store instance reads it (a range: hashed
+from the map it is then served from), and :class:`StoreIntegrityError` says when it does not match.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import operator
 import os
 import struct
 import tempfile
@@ -52,6 +63,41 @@ from opml.oracle.keys import (
 
 _FOLDERS = {KeyType.LOCAL: "local", KeyType.KECCAK: "keccak", KeyType.CHUNK_MERKLE: "chunk-merkle"}
 
+_EMPTY = np.zeros(0, dtype=np.uint8)
+_EMPTY.setflags(write=False)
+
+
+def _map_file(path: Path) -> np.ndarray:
+    """A read-only ``uint8`` memory map of the whole file at ``path`` (an empty file: an empty array)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return _EMPTY  # mmap refuses an empty file
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapped, dtype=np.uint8)  # read-only, since the map is; keeps the map alive
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when the file at ``path`` is replaced or rewritten."""
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Bytes ``offset … offset + size − 1`` of ``file``: the content of a ``.range`` record."""
+
+    file: Path
+    offset: int
+    size: int
+
+    def record(self) -> bytes:
+        return json.dumps({"file": str(self.file), "offset": self.offset, "size": self.size}).encode()
+
+    @classmethod
+    def read(cls, sidecar: Path) -> _Range:
+        meta = json.loads(sidecar.read_text())
+        return cls(Path(meta["file"]), int(meta["offset"]), int(meta["size"]))
+
 
 @dataclass(frozen=True)
 class LocalValue:
@@ -81,12 +127,21 @@ class PreimageStore:
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._trees: dict[bytes, ChunkTree] = {}
         self._checked: set[bytes] = set()
+        """Keys whose data file this store has checked (or written) against the key."""
+        self._ranges: dict[bytes, np.ndarray] = {}
+        """Keys held as a range, each with its bytes, checked against the key: a slice of a map below."""
+        self._maps: dict[Path, tuple[tuple[int, int, int, int], np.ndarray]] = {}
+        """The one memory map of each file that ranges point into, with the file's identity then."""
 
     # --- paths and writes ---------------------------------------------------------------------
 
     def path(self, key: bytes) -> Path:
         """The file that holds the preimage of ``key``."""
         return self.root / _FOLDERS[key_type(key)] / bytes(key).hex()
+
+    def _range_path(self, key: bytes) -> Path:
+        path = self.path(key)
+        return path.with_name(path.name + ".range")
 
     def _write(self, path: Path, write) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -140,6 +195,35 @@ class PreimageStore:
             self._checked.add(key)  # written here from the data: it holds the preimage
         return key
 
+    def put_chunk_merkle_range(self, key: bytes, path: str | Path, offset: int, size: int) -> bytes:
+        """Record that the preimage of the chunk-Merkle ``key`` is bytes ``offset … offset + size − 1`` of the
+        file at ``path`` (no copy, not hashed now). Return ``key``.
+
+        The caller vouches for the bytes; the store hashes them when it first reads ``key``. A data file
+        already held for ``key`` stays (a copy wins); a ``.range`` record naming another place is
+        rewritten (the file may have moved). Raises :class:`InvalidKeyTypeError` for another key type,
+        ``ValueError`` for a negative offset or size or a range past the end of the file and
+        ``FileNotFoundError`` when there is no file at ``path``."""
+        key = bytes(key)
+        if key_type(key) != KeyType.CHUNK_MERKLE:
+            raise InvalidKeyTypeError(f"a range is stored under a chunk-Merkle key, not 0x{key.hex()}")
+        offset, size = operator.index(offset), operator.index(size)  # numpy integers too; JSON needs int
+        if offset < 0 or size < 0:
+            raise ValueError(f"a range has a non-negative offset and size, got {offset} and {size}")
+        file = Path(path).resolve(strict=True)
+        if file.stat().st_size < offset + size:
+            raise ValueError(f"the {size} bytes at offset {offset} end past the end of {file}")
+        if self.path(key).exists():
+            return key
+        record = _Range(file, offset, size).record()
+        sidecar = self._range_path(key)
+        if not sidecar.exists() or sidecar.read_bytes() != record:
+            self._write(sidecar, lambda f: f.write(record))
+            # The key now names another place: check that one when the key is next read.
+            self._ranges.pop(key, None)
+            self._trees.pop(key, None)
+        return key
+
     def put_local(self, ident: int, caller, local_context: bytes, value: bytes) -> bytes:
         """Store a local value (≤ 32 bytes) under the key localized with ``caller``; return that key."""
         value = bytes(value)
@@ -161,29 +245,92 @@ class PreimageStore:
     # --- get ----------------------------------------------------------------------------------
 
     def __contains__(self, key: bytes) -> bool:
+        """Whether the store has a data file or a ``.range`` record for ``key`` (not checked here)."""
         try:
-            return self.path(key).exists()
+            if self.path(key).exists():
+                return True
+            return key_type(key) == KeyType.CHUNK_MERKLE and self._range_path(key).exists()
         except InvalidKeyTypeError:
             return False
 
-    def checked_path(self, key: bytes) -> Path:
-        """The file of ``key``, checked against the key the first time this store opens it.
+    def _open(self, key: bytes) -> Path | np.ndarray:
+        """The data file of ``key``, or the bytes of its range; checked against the key the first time
+        this store reads it.
 
-        Raises :class:`PreimageNotFoundError` when there is none and :class:`StoreIntegrityError` when
-        its content is not the key's preimage (for a local value: when its record names another key;
+        Raises :class:`PreimageNotFoundError` when there is neither and :class:`StoreIntegrityError` when
+        the content is not the key's preimage (for a local value: when its record names another key;
         the value itself is whatever its caller stored)."""
         key = bytes(key)
+        held = self._ranges.get(key)
+        if held is not None:
+            return held
         path = self.path(key)
-        if not path.exists():
-            raise PreimageNotFoundError(f"no preimage for key {key.hex()}")
-        if key not in self._checked:
-            if not self._holds_preimage(key, path):
-                raise StoreIntegrityError(
-                    f"store file {path} does not hold the preimage of key 0x{key.hex()} (flipped, "
-                    "truncated or another key's file): delete it and put the preimage again"
-                )
-            self._checked.add(key)
-        return path
+        if path.exists():
+            if key not in self._checked:
+                if not self._holds_preimage(key, path):
+                    raise StoreIntegrityError(
+                        f"store file {path} does not hold the preimage of key 0x{key.hex()} (flipped, "
+                        "truncated or another key's file): delete it and put the preimage again"
+                    )
+                self._checked.add(key)
+            return path
+        if key_type(key) == KeyType.CHUNK_MERKLE and self._range_path(key).exists():
+            held = self._checked_range(key)
+            self._ranges[key] = held
+            return held
+        raise PreimageNotFoundError(f"no preimage for key {key.hex()}")
+
+    def _checked_range(self, key: bytes) -> np.ndarray:
+        """The bytes the ``.range`` record of ``key`` names, hashed against ``key`` (its tree is kept)."""
+        sidecar = self._range_path(key)
+        where = _Range.read(sidecar)
+        end = where.offset + where.size
+
+        def fail(why: str) -> StoreIntegrityError:
+            return StoreIntegrityError(
+                f"the {where.size} bytes at offset {where.offset} of {where.file} (recorded in {sidecar}) "
+                f"do not hold the preimage of key 0x{key.hex()}: {why}; put the model again "
+                f"(PreimageStore.put_chunk_merkle_range) or delete {sidecar}"
+            )
+
+        try:
+            whole = self._map(where.file)
+        except FileNotFoundError:
+            raise fail("the file is missing (moved or deleted)") from None
+        if len(whole) < end:
+            raise fail(f"the file has only {len(whole)} bytes (it changed)")
+        held = whole[where.offset : end]
+        tree = DenseChunkTree(held)
+        if tree.key != key:
+            raise fail("they hash to another key (the file changed)")
+        self._trees[key] = tree
+        return held
+
+    def _map(self, file: Path) -> np.ndarray:
+        """The store's one memory map of ``file``, mapped again only when the file has changed since.
+
+        A range already checked keeps the map it was checked on, so it is served as it was hashed."""
+        identity = _file_identity(file)
+        known = self._maps.get(file)
+        if known is not None and known[0] == identity:
+            return known[1]
+        whole = _map_file(file)
+        self._maps[file] = (identity, whole)
+        return whole
+
+    def checked_path(self, key: bytes) -> Path:
+        """The data file of ``key``, checked against the key the first time this store reads it.
+
+        Raises :class:`PreimageNotFoundError` when there is none and :class:`StoreIntegrityError` when
+        its content is not the key's preimage. A key held as a range has no file of its own: raises
+        ``ValueError`` (read it with :meth:`array` or :meth:`get`)."""
+        source = self._open(key)
+        if not isinstance(source, Path):
+            raise ValueError(
+                f"key 0x{bytes(key).hex()} is held as a range of another file ({self._range_path(key)}), "
+                "not as a store file: read it with PreimageStore.array or get"
+            )
+        return source
 
     def _holds_preimage(self, key: bytes, path: Path) -> bool:
         kind = key_type(key)
@@ -232,26 +379,43 @@ class PreimageStore:
 
     def get(self, key: bytes) -> bytes:
         """The whole preimage of ``key``."""
-        return self.checked_path(key).read_bytes()
+        source = self._open(key)
+        return source.read_bytes() if isinstance(source, Path) else source.tobytes()
 
     def length(self, key: bytes) -> int:
         """The preimage length of ``key``."""
-        return self.checked_path(key).stat().st_size
+        source = self._open(key)
+        return source.stat().st_size if isinstance(source, Path) else len(source)
 
     def read_part(self, key: bytes, part_offset: int) -> bytes:
         """The 32-byte part at ``part_offset``, zero-padded past the end (spec §2)."""
-        path = self.checked_path(key)
-        check_part_offset(part_offset, path.stat().st_size)
-        with open(path, "rb") as f:
-            f.seek(part_offset)
-            raw = f.read(PART_SIZE)
+        source = self._open(key)
+        if isinstance(source, Path):
+            check_part_offset(part_offset, source.stat().st_size)
+            with open(source, "rb") as f:
+                f.seek(part_offset)
+                raw = f.read(PART_SIZE)
+        else:
+            check_part_offset(part_offset, len(source))
+            raw = source[part_offset : part_offset + PART_SIZE].tobytes()
         return raw + bytes(PART_SIZE - len(raw))
+
+    def array(self, key: bytes) -> np.ndarray:
+        """The whole preimage of ``key`` as a read-only 1-D ``uint8`` array, not copied: a memory map of
+        its data file (a new one per call) or a slice of the store's map of its range's file. A local
+        value (which ``put_local`` may overwrite) is read into a new array."""
+        source = self._open(key)
+        if not isinstance(source, Path):
+            return source
+        if key_type(key) == KeyType.LOCAL:
+            return np.frombuffer(source.read_bytes(), dtype=np.uint8)  # read-only: it views bytes
+        return _map_file(source)
 
     def local_value(self, key: bytes) -> LocalValue:
         """The local value stored under the localized ``key`` and what localizes it."""
         if key_type(key) != KeyType.LOCAL:
             raise InvalidKeyTypeError("not a local key")
-        path = self.checked_path(key)
+        path = self.checked_path(key)  # a local value is always a file
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         return LocalValue(
             ident=meta["ident"],
@@ -264,7 +428,7 @@ class PreimageStore:
         """The chunk tree of a chunk-Merkle ``key`` (cached; rebuilt from disk on first use)."""
         if key_type(key) != KeyType.CHUNK_MERKLE:
             raise InvalidKeyTypeError("not a chunk-Merkle key")
-        self.checked_path(key)  # checks the file once, which also builds its tree
+        self._open(key)  # checks the file or range once, which also builds its tree
         return self._trees[key]
 
     def proof(self, key: bytes, part_offset: int) -> PartProof:

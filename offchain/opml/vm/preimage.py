@@ -15,15 +15,13 @@ contract reverts with ``PreimageNotLoaded`` / ``PartNotLoaded``).
 
 The fast executor (``opml.vm.fast``) may also call the optional ``preimage_array(effective_key)``: the
 whole preimage as a read-only 1-D ``uint8`` numpy array of exactly ``length`` bytes (e.g. a memory map
-of a store file), or ``None`` when the oracle cannot provide one; with an array, ``preimage_read`` runs
-inside the numba kernel instead of one Python call per 32 bytes.
+of a store file, or a slice of one of a model file), or ``None`` when the oracle cannot provide one;
+with an array, ``preimage_read`` runs inside the numba kernel instead of one Python call per 32 bytes.
 """
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NoReturn, Protocol, runtime_checkable
 
 import numpy as np
@@ -68,8 +66,10 @@ class OracleView:
     does. They default to the zero address and the zero context.
 
     Store files are content-addressed and never change, so keccak and chunk-Merkle preimages are
-    memory-mapped once and kept open (a sparse 1 GiB file costs address space, not memory). Local
-    values (which ``put_local`` may overwrite) are read from the store on every call.
+    memory-mapped once and kept open (a sparse 1 GiB file costs address space, not memory); a preimage
+    the store holds as a range of a model file is a slice of the store's one map of that file
+    (:meth:`PreimageStore.array`). Local values (which ``put_local`` may overwrite) are read from the
+    store on every call.
     """
 
     def __init__(self, store: PreimageStore, caller=ZERO_CALLER, local_context: bytes = ZERO_CONTEXT):
@@ -117,15 +117,13 @@ class OracleView:
             return cached
         try:
             kind = key_type(key)
-            path = self.store.checked_path(key)  # checked against its key when first opened
+            data = self.store.array(key)  # checked against its key when the store first reads it
         except InvalidKeyTypeError:  # an unknown key type, e.g. a key never selected (all zero)
             raise PreimageNotFoundError(self._missing_message(key, None)) from None
         except PreimageNotFoundError:
             raise PreimageNotFoundError(self._missing_message(key, kind)) from None
-        if kind == KeyType.LOCAL:
-            return _readonly(np.frombuffer(path.read_bytes(), dtype=np.uint8).copy())
-        data = _map_file(path)
-        self._maps[key] = data
+        if kind != KeyType.LOCAL:  # a local value may be overwritten: read it again next time
+            self._maps[key] = data
         return data
 
     def _missing_message(self, key: bytes, kind) -> str:
@@ -146,16 +144,6 @@ class OracleView:
             f"no preimage for key 0x{key.hex()} in {where}: put the data there first "
             f"(`opml oracle put FILE --preimages DIR`, or PreimageStore.put_keccak/put_chunk_merkle)"
         )
-
-
-def _map_file(path: Path) -> np.ndarray:
-    """A read-only ``uint8`` view of the file at ``path``, memory-mapped (an empty file: an empty array)."""
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        if size == 0:
-            return EMPTY_PREIMAGE
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    return np.frombuffer(mapped, dtype=np.uint8)
 
 
 class NoOracle:
