@@ -45,20 +45,13 @@ from opml.ml.gguf_import import read_gguf
 from opml.ml.llm import LlmModel, import_gguf
 from opml.ml.phase import EXIT_VALID, node_program_setup, run_program
 from opml.ml.runner import run_model
+from opml.ml.synth import parameter_count
 from opml.ml.tokenizer import smollm2_gguf
 from opml.oracle.store import PreimageStore
 
 PROMPT = "In physics, the first law of thermodynamics says that energy can be neither created nor"
 MAX_PROMPT, MAX_NEW = 16, 8
 LIE = ("attention", MAX_PROMPT - 1, 17)
-
-
-def _params(weights) -> int:
-    c = weights.config
-    per_layer = (
-        2 * c.hidden + c.hidden * (c.q_width + 2 * c.kv_width) + c.q_width * c.hidden + 3 * c.hidden * c.ffn
-    )
-    return c.vocab * c.hidden + c.layers * per_layer + c.hidden
 
 
 def _vm_node(llm: LlmModel, x, run, k: int, store: PreimageStore) -> int:
@@ -85,7 +78,7 @@ def main() -> None:
         report["commit_s"] = round(time.perf_counter() - t0, 2)
         llm = LlmModel.load(path)
         weights = read_gguf(smollm2_gguf())
-        report["params"] = _params(weights)
+        report["params"] = parameter_count(weights.config)
         report["nodes"] = len(llm.model.nodes)
 
         ids = llm.prompt_ids(PROMPT, chat=False)

@@ -35,10 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from ape import accounts, networks, project
 from ape.logging import logger
 from dispute import CHALLENGER_BOND, SERVER_BOND, WINDOW, play
+from llm import _vm_node
 
 from opml.chain.pyevm import lift_code_size_limit
 from opml.game.agents import registration_args
@@ -46,7 +46,6 @@ from opml.game.lies import Lie
 from opml.ml.cost import node_step_bound
 from opml.ml.format import read_model
 from opml.ml.llm import LlmModel
-from opml.ml.phase import EXIT_VALID, node_program_setup, run_program
 from opml.ml.runner import run_model
 from opml.ml.synth import SHAPES, parameter_count
 from opml.oracle.store import PreimageStore
@@ -67,13 +66,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "commitment": "0x" + synt
 
 def _mib(kib: int) -> int:
     return round(kib / 1024)
-
-
-def _vm_steps(llm: LlmModel, x: np.ndarray, run, k: int, store: PreimageStore) -> int:
-    result = run_program(node_program_setup(llm.model, x, k, run.state(k), store, run=run))
-    if result.exit_code != EXIT_VALID or result.keys != [run.keys[k + 1]]:
-        raise AssertionError(f"node {k} ({llm.card.labels[k]}): the VM disagrees with the native run")
-    return result.steps
 
 
 def main() -> None:
@@ -138,7 +130,7 @@ def main() -> None:
         }
         largest = max(range(len(llm.model.nodes)), key=lambda k: node_step_bound(llm.model, k))
         t0 = time.perf_counter()
-        vm = _vm_steps(llm, x, run, largest, PreimageStore(Path(tmp) / "vm"))
+        vm = _vm_node(llm, x, run, largest, PreimageStore(Path(tmp) / "vm"))
         report["largest_node"] = {
             "node": largest,
             "label": str(llm.card.labels[largest]),

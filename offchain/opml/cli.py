@@ -427,7 +427,7 @@ def _inspect_llm(path: str, m: "Model") -> None:
     click.echo(f"tokenizer   {card.gguf or 'none (a synthetic model: prompts are token ids)'}")
     click.echo(
         f"tasks       prompts of 1 … {card.max_prompt} tokens, 1 … {card.max_new} new tokens, "
-        f"stop id {card.stop_id}"
+        f"stop id {card.stop_id if card.stop_id >= 0 else 'none'}"
     )
     click.echo(
         f"nodes       {len(m.nodes)} over {card.max_prompt + card.max_new - 1} steps (one per position), "
@@ -544,7 +544,9 @@ def _ids(text: str) -> list[int]:
 
 @model_group.command("synth")
 @click.option("--shape", type=click.Choice(SYNTH_SHAPES), default="llama-3.2-1b", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the weights.")
+@click.option(
+    "--seed", type=click.IntRange(0, (1 << 32) - 1), default=0, show_default=True, help="Seed of the weights."
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The model file to write.")
 @click.option(
     "--max-prompt", type=click.IntRange(min=1), default=8, show_default=True, help="Largest prompt, tokens."

@@ -20,7 +20,7 @@ from opml.ml import llama, synth
 from opml.ml.errors import TensorKeyMismatchError
 from opml.ml.float_llama import dequantize
 from opml.ml.format import DType, TensorRef, read_model, write_model
-from opml.ml.llama import BlockMatrix, LlamaWeights, lm_head_shards, task_graph
+from opml.ml.llama import BlockMatrix, LlamaWeights, lm_head_rows, lm_head_shards, task_graph
 from opml.ml.llm import LlmModel
 from opml.ml.phase import EXIT_VALID, node_program_setup, put_model, run_program
 from opml.ml.runner import run_model
@@ -29,7 +29,7 @@ from opml.oracle.store import PreimageStore
 SMALL = dataclasses.replace(
     synth.LLAMA_3_2_1B, layers=2, hidden=128, heads=2, kv_heads=1, ffn=256, vocab=512, context=64
 )
-H256_SEED0 = "0x032148f81f82e29fea704c8cb5ffac088d39be149de9f20a52d8d0e93446c64c"
+H256_SEED0 = "0x038bdae7eee7e2fcfd3478303f62e8b49d665540590179d4e549cc94270bde20"
 """The commitment of ``opml model synth --shape llama-3.2-1b-h256 --seed 0`` (8-token prompts, 4 new
 tokens): pinned, so that a change of the generator (or of numpy's PCG64 stream) cannot pass unseen."""
 
@@ -170,13 +170,14 @@ def test_the_output_projection_is_split_by_rows_only_past_smollm2s_size(monkeypa
         return BlockMatrix(TensorRef(b"\x03" * 32, rows * cols // 32 * 34), DType.Q8_0, 0, rows, cols)
 
     assert lm_head_shards(head(49_152, 576)) == 1  # SmolLM2: its graph and commitment are unchanged
-    assert lm_head_shards(head(128_256, 2048)) == 2
+    assert lm_head_shards(head(128_256, 2048)) == 2 and lm_head_rows(head(128_256, 2048)) == 65_536
+    assert lm_head_rows(head(466_033, 576)) * 576 <= llama.LM_HEAD_SHARD_MACS  # K not a power of two
     # three shards of 171, 171 and 170 rows merged: the same tokens, and each node the same in the VM
     weights, specs = synth.synth_weights(SMALL, 0)
     whole = in_memory(weights, specs, 0)
     x = llama.task_input([3, 1, 4], 2, 4, 2)
     one = task_graph(whole, 4, 2).model
-    monkeypatch.setattr(llama, "LM_HEAD_SHARD_MACS", SMALL.vocab * SMALL.hidden // 3 + 1)
+    monkeypatch.setattr(llama, "LM_HEAD_SHARD_MACS", 171 * SMALL.hidden + 127)
     three = task_graph(whole, 4, 2).model
     ops = [n.op.name for n in three.nodes]
     assert ops.count("QDENSE_ARGMAX") == 3 * ops.count("EMIT") and ops.count("ARGMAX_MERGE") == 2 * ops.count(
@@ -190,3 +191,36 @@ def test_the_output_projection_is_split_by_rows_only_past_smollm2s_size(monkeypa
     for k in last_step:
         result = run_program(node_program_setup(three, x, k, run.state(k), store, run=run))
         assert result.exit_code == EXIT_VALID and result.keys == [run.keys[k + 1]]
+
+
+def test_a_seed_is_below_2_to_the_32_so_that_no_two_pieces_share_a_stream(tmp_path):
+    spec = synth.matrix_specs(SMALL)[1]
+    with pytest.raises(ValueError, match="2\\^32"):
+        spec.piece(1 << 32, 0)
+    # numpy would pad [s, i] to [s, i, 0] and split 2^32·7 into [0, 7]: four fixed words rule both out
+    assert spec.piece(0, 0) != synth.matrix_specs(SMALL)[2].piece(0, 0)[: len(spec.piece(0, 0))]
+    cli = [
+        sys.executable,
+        "-m",
+        "opml.cli",
+        "model",
+        "synth",
+        "--seed",
+        str(1 << 32),
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert subprocess.run(cli, capture_output=True, text=True).returncode == 2
+
+
+def test_an_agent_holding_a_model_whose_file_was_replaced_copies_its_old_bytes(small_pieces, tmp_path):
+    path = tmp_path / "m.opml"
+    synth.write_synth(path, SMALL, 1, 4, 2)
+    model = read_model(path)
+    synth.write_synth(path, SMALL, 2, 4, 2)  # renamed over: the held model keeps seed 1's bytes
+    assert not model.source.unchanged()
+    store = PreimageStore(tmp_path / "store")
+    put_model(store, model)
+    for key in model.tensors:
+        assert store.get(key) == bytes(model.tensor(key))
+    assert not list((tmp_path / "store").rglob("*.range"))

@@ -186,8 +186,14 @@ def test_a_range_serves_what_a_copy_of_its_bytes_serves(tmp_path, size):
     copy = PreimageStore(tmp_path / "copies")
     assert copy.put_chunk_merkle(data) == key
     assert not PreimageStore(root).path(key).exists()  # nothing copied: only the record
-    record = (root / "chunk-merkle" / (key.hex() + ".range")).read_text()
-    assert json.loads(record) == {"file": str(model.resolve()), "offset": 1000, "size": size}
+    record = json.loads((root / "chunk-merkle" / (key.hex() + ".range")).read_text())
+    st = model.stat()
+    assert record == {
+        "file": str(model.resolve()),
+        "offset": 1000,
+        "size": size,
+        "identity": [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns],
+    }
     store = PreimageStore(root)  # a fresh store instance on the same root
     assert key in store
     assert store.get(key) == data and store.length(key) == size
@@ -260,19 +266,56 @@ def test_a_copy_wins_over_a_range(tmp_path):
     assert PreimageStore(tmp_path / "store").get(key) == data
 
 
-def test_putting_a_range_again_with_another_file_rewrites_its_record(tmp_path):
+def _record(root, key) -> dict:
+    return json.loads((root / "chunk-merkle" / (key.hex() + ".range")).read_text())
+
+
+def test_a_range_whose_file_is_unchanged_keeps_its_record_when_another_file_is_put(tmp_path):
+    # two model files sharing a tensor (two registrations of one model) must not take turns
+    data = random.Random(11).randbytes(4000)
+    root, key, old = _range_store(tmp_path, data)
+    store = PreimageStore(root)
+    assert store.get(key) == data
+    other = _file_with(tmp_path, data, before=64, name="other.bin")
+    store.put_chunk_merkle_range(key, other, 64, 4000)
+    assert _record(root, key)["file"] == str(old.resolve())
+    assert store.get(key) == data and key in store._ranges  # still checked: not hashed again
+
+
+def test_putting_a_range_again_after_its_file_changed_rewrites_its_record(tmp_path):
     data = random.Random(10).randbytes(4000)
     root, key, old = _range_store(tmp_path, data)
     store = PreimageStore(root)
     assert store.get(key) == data  # checked against the old file
+    _flip(old, 1000 + 10)  # in place: a map of the old file would serve the flipped byte
     new = _file_with(tmp_path, data, before=64, name="moved.bin")
     store.put_chunk_merkle_range(key, new, 64, 4000)
-    record = json.loads((root / "chunk-merkle" / (key.hex() + ".range")).read_text())
-    assert record == {"file": str(new.resolve()), "offset": 64, "size": 4000}
-    _flip(old, 1000 + 10)  # in place: a map of the old file would serve the flipped byte
+    assert _record(root, key)["file"] == str(new.resolve()) and _record(root, key)["offset"] == 64
     assert store.get(key) == data  # the same store reads the new place, checked anew
     old.unlink()
     assert PreimageStore(root).array(key).tobytes() == data
+
+
+def test_a_file_rewritten_in_place_after_its_range_was_checked_is_hashed_again(tmp_path):
+    data = random.Random(12).randbytes(6000)
+    root, key, model = _range_store(tmp_path, data)
+    store = PreimageStore(root)
+    assert store.get(key) == data
+    _flip(model, 1000 + 100)  # the same inode (as cp or rsync --inplace would): mtime changes
+    os.utime(model, ns=(0, model.stat().st_mtime_ns + 1))  # even within the clock's resolution
+    for read in (store.get, store.array, store.tree, lambda k: store.proof(k, 0)):
+        with pytest.raises(StoreIntegrityError, match="another key"):
+            read(key)
+
+
+def test_a_malformed_range_record_is_an_integrity_error(tmp_path):
+    data = random.Random(13).randbytes(100)
+    root, key, _ = _range_store(tmp_path, data)
+    (root / "chunk-merkle" / (key.hex() + ".range")).write_text('{"file": 3}')
+    with pytest.raises(StoreIntegrityError, match="not a range record"):
+        PreimageStore(root).get(key)
+    with pytest.raises(StoreIntegrityError, match="not a range record"):
+        OracleView(PreimageStore(root)).preimage_length(key)
 
 
 def test_a_range_needs_a_chunk_merkle_key_and_bytes_of_an_existing_file(tmp_path):

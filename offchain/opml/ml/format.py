@@ -168,10 +168,21 @@ class TensorRef:
 @dataclass(frozen=True)
 class TensorSource:
     """Where a model's tensors are in its file: ``offsets[key]`` is the first byte of the tensor with
-    ``key`` in the file at ``path`` (so a preimage store can point there instead of copying it)."""
+    ``key`` in the file at ``path``, which had ``identity`` (device, inode, size, mtime) when it was
+    read (so a preimage store can point there instead of copying, while the file is that file)."""
 
     path: Path
     offsets: Mapping[bytes, int]
+    identity: tuple[int, int, int, int]
+
+    def unchanged(self) -> bool:
+        """Whether the file at ``path`` is still the one the model was read from (a model file is
+        replaced by renaming a new one over it: the model keeps the old one's bytes, mapped)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == self.identity
 
 
 def manifest_size(node_count: int) -> int:
@@ -1203,12 +1214,15 @@ def _model_file_parts(
 
 
 def decode_model_file(
-    data: bytes | bytearray | memoryview | mmap.mmap, *, verify_keys: bool = True, path: Path | None = None
+    data: bytes | bytearray | memoryview | mmap.mmap,
+    *,
+    verify_keys: bool = True,
+    file: tuple[Path, tuple[int, int, int, int]] | None = None,
 ) -> Model:
     """Read and check a whole model file; ``verify_keys=False`` skips only hashing each tensor against
     its key (:func:`read_model` does so for a file state it has verified). The tensors are slices of
-    ``data`` if it is bytes or read-only (a read-only mapping: no copy), else copies; ``path`` (the file
-    ``data`` is) becomes the model's :class:`TensorSource`."""
+    ``data`` if it is bytes or read-only (a read-only mapping: no copy), else copies; ``file`` (the path
+    and identity of the file ``data`` is) makes the model's :class:`TensorSource`."""
     mv = memoryview(data).cast("B")
     if len(mv) < len(FILE_MAGIC) or bytes(mv[: len(FILE_MAGIC)]) != FILE_MAGIC:
         raise BadMagicError(f"not an opML model file (magic {bytes(mv[:8])!r}, want {FILE_MAGIC!r})")
@@ -1250,7 +1264,7 @@ def decode_model_file(
         pos += size
     if pos != len(mv):
         raise TrailingDataError(f"{len(mv) - pos} bytes follow the last tensor")
-    source = None if path is None else TensorSource(path, offsets)
+    source = None if file is None else TensorSource(file[0], offsets, file[1])
     model = Model.create(input_desc, nodes, tensors, verify_keys=verify_keys, version=version, source=source)
     if model.manifest != manifest:  # every field is checked above; this only guards the encoder
         raise NonCanonicalError("the manifest does not re-encode to the same bytes")
@@ -1306,10 +1320,11 @@ def read_model(path: str | Path, *, verify: bool = False) -> Model:
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if st.st_size else b""
     state: FileState = (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     verified = None if verify else _verified.get(state)
-    model = decode_model_file(data, verify_keys=verified is None, path=Path(real))
+    file = (Path(real), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    model = decode_model_file(data, verify_keys=verified is None, file=file)
     if verified is not None and model.commitment != verified:
         # the manifest changed under an unchanged state: nothing of the cache applies
-        model = decode_model_file(data, path=Path(real))
+        model = decode_model_file(data, file=file)
     _verified.pop(state, None)  # re-insert as the newest
     _verified[state] = model.commitment
     while len(_verified) > VERIFIED_CACHE_SIZE:

@@ -232,9 +232,8 @@ def _next_token(
     label.layer = None
     h = label("output_norm", _norm(g, last, weights.output_norm, tables))
     emb = weights.embedding
-    shards = lm_head_shards(emb)
-    rows = -(-emb.rows // shards)
-    record = g.qdense_argmax(h, emb.data, emb.wtype, emb.f, row0=0, m=min(rows, emb.rows))
+    rows = lm_head_rows(emb)
+    record = g.qdense_argmax(h, emb.data, emb.wtype, emb.f, row0=0, m=rows)
     for row0 in range(rows, emb.rows, rows):
         shard = g.qdense_argmax(h, emb.data, emb.wtype, emb.f, row0=row0, m=min(rows, emb.rows - row0))
         record = g.argmax_merge(record, shard)
@@ -246,10 +245,16 @@ LM_HEAD_SHARD_MACS = 1 << 27
 split by rows, so that no node program nears the 2^31-step cap (ml-spec §10.5)."""
 
 
+def lm_head_rows(embedding: BlockMatrix) -> int:
+    """Rows of each shard of the output projection: all of them up to :data:`LM_HEAD_SHARD_MACS`
+    multiply-adds (SmolLM2's 49,152 × 576: one node), else ``⌊2^27 / K⌋`` (Llama-3.2-1B's 128,256 ×
+    2,048: 65,536 and 62,720)."""
+    return min(embedding.rows, max(1, LM_HEAD_SHARD_MACS // embedding.cols))
+
+
 def lm_head_shards(embedding: BlockMatrix) -> int:
-    """The fewest equal row shards of the output projection within :data:`LM_HEAD_SHARD_MACS` each (1 up
-    to SmolLM2's 49,152 × 576; 2 for Llama-3.2-1B's 128,256 × 2,048)."""
-    return -(-embedding.rows * embedding.cols // LM_HEAD_SHARD_MACS)
+    """How many ``qdense_argmax`` nodes the output projection takes: ``⌈rows / lm_head_rows⌉``."""
+    return -(-embedding.rows // lm_head_rows(embedding))
 
 
 def generation_graph(

@@ -100,15 +100,18 @@ def _program(path: Path) -> Path:
 
 def put_model(store: PreimageStore, model: Model) -> None:
     """Put the manifest and every tensor of ``model`` in ``store`` under their chunk-Merkle keys. The
-    tensors of a model read from its file are put as ranges of that file (no copy: a 1B model's weights
-    stay in one file however many agents serve it; the store hashes a range when it first serves it);
-    those of a model built in memory are copied, once (its tensors match their keys)."""
+    tensors of a model read from a file that is still there are put as ranges of that file (no copy:
+    a 1B model's weights stay in one file however many agents serve it; the store hashes a range when
+    it first serves it); the others are copied, once (a model's tensors match their keys): a model
+    built in memory, or one whose file was replaced since it was read (it holds the old bytes)."""
     store.put_chunk_merkle(model.manifest)
     source = model.source
+    in_file = source is not None and source.unchanged()
     for key in named_keys(model.nodes):
-        if source is not None:  # again each time: the file may have moved since the last put
+        if in_file:
+            assert source is not None
             store.put_chunk_merkle_range(key, source.path, source.offsets[key], len(model.tensor(key)))
-        elif key not in store:
+        elif not store.path(key).exists():  # a copy, not a range that may be stale
             store.put_chunk_merkle(model.tensor(key))
 
 

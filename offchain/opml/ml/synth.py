@@ -3,22 +3,23 @@ parameters) with seeded weights, generated and written to a model file in a stre
 the repository.
 
 Every tensor is a pure function of ``(seed, its index, the piece)``: a matrix is generated in pieces of
-whole rows (at most :data:`PIECE_BYTES`), each from its own ``numpy`` PCG64 stream seeded with
-``[seed, index, piece]``, so a piece can be made again alone. A matrix is ``q4_1`` (the embedding, tied
-with the output projection, ``q8_0``) with one fp16 scale per row, ``d = (4 + k)·2^−(e+2)`` for a
-random ``k ∈ 0 … 3``, and uniform random codes:
+whole rows (at most :data:`PIECE_BYTES`), each from its own numpy PCG64 stream seeded with the four
+words ``[seed, index, piece, 0]`` (``seed < 2^32``), so a piece can be made again alone. A matrix is
+``q4_1`` (the embedding, tied with the output projection, ``q8_0``) with one fp16 scale per row,
+``d = (4 + k)·2^−(e+2)`` for a random ``k ∈ 0 … 3``, and uniform random codes:
 
 - ``q4_1``: ``w = d·q + m`` with ``m = −7.5·d``, ``q ∈ 0 … 15``: mean 0, standard deviation ``4.61·d``;
 - ``q8_0``: ``w = d·q``, ``q`` any int8: standard deviation ``73.9·d``;
 
-with ``e`` chosen so that the deviation is about ``gain/√cols`` (gains as :mod:`opml.ml.tiny_llama`'s,
-so that the residual grows and the tokens vary). Every scale is exact at ``2^−F`` with ``F = e + 3``
-(``e + 2`` for ``q8_0``). Norm weights are int16 ``round((1 + 0.1·N(0, 1))·2^12)``.
+with ``e`` chosen so that the deviation is about :attr:`MatrixSpec.deviation` (``gain/√cols`` with the
+gains of :mod:`opml.ml.tiny_llama`, so that the residual grows; 1 for the embedding). Every scale is
+exact at ``2^−F`` with ``F = e + 3`` (``e + 2`` for ``q8_0``). Norm weights are int16 within 10 % of 1 at
+``2^−12``, from integer operations on the raw words of ``[seed, index, 0, 1]``.
 
 The file is written in two passes over the generator: the first hashes each matrix to its key (the
 node records name the keys, and the manifest comes before the tensors), the second writes the tensors
 in the manifest's order. Generating runs at ~1.7 GB/s, so twice costs less than a second copy of the
-weights; memory holds one piece and one matrix's tree nodes (1/128 of it) at a time.
+weights; memory holds a piece or two and one matrix's tree nodes from level 7 up (1/128 of it).
 """
 
 from __future__ import annotations
@@ -122,15 +123,16 @@ class MatrixSpec:
         nb = self.cols // blocks.BLOCK
         bs = blocks.block_bytes(self.is_q4_1)
         head = 4 if self.is_q4_1 else 2  # the fp16 fields before a block's codes
-        gen = np.random.default_rng([seed, self.index, piece]).bit_generator
+        gen = _stream(seed, self.index, piece, MATRIX)
         k = (gen.random_raw(n) & 3).astype(np.float64)
-        d = ((4 + k) * 2.0 ** -(self.exponent + 2)).astype(np.float16)
+        d = ((4 + k) * 2.0 ** -(self.exponent + 2)).astype("<f2")
         out = np.empty((n, nb, bs), np.uint8)
         codes = n * nb * (bs - head)
-        out[:, :, head:] = gen.random_raw(-(-codes // 8)).view(np.uint8)[:codes].reshape(n, nb, bs - head)
+        words = gen.random_raw(-(-codes // 8)).astype("<u8", copy=False)
+        out[:, :, head:] = words.view(np.uint8)[:codes].reshape(n, nb, bs - head)
         out[:, :, 0:2] = d.view(np.uint8).reshape(n, 1, 2)
         if self.is_q4_1:
-            m = (-7.5 * d.astype(np.float64)).astype(np.float16)
+            m = (-7.5 * d.astype(np.float64)).astype("<f2")
             out[:, :, 2:4] = m.view(np.uint8).reshape(n, 1, 2)
         return out.tobytes()
 
@@ -169,9 +171,23 @@ def matrix_specs(config: LlamaConfig) -> list[MatrixSpec]:
     return specs
 
 
+MATRIX, NORM = 0, 1
+"""The last word of a stream's seed: what it makes."""
+MAX_SEED = (1 << 32) - 1
+
+
+def _stream(seed: int, index: int, piece: int, kind: int) -> np.random.BitGenerator:
+    """The PCG64 stream of one piece: seeded with four words below 2^32, so that no two pieces (of any
+    seeds) share a stream (numpy pads a shorter seed with zero words and splits a larger one)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed}: a seed is an integer in 0 … 2^32 − 1")
+    return np.random.default_rng([seed, index, piece, kind]).bit_generator
+
+
 def _norm(seed: int, index: int, n: int) -> NormWeight:
-    rng = np.random.default_rng([seed, index])
-    g = np.rint((1 + 0.1 * rng.standard_normal(n)) * (1 << NORM_FRAC)).astype(np.int16)
+    """int16 ``2^12 + (w mod 819) − 409`` per raw word ``w``: uniform within 10 % of 1 at ``Gf = 12``."""
+    words = _stream(seed, index, 0, NORM).random_raw(n)
+    g = ((words % 819).astype(np.int64) + (1 << NORM_FRAC) - 409).astype(np.int16)
     return NormWeight(g, NORM_FRAC)
 
 
@@ -239,8 +255,6 @@ def write_synth(
     verify=True)`` checks it."""
     from opml.ml.llm import LlmCard, card_path  # llm imports the tokenizer; synth needs neither
 
-    if seed < 0:
-        raise ValueError(f"seed {seed}: a seed is a non-negative integer")
     weights, matrices = synth_weights(config, seed, progress)
     g, labels = task_builder(weights, max_prompt, max_new)
     entries: list[TensorEntry] = []

@@ -235,8 +235,9 @@ def _batch_roots(views: list[bytes | memoryview]) -> list[bytes]:
 
 class ChunkKeyStream:
     """The chunk-Merkle key of data given in pieces of any size: the key ``ChunkTree.from_bytes`` gives
-    their concatenation, while holding less than 1 MiB of the data and its level-``CACHE_LEVEL`` nodes
-    (1/128 of its size) at a time. It writes a model file of any size without the file in memory."""
+    their concatenation, while holding the current piece (page-aligned pieces of 1 MiB or more are
+    hashed in place; the rest waits, under 1 MiB plus a piece) and the level-``CACHE_LEVEL`` nodes
+    (1/128 of the data). It keys a model file's tensors of any size without one in memory."""
 
     PAGE = CHUNK << CACHE_LEVEL
 

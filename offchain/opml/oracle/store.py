@@ -24,6 +24,7 @@ from the map it is then served from), and :class:`StoreIntegrityError` says when
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import mmap
 import operator
@@ -84,19 +85,35 @@ def _file_identity(path: Path) -> tuple[int, int, int, int]:
 
 @dataclass(frozen=True)
 class _Range:
-    """Bytes ``offset … offset + size − 1`` of ``file``: the content of a ``.range`` record."""
+    """Bytes ``offset … offset + size − 1`` of ``file``, which had ``identity`` when they were put: the
+    content of a ``.range`` record."""
 
     file: Path
     offset: int
     size: int
+    identity: tuple[int, int, int, int]
 
     def record(self) -> bytes:
-        return json.dumps({"file": str(self.file), "offset": self.offset, "size": self.size}).encode()
+        fields = {"file": str(self.file), "offset": self.offset, "size": self.size, "identity": self.identity}
+        return json.dumps(fields).encode()
 
     @classmethod
     def read(cls, sidecar: Path) -> _Range:
-        meta = json.loads(sidecar.read_text())
-        return cls(Path(meta["file"]), int(meta["offset"]), int(meta["size"]))
+        try:
+            meta = json.loads(sidecar.read_text())
+            dev, ino, size, mtime = (int(v) for v in meta["identity"])
+            return cls(Path(meta["file"]), int(meta["offset"]), int(meta["size"]), (dev, ino, size, mtime))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreIntegrityError(
+                f"{sidecar} is not a range record ({exc}): delete it and put the model again"
+            ) from None
+
+    def unchanged(self) -> bool:
+        """Whether the file is still there with the identity it had when the range was put."""
+        try:
+            return _file_identity(self.file) == self.identity
+        except OSError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -128,8 +145,9 @@ class PreimageStore:
         self._trees: dict[bytes, ChunkTree] = {}
         self._checked: set[bytes] = set()
         """Keys whose data file this store has checked (or written) against the key."""
-        self._ranges: dict[bytes, np.ndarray] = {}
-        """Keys held as a range, each with its bytes, checked against the key: a slice of a map below."""
+        self._ranges: dict[bytes, tuple[np.ndarray, _Range]] = {}
+        """Keys held as a range: its bytes, checked against the key (a slice of a map below), and the
+        range with the file's identity when they were checked."""
         self._maps: dict[Path, tuple[tuple[int, int, int, int], np.ndarray]] = {}
         """The one memory map of each file that ranges point into, with the file's identity then."""
 
@@ -200,8 +218,9 @@ class PreimageStore:
         file at ``path`` (no copy, not hashed now). Return ``key``.
 
         The caller vouches for the bytes; the store hashes them when it first reads ``key``. A data file
-        already held for ``key`` stays (a copy wins); a ``.range`` record naming another place is
-        rewritten (the file may have moved). Raises :class:`InvalidKeyTypeError` for another key type,
+        already held for ``key`` stays (a copy wins), and so does a ``.range`` record whose file is
+        unchanged since it was put (two model files that share a tensor do not take turns); a record
+        whose file moved or changed is rewritten. Raises :class:`InvalidKeyTypeError` for another key type,
         ``ValueError`` for a negative offset or size or a range past the end of the file and
         ``FileNotFoundError`` when there is no file at ``path``."""
         key = bytes(key)
@@ -215,8 +234,14 @@ class PreimageStore:
             raise ValueError(f"the {size} bytes at offset {offset} end past the end of {file}")
         if self.path(key).exists():
             return key
-        record = _Range(file, offset, size).record()
         sidecar = self._range_path(key)
+        if sidecar.exists():
+            try:
+                if _Range.read(sidecar).unchanged():
+                    return key
+            except StoreIntegrityError:
+                pass  # a malformed record: replaced below
+        record = _Range(file, offset, size, _file_identity(file)).record()
         if not sidecar.exists() or sidecar.read_bytes() != record:
             self._write(sidecar, lambda f: f.write(record))
             # The key now names another place: check that one when the key is next read.
@@ -263,7 +288,9 @@ class PreimageStore:
         key = bytes(key)
         held = self._ranges.get(key)
         if held is not None:
-            return held
+            if held[1].unchanged():  # a stat per read: a file rewritten in place is hashed again
+                return held[0]
+            del self._ranges[key]
         path = self.path(key)
         if path.exists():
             if key not in self._checked:
@@ -275,13 +302,14 @@ class PreimageStore:
                 self._checked.add(key)
             return path
         if key_type(key) == KeyType.CHUNK_MERKLE and self._range_path(key).exists():
-            held = self._checked_range(key)
-            self._ranges[key] = held
-            return held
+            data, where = self._checked_range(key)
+            self._ranges[key] = (data, where)
+            return data
         raise PreimageNotFoundError(f"no preimage for key {key.hex()}")
 
-    def _checked_range(self, key: bytes) -> np.ndarray:
-        """The bytes the ``.range`` record of ``key`` names, hashed against ``key`` (its tree is kept)."""
+    def _checked_range(self, key: bytes) -> tuple[np.ndarray, _Range]:
+        """The bytes the ``.range`` record of ``key`` names, hashed against ``key`` (its tree is kept),
+        and that range with the identity of the file they were read from."""
         sidecar = self._range_path(key)
         where = _Range.read(sidecar)
         end = where.offset + where.size
@@ -294,7 +322,8 @@ class PreimageStore:
             )
 
         try:
-            whole = self._map(where.file)
+            identity = _file_identity(where.file)
+            whole = self._map(where.file, identity)
         except FileNotFoundError:
             raise fail("the file is missing (moved or deleted)") from None
         if len(whole) < end:
@@ -304,13 +333,11 @@ class PreimageStore:
         if tree.key != key:
             raise fail("they hash to another key (the file changed)")
         self._trees[key] = tree
-        return held
+        return held, dataclasses.replace(where, identity=identity)
 
-    def _map(self, file: Path) -> np.ndarray:
-        """The store's one memory map of ``file``, mapped again only when the file has changed since.
-
-        A range already checked keeps the map it was checked on, so it is served as it was hashed."""
-        identity = _file_identity(file)
+    def _map(self, file: Path, identity: tuple[int, int, int, int]) -> np.ndarray:
+        """The store's one memory map of ``file`` (whose identity is ``identity``), mapped again only
+        when the file has changed since."""
         known = self._maps.get(file)
         if known is not None and known[0] == identity:
             return known[1]
