@@ -86,7 +86,7 @@ void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc 
         break;
     }
     case ML_REQUANTIZE:
-        ml_requantize((const int32_t *)in[0], elems, p[0], p[1], p[2], p[3], p[4], (int8_t *)out);
+        ml_requantize((const int32_t *)in[0], elems, p[0], p[1], p[2], p[3], p[4], p[5], (int8_t *)out);
         break;
     case ML_ADD:
         ml_add((const int8_t *)in[0], (const int8_t *)in[1], elems, p, (int8_t *)out);

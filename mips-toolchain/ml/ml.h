@@ -175,8 +175,9 @@ struct ml_conv {
 void ml_conv2d(const int8_t *x, const struct ml_conv *cv, const struct ml_src *w,
                const struct ml_src *bias, int32_t *y, uint8_t *buf);
 
+/* mode 0 rounds v = x·M0 over 2^t half up, mode 1 half to even (ml-spec §4). */
 void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
-                   int32_t hi, int8_t *y);
+                   int32_t hi, int32_t mode, int8_t *y);
 void ml_add(const int8_t *a, const int8_t *b, uint32_t n, const int32_t p[8], int8_t *y);
 void ml_relu_i8(const int8_t *x, uint32_t n, int32_t z, int8_t *y);
 void ml_relu_i32(const int32_t *x, uint32_t n, int32_t z, int32_t *y);

@@ -142,7 +142,7 @@ void ml_parse_node(const uint8_t b[ML_NODE_SIZE], struct ml_node *n)
     parse_desc(b + 16, b + 20, b + 24, &n->out);
     check_limits(&n->out);
     static const uint8_t used[ML_OP_LAST + 1] = {
-        [ML_DENSE] = 1, [ML_CONV2D] = 9, [ML_REQUANTIZE] = 5, [ML_ADD] = 8, [ML_RELU] = 1,
+        [ML_DENSE] = 1, [ML_CONV2D] = 9, [ML_REQUANTIZE] = 6, [ML_ADD] = 8, [ML_RELU] = 1,
         [ML_MAXPOOL] = 4, [ML_AVGPOOL] = 4, [ML_QDENSE] = 5, [ML_QDENSE_ARGMAX] = 5, [ML_EMBEDDING] = 4,
         [ML_RMSNORM] = 2, [ML_ROPE] = 3, [ML_ATTENTION] = 3, [ML_QUANTIZE] = 1, [ML_CONCAT] = 1,
         [ML_SLICE] = 1, [ML_EMIT] = 1,
@@ -445,6 +445,7 @@ static void expected_output(const struct ml_node *n, const struct ml_desc *ins[2
         in_range(p[2], -128, 127);
         in_range(p[3], -128, 127);
         in_range(p[4], p[3], 127);
+        in_range(p[5], 0, manifest_version == 1 ? 0 : 1); /* mode: half to even only in version 2 */
         want->dtype = ML_INT8;
         break;
     case ML_ADD:

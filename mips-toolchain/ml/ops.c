@@ -73,12 +73,26 @@ static int32_t clamp(int64_t v, int32_t lo, int32_t hi)
 }
 
 void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
-                   int32_t hi, int8_t *y)
+                   int32_t hi, int32_t mode, int8_t *y)
 {
     int64_t half = (int64_t)1 << (t - 1);
+    if (mode == 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            int64_t v = ((int64_t)x[i] * m0 + half) >> t;
+            y[i] = (int8_t)clamp(v + zy, lo, hi);
+        }
+        return;
+    }
+    /* Half to even, (v + 2^(t−1) − 1 + ((v >> t) & 1)) >> t of the spec, computed as half up then, at a
+     * tie (v = (2k+1)·2^(t−1), so the low t bits of v + 2^(t−1) are zero), k + 1 with bit 0 cleared: k
+     * when k + 1 is odd. Fewer steps than a second 64-bit shift; |v| < 2^62, nothing overflows. */
+    uint64_t mask = ((uint64_t)1 << t) - 1;
     for (uint32_t i = 0; i < n; i++) {
-        int64_t v = ((int64_t)x[i] * m0 + half) >> t;
-        y[i] = (int8_t)clamp(v + zy, lo, hi);
+        int64_t s = (int64_t)x[i] * m0 + half;
+        int64_t q = s >> t;
+        if (((uint64_t)s & mask) == 0)
+            q &= ~(int64_t)1;
+        y[i] = (int8_t)clamp(q + zy, lo, hi);
     }
 }
 

@@ -74,18 +74,43 @@ int main(void)
     x32[2] = 0;
     x32[3] = -1;
     x32[4] = 1;
-    ml_requantize(x32, 64, 1518500250, 38, -5, -128, 127, y8);
+    ml_requantize(x32, 64, 1518500250, 38, -5, -128, 127, 0, y8);
     emit("requantize", y8, 64);
-    ml_requantize(x32, 64, 2147483647, 31, 127, -128, 127, y8);
+    ml_requantize(x32, 64, 2147483647, 31, 127, -128, 127, 0, y8);
     emit("requantize_saturate", y8, 64);
-    ml_requantize(x32, 64, 1, 1, 0, -20, 30, y8);
+    ml_requantize(x32, 64, 1, 1, 0, -20, 30, 0, y8);
     emit("requantize_clamp", y8, 64);
     x32[5] = 3;  /* 3·1 + 2 >> 2 = 1: a tie (0.75 → 1) and -3 → -1 (half up: -0.75 → -1) */
     x32[6] = -3;
     x32[7] = 2;  /* exactly 0.5 → 1 */
     x32[8] = -2; /* exactly -0.5 → 0 (half up) */
-    ml_requantize(x32, 64, 1, 2, 0, -128, 127, y8);
+    ml_requantize(x32, 64, 1, 2, 0, -128, 127, 0, y8);
     emit("requantize_ties", y8, 64);
+
+    /* requantize mode 1 (half to even): the accumulators above, then x32[64 … 127] = the extremes,
+     * ±2^30, ±3·2^29 and −26 … 31, whose ties land on both parities, positive and negative. */
+    ml_requantize(x32, 64, 1518500250, 38, -5, -128, 127, 1, y8);
+    emit("requantize_even", y8, 64);
+    ml_requantize(x32, 64, 2147483647, 31, 127, -128, 127, 1, y8);
+    emit("requantize_even_saturate", y8, 64);
+    ml_requantize(x32, 64, 1073741824, 62, 0, -128, 127, 1, y8); /* −2^31·2^30 / 2^62 = −0.5 → 0 */
+    emit("requantize_even_t62", y8, 64);
+    {
+        int32_t *xt = x32 + 64;
+        const int32_t ext[6] = { -2147483647 - 1, 2147483647, 1 << 30, -(1 << 30), 3 << 29, -(3 << 29) };
+        for (int i = 0; i < 64; i++)
+            xt[i] = i < 6 ? ext[i] : i - 32;
+        ml_requantize(xt, 64, 1, 2, 0, -128, 127, 1, y8); /* x/4: 0.5 → 0, 1.5 → 2, −2.5 → −2 */
+        emit("requantize_even_ties", y8, 64);
+        ml_requantize(xt, 64, 1, 1, -10, -20, 0, 1, y8); /* x/2 − 10, both clamps */
+        emit("requantize_even_clamp", y8, 64);
+        ml_requantize(xt, 64, 1 << 30, 33, 0, -128, 127, 1, y8); /* x/8, v past 2^32 */
+        emit("requantize_even_t33", y8, 64);
+        ml_requantize(xt, 64, 1 << 30, 60, 0, -128, 127, 1, y8); /* x/2^30: ±3·2^29 → ±2 */
+        emit("requantize_even_t60", y8, 64);
+        ml_requantize(xt, 64, 1 << 30, 61, 0, -128, 127, 1, y8); /* x/2^31: ±2^30 → 0 */
+        emit("requantize_even_t61", y8, 64);
+    }
 
     /* add: random and extreme operands. */
     fill_i8(xa, 100);

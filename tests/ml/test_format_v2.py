@@ -406,3 +406,69 @@ def test_the_runner_decodes_shared_bytes_as_each_node_reads_them():
             alone = Model.create(model.input, model.nodes, model.tensors, version=2)
             ins = [run.values[v] for v in node.inputs]
             assert bytes(apply_node(alone, k, ins)) == bytes(run.values[k + 1])
+
+
+# --- requantize's rounding mode (p5) --------------------------------------------------------------
+
+
+def _requantize_p5(manifest: bytes, index: int, mode: int, version: int | None = None) -> bytes:
+    """``manifest`` with node ``index``'s p5 (requantize's mode) and, if given, the header's version set."""
+    patched = bytearray(manifest)
+    assert struct.unpack_from("<I", patched, 64 + 160 * index) == (int(Op.REQUANTIZE),)
+    struct.pack_into("<i", patched, 64 + 160 * index + 40 + 4 * 5, mode)
+    if version is not None:
+        struct.pack_into("<I", patched, 4, version)
+    return bytes(patched)
+
+
+def _requantize_model(version: int, mode: int = 0) -> Model:
+    g = GraphBuilder(int32(8), version=version)
+    g.requantize(0, 1518500250, 38, -5, mode=mode)
+    g.relu(g.requantize(0, 1, 2, 0, lo=-20, hi=20, mode=mode), -3)
+    return g.build()
+
+
+def test_requantize_mode_0_records_are_unchanged():
+    """``mode`` defaults to 0, which writes the record as before (the v1 fixtures and digits models, which
+    use requantize, keep their commitments above); the same graph in v1 and v2 differs by the version."""
+    v1 = _requantize_model(1)
+    assert all(n.params[5] == 0 for n in v1.nodes) and v1.nodes[0].p == (1518500250, 38, -5, -128, 127, 0)
+    assert v1.manifest[8:] == _requantize_model(2).manifest[8:]
+    assert any(n.op is Op.REQUANTIZE for n in all_ops_model().nodes)
+
+
+def test_requantize_mode_1_needs_version_2():
+    with pytest.raises(errors.ParamRangeError, match=r"node 0 \(requantize\): mode = 1 .*version-2") as info:
+        GraphBuilder(int32(8)).requantize(0, 1, 2, 0, mode=1)
+    _one_line(info)
+    manifest = _requantize_p5(_requantize_model(2).manifest, 1, 1, version=1)  # a v1 graph but for p5
+    decode_manifest(_requantize_p5(manifest, 1, 0))  # valid in version 1 with mode 0
+    with pytest.raises(errors.ParamRangeError, match=r"node 1 \(requantize\): mode = 1 .*version-2") as info:
+        decode_manifest(manifest)
+    _one_line(info)
+    with pytest.raises(errors.ParamRangeError, match="version-2"):
+        decode_manifest(_requantize_p5(all_ops_model().manifest, 2, 1))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("mode", [2, -1, 2**31 - 1])
+def test_requantize_mode_outside_0_1_is_rejected(version, mode):
+    with pytest.raises(
+        errors.ParamRangeError, match=rf"node 0 \(requantize\): mode = {mode}, want 0 … 1"
+    ) as info:
+        GraphBuilder(int32(8), version=version).requantize(0, 1, 2, 0, mode=mode)
+    _one_line(info)
+    with pytest.raises(errors.ParamRangeError) as info:
+        decode_manifest(_requantize_p5(_requantize_model(version).manifest, 0, mode))
+    _one_line(info)
+
+
+def test_requantize_mode_1_loads_in_version_2(tmp_path):
+    model = _requantize_model(2, mode=1)
+    assert [n.params[5] for n in model.nodes if n.op is Op.REQUANTIZE] == [1, 1]
+    path = tmp_path / "even.opml"
+    path.write_bytes(encode_model_file(model))
+    again = read_model(path, verify=True)
+    assert again.version == 2 and again.manifest == model.manifest and again.commitment == model.commitment
+    x = np.array([2, -2, 6, -6, 10, -10, 2**31 - 1, -(2**31)], np.int32)
+    assert run_model(again, x).values[2].tolist()[:6] == [0, 0, 2, -2, 2, -2]  # x/4 to even

@@ -86,6 +86,32 @@ def expected_lines() -> list[str]:
     assert [int(v) for v in ties[5:9]] == [1, -1, 1, 0]  # half up: 0.75, −0.75, 0.5, −0.5
     emit("requantize_ties", ties, "i1")
 
+    # mode 1 (half to even): the accumulators above, then the extremes, ±2^30, ±3·2^29 and −26 … 31
+    emit("requantize_even", ops.requantize(x32[:64], 1518500250, 38, -5, -128, 127, 1), "i1")
+    emit("requantize_even_saturate", ops.requantize(x32[:64], 2**31 - 1, 31, 127, -128, 127, 1), "i1")
+    t62 = ops.requantize(x32[:64], 2**30, 62, 0, -128, 127, 1)
+    assert int(x32[0]) == -(2**31) and int(t62[0]) == 0  # −2^61 / 2^62 = −0.5 → 0
+    emit("requantize_even_t62", t62, "i1")
+    xt = x32[64:128]
+    xt[:] = [-(2**31), 2**31 - 1, 2**30, -(2**30), 3 << 29, -(3 << 29), *range(-26, 32)]
+    even = ops.requantize(xt, 1, 2, 0, -128, 127, 1)
+    up = ops.requantize(xt, 1, 2, 0, -128, 127)
+    # x/4 at the ties −26, −22, −2, 2, 6, 10: −6.5, −5.5, −0.5, 0.5, 1.5, 2.5
+    at = [v + 32 for v in (-26, -22, -2, 2, 6, 10)]
+    assert [int(even[i]) for i in at] == [-6, -6, 0, 0, 2, 2]
+    assert [int(up[i]) for i in at] == [-6, -5, 0, 1, 2, 3]
+    emit("requantize_even_ties", even, "i1")
+    clamp = ops.requantize(xt, 1, 1, -10, -20, 0, 1)
+    assert {int(clamp.min()), int(clamp.max())} == {-20, 0}
+    emit("requantize_even_clamp", clamp, "i1")
+    emit("requantize_even_t33", ops.requantize(xt, 2**30, 33, 0, -128, 127, 1), "i1")
+    t60 = ops.requantize(xt, 2**30, 60, 0, -128, 127, 1)
+    assert [int(v) for v in t60[:6]] == [-2, 2, 1, -1, 2, -2]  # 3·2^29 / 2^30 = 1.5 → 2
+    emit("requantize_even_t60", t60, "i1")
+    t61 = ops.requantize(xt, 2**30, 61, 0, -128, 127, 1)
+    assert [int(v) for v in t61[:6]] == [-1, 1, 0, 0, 1, -1]  # 2^30 / 2^31 = 0.5 → 0
+    emit("requantize_even_t61", t61, "i1")
+
     xa[:100] = r.i8(100)
     xb[:100] = r.i8(100)
     xa[:2] = [-128, 127]

@@ -402,6 +402,63 @@ def test_tiny_llama_whole_model_program(tiny_generation, tmp_path):
     assert result.memory_bytes <= model_memory_bound(model)
 
 
+# --- requantize's half-to-even mode (ml-spec §4, p5 = 1: version 2 only) ------------------------------
+
+
+def requantize_even_model():
+    """Requantize nodes in mode 1 (and one in mode 0) over accumulators full of exact ties, positive and
+    negative, on both parities, with both clamps; then an add of the mode-1 and the mode-0 quarters."""
+    x = np.array(
+        [I32_MIN, I32_MAX, 1 << 30, -(1 << 30), 3 << 29, -(3 << 29), *range(-40, 41)]
+        + [int(v) for v in np.random.default_rng(3).integers(I32_MIN, I32_MAX + 1, 41)],
+        np.int32,
+    )
+    g = GraphBuilder(int32(len(x)), version=2)
+    quarter = g.requantize(0, 1, 2, 0, mode=1)  # x/4: ties at x ≡ 2 (mod 4)
+    g.requantize(0, 1, 1, -10, lo=-20, hi=0, mode=1)  # x/2 − 10, both clamps
+    g.requantize(0, 1 << 30, 60, 3, mode=1)  # x/2^30: ±3·2^29 → ±2
+    g.requantize(0, 1 << 30, 62, 0, mode=1)  # −2^31·2^30 / 2^62 = −0.5 → 0
+    g.requantize(0, 1518500250, 38, -5, mode=1)
+    up = g.requantize(0, 1, 2, 0)  # mode 0: half up
+    g.add_(quarter, up, 0, 1 << 30, 0, 1 << 30, 31, 0, -128, 127)
+    return g.build(), x
+
+
+def test_requantize_half_to_even_in_vm(tmp_path):
+    """Every node in the node program: the native key (mode 1 and mode 0 differ on these ties, so a
+    kernel that ignored p5 would give another key), exit 0 on the native claim and 1 on a changed byte,
+    steps and memory within their bounds; the whole-model program too."""
+    model, x = requantize_even_model()
+    run = run_model(model, x)
+    even, up = run.values[1], run.values[6]
+    assert (even != up).sum() == 10  # the ties x = 4k + 2 with k even, k = −10 … 8
+    assert even.tolist()[6 + 38 : 6 + 43] == [0, 0, 0, 0, 0] and even.tolist()[6 + 46] == 2  # −2 … 2; 6/4
+    for k in range(len(model.nodes)):
+        check_node(model, x, k, tmp_path, run=run)
+    store = PreimageStore(tmp_path / "model")
+    result = run_program(model_program_setup(model, x, run.state(len(model.nodes) - 1), store))
+    assert result.exit_code == EXIT_VALID and result.keys == list(run.keys[1:])
+    assert result.steps <= model_step_bound(model)
+
+
+@pytest.mark.parametrize(
+    "why, mode, version", [("mode 1 in version 1", 1, 1), ("mode 2", 2, 2), ("mode −1", -1, 2)]
+)
+def test_malformed_requantize_mode_exits_3(why, mode, version, tmp_path):
+    model, x = requantize_even_model()
+    k = 5  # the mode-0 node: in version 1 only its p5 is wrong
+    manifest = put_u32(model.manifest, field(k, "p", 5), mode)
+    if version == 1:
+        manifest = put_u32(manifest, 4, 1)
+        for j in range(k):  # the mode-1 nodes before it to mode 0, so that node k alone is wrong
+            manifest = put_u32(manifest, field(j, "p", 5), 0)
+    with pytest.raises(errors.ParamRangeError, match=rf"node {k} \(requantize\): mode"):
+        decode_manifest(manifest)
+    result = raw_run(tmp_path, model, x, k, manifest, dict(model.tensors))
+    assert result.exit_code == EXIT_MALFORMED, (why, result.stderr)
+    assert result.stderr.startswith(b"ml: malformed: a param outside its range")
+
+
 # --- malformed: the reader rejects, the node program exits 3 ------------------------------------------
 
 

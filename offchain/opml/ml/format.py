@@ -276,7 +276,7 @@ OP_INPUTS: dict[Op, int] = {op: 2 if op in _TWO_INPUTS else 1 for op in Op}
 OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
     Op.DENSE: ("zx",),
     Op.CONV2D: ("zx", "KH", "KW", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right"),
-    Op.REQUANTIZE: ("M0", "t", "zy", "lo", "hi"),
+    Op.REQUANTIZE: ("M0", "t", "zy", "lo", "hi", "mode"),
     Op.ADD: ("za", "Ma", "zb", "Mb", "t", "zy", "lo", "hi"),
     Op.RELU: ("z",),
     Op.MAXPOOL: ("KH", "KW", "stride_h", "stride_w"),
@@ -635,9 +635,12 @@ def pool_out_dim(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
-def expected_output(node: Node, ins: Sequence[TensorDesc], where: str) -> TensorDesc:
-    """The output the op's rule gives for inputs ``ins``; checks the inputs' dtypes and shapes and the
-    ranges of the params. ``dense`` takes M and ``reshape`` its shape from ``node.out``."""
+def expected_output(
+    node: Node, ins: Sequence[TensorDesc], where: str, version: int = VERSION_1
+) -> TensorDesc:
+    """The output the op's rule gives for inputs ``ins`` in a ``version`` manifest; checks the inputs'
+    dtypes and shapes and the ranges of the params. ``dense`` takes M and ``reshape`` its shape from
+    ``node.out``."""
     op, p, out = node.op, node.p, node.out
     x = ins[0]
     if op is Op.DENSE:
@@ -672,12 +675,15 @@ def expected_output(node: Node, ins: Sequence[TensorDesc], where: str) -> Tensor
         return TensorDesc(DType.INT32, (oh, ow, out.shape[2]))
     if op is Op.REQUANTIZE:
         _want_dtype(where, "input", x, (DType.INT32,))
-        m0, t, zy, lo, hi = p
+        m0, t, zy, lo, hi, mode = p
         _in_range(where, "M0", m0, 1, INT32_MAX)
         _in_range(where, "t", t, 1, 62)
         _in_range(where, "zy", zy, -128, 127)
         _in_range(where, "lo", lo, -128, 127)
         _in_range(where, "hi", hi, lo, 127)
+        _in_range(where, "mode", mode, 0, 1)
+        if version == VERSION_1 and mode != 0:
+            raise ParamRangeError(f"{where}: mode = {mode} (half to even) needs a version-2 manifest")
         return TensorDesc(DType.INT8, x.shape)
     if op is Op.ADD:
         b = ins[1]
@@ -927,7 +933,7 @@ def check_node(index: int, node: Node, values: Sequence[TensorDesc], version: in
             )
     _check_desc_limits(node.out, f"{where} output", version)
     ins = [values[ref] for ref in node.inputs]
-    want = expected_output(node, ins, where)
+    want = expected_output(node, ins, where, version)
     _want_out(where, node.out, want)
     rule = OP_TENSORS.get(node.op)
     first, second = node.tensor_keys
@@ -1393,7 +1399,7 @@ class GraphBuilder:
                     where = _where(index, draft)
                     raise ForwardReferenceError(f"{where}: input value {ref} does not exist yet")
             ins = [self.values[r] for r in inputs]
-            out = expected_output(draft, ins, _where(index, draft))
+            out = expected_output(draft, ins, _where(index, draft), self.version)
         node = Node(op, tuple(inputs), out, full, tensors)
         self.values.append(check_node(index, node, self.values, self.version))
         self.nodes.append(node)
@@ -1422,8 +1428,11 @@ class GraphBuilder:
         params = [zx, kh, kw, *strides, *pads]
         return self.add(Op.CONV2D, [x], params, keys, TensorDesc(DType.INT32, (oh, ow, int(oc))))
 
-    def requantize(self, x: int, m0: int, t: int, zy: int, lo: int = -128, hi: int = 127) -> int:
-        return self.add(Op.REQUANTIZE, [x], [m0, t, zy, lo, hi])
+    def requantize(
+        self, x: int, m0: int, t: int, zy: int, lo: int = -128, hi: int = 127, mode: int = 0
+    ) -> int:
+        """``mode`` 0 rounds half up, 1 half to even (version 2 only); a mode-0 record is unchanged."""
+        return self.add(Op.REQUANTIZE, [x], [m0, t, zy, lo, hi, mode])
 
     def add_(
         self, a: int, b: int, za: int, ma: int, zb: int, mb: int, t: int, zy: int, lo: int, hi: int

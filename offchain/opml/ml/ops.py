@@ -108,10 +108,16 @@ def conv2d(
     return _accumulate(patches @ wt, bias)
 
 
-def requantize(x: Array, m0: int, t: int, zy: int, lo: int, hi: int) -> npt.NDArray[np.int8]:
-    """``y = clamp(zy + ((x·M0 + 2^(t−1)) >> t), lo, hi)``: int32 → int8, one rounding half up."""
-    v = (_i64(x) * I64(m0) + I64(1 << (t - 1))) >> I64(t)
-    return np.clip(v + zy, lo, hi).astype(np.int8)
+def requantize(x: Array, m0: int, t: int, zy: int, lo: int, hi: int, mode: int = 0) -> npt.NDArray[np.int8]:
+    """``y = clamp(zy + round(v / 2^t), lo, hi)`` with ``v = x·M0``: int32 → int8, one rounding. Mode 0
+    rounds half up, ``(v + 2^(t−1)) >> t``; mode 1 half to even, ``(v + 2^(t−1) − 1 + ((v >> t) & 1)) >> t``
+    (``|v| < 2^62``, so both sums fit in int64)."""
+    v = _i64(x) * I64(m0)
+    if mode == 0:
+        q = (v + I64(1 << (t - 1))) >> I64(t)
+    else:
+        q = (v + I64((1 << (t - 1)) - 1) + ((v >> I64(t)) & I64(1))) >> I64(t)
+    return np.clip(q + zy, lo, hi).astype(np.int8)
 
 
 def add(
