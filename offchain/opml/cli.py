@@ -457,9 +457,13 @@ def _inspect_llm(path: str, m: "Model") -> None:
 @click.option("--max-new", type=click.IntRange(min=1), default=32, show_default=True, help="Most new tokens.")
 def model_import(gguf: str, out: str, max_prompt: int, max_new: int) -> None:
     """Import a LLaMA GGUF (Q4_1/Q8_0 matrices, F32 norms, tied embedding): write OUT, the graph that
-    serves every task up to the sizes given, and its card OUT.llm.json (tokenizer, labels)."""
+    serves every task up to the sizes given, and its card OUT.llm.json (tokenizer, labels). A file
+    ending in .onnx is a graph quantized by onnxruntime (QDQ, int8; docs/ml-spec.md §11) instead."""
     from opml.ml.llm import card_path, import_gguf
 
+    if gguf.endswith(".onnx"):
+        _import_onnx(gguf, out)
+        return
     t0 = time.perf_counter()
     try:
         graph = import_gguf(gguf, out, max_prompt, max_new)
@@ -470,6 +474,24 @@ def model_import(gguf: str, out: str, max_prompt: int, max_new: int) -> None:
     click.echo(
         f"{out}: {len(graph.model.nodes)} nodes, commitment {_hex(graph.model.commitment)} "
         f"({time.perf_counter() - t0:.1f} s); card {card_path(out)}"
+    )
+
+
+def _import_onnx(path: str, out: str) -> None:
+    from opml.ml.format import write_model
+    from opml.ml.onnx_import import import_onnx
+
+    try:
+        imported = import_onnx(path)
+    except OpmlError as exc:
+        _fail(exc)
+    write_model(imported.model, out)
+    m = imported.model
+    click.echo(f"{out}: {len(m.nodes)} nodes, commitment {_hex(m.commitment)}")
+    click.echo(
+        f"input       {imported.input_name} {list(imported.input_shape)} float → {m.input}: "
+        f"q = clamp(round_half_even(x / {imported.input_scale!r}) + {imported.input_zero}, −128, 127)"
+        + (", channels last" if imported.input_perm is not None else "")
     )
 
 

@@ -162,3 +162,12 @@ class GgufShapeError(GgufError):
 class GgufScaleError(GgufError):
     """Thrown when a GGUF tensor's scales cannot be made exact integers (a block scale that is Inf, NaN,
     subnormal or needs ``|D| ≥ 2^24`` at every ``F``), or a norm vector does not fit int16."""
+
+
+class OnnxImportError(MLError, ValueError):
+    """Thrown when an ONNX graph cannot be imported (docs/ml-spec.md §11): the message names the op and
+    the node, and what opML imports instead."""
+
+
+class UnsupportedOnnxOpError(OnnxImportError):
+    """Thrown when an ONNX graph has ops opML does not import; the message lists every such node."""
