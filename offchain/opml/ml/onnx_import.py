@@ -8,7 +8,7 @@ float op) is read as the int8 computation onnxruntime runs for it, op by op:
   ONNX does, half to even);
 - ``DequantizeLinear`` of an initializer is a constant: int8 weights (zero point 0, one scale) or an
   int32 bias (scale ``x_scale·w_scale``, zero point 0);
-- ``Gemm`` (``transB = 1``, ``alpha = beta = 1``) or ``MatMul`` with a bias ``Add``, and ``Conv``, on
+- ``Gemm`` (``transB = 1``, ``alpha = beta = 1``) or ``MatMul`` (no bias), and ``Conv``, on
   dequantized activations and constants, into a ``QuantizeLinear``: ``dense``/``conv2d`` (int32
   accumulators ``Σ (x − zx)·w + b``), then ``requantize`` half to even with the float32 multiplier
   ``x_scale·w_scale/y_scale`` written exactly as ``M0·2^−t``; a ``Relu`` before the ``QuantizeLinear``
@@ -44,7 +44,6 @@ SUPPORTED = (
     "DequantizeLinear",
     "Gemm",
     "MatMul",
-    "Add",
     "Conv",
     "Relu",
     "MaxPool",
@@ -188,28 +187,33 @@ class _Importer:
     # --- ops ---------------------------------------------------------------------------------
 
     def run(self) -> OnnxModel:
-        (graph_input,) = [i for i in self.graph.input if i.name not in self.inits]
-        dims = tuple(
-            d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim
-        )
-        if any(d <= 0 for d in dims) or dims[0] != 1:
-            raise OnnxImportError(
-                f"input {graph_input.name!r} has shape {list(dims)}: opML takes one static input of batch 1"
-            )
-        self.tensors[graph_input.name] = _Float(dims)
-        self.input_name, self.input_dims = graph_input.name, dims
         unsupported = [n for n in self.graph.node if n.op_type not in SUPPORTED]
         if unsupported:
             raise UnsupportedOnnxOpError(
                 "unsupported ONNX ops: "
                 + ", ".join(f"{n.op_type} ({n.name or n.output[0]})" for n in unsupported)
+                + f"; opML imports {', '.join(SUPPORTED)} (QDQ int8 graphs)"
             )
+        inputs = [i for i in self.graph.input if i.name not in self.inits]
+        if len(inputs) != 1:
+            raise OnnxImportError(
+                f"the graph has {len(inputs)} inputs {[i.name for i in inputs]}: opML takes one"
+            )
+        (graph_input,) = inputs
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else -1 for d in graph_input.type.tensor_type.shape.dim
+        )
+        if not dims or any(d <= 0 for d in dims) or dims[0] != 1:
+            raise OnnxImportError(
+                f"input {graph_input.name!r} has shape {list(dims)}: opML takes one static input of batch 1"
+            )
+        self.tensors[graph_input.name] = _Float(dims)
+        self.input_name, self.input_dims = graph_input.name, dims
         ops: dict[str, Callable[[Any], None]] = {
             "QuantizeLinear": self._quantize,
             "DequantizeLinear": self._dequantize,
             "Gemm": self._gemm,
             "MatMul": self._gemm,
-            "Add": self._add,
             "Conv": self._conv,
             "Relu": self._relu,
             "MaxPool": self._maxpool,
@@ -329,11 +333,6 @@ class _Importer:
                 f"{_where(node)}: input {list(x.onnx_shape)} does not meet weights of {k} columns"
             )
         self._linear(node, x, w, bias, value, (1, wt.shape[0]), None)
-
-    def _add(self, node: Any) -> None:
-        raise OnnxImportError(
-            f"{_where(node)}: Add (a MatMul's bias, a residual) is not imported yet: export Gemm"
-        )
 
     def _conv(self, node: Any) -> None:
         attrs = _attrs(node)
