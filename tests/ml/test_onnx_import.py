@@ -14,6 +14,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from _digits import MODELS
 from _toolchain import build_toolchain
@@ -23,9 +25,6 @@ from opml.ml.onnx_import import import_onnx
 from opml.ml.phase import EXIT_VALID, node_program_setup, run_program
 from opml.ml.runner import run_model
 from opml.oracle.store import PreimageStore
-
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
 
 _spec = importlib.util.spec_from_file_location("digits_onnx", MODELS / "digits_onnx.py")
 assert _spec is not None and _spec.loader is not None
