@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import pytest
 from _ci import SLOW
 from _digits import MODELS
 from _game_setup import CHALLENGER_BOND, REWARD, SERVER_BOND, deploy_game, post_task, register, settle
