@@ -82,6 +82,17 @@ def _settle(game: Any, agents: list[Agent], task_id: int) -> None:
     raise RuntimeError(f"task {task_id} did not settle")
 
 
+def deploy_and_register(model: Model) -> tuple[Any, int]:
+    """The game deployed on ape's current provider with this bench's bonds and windows, and the id of
+    ``model`` registered on it."""
+    deployer = accounts.test_accounts[0]
+    oracle = deployer.deploy(project.PreimageOracle)
+    mips = deployer.deploy(project.MIPS, oracle)
+    game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, WINDOW)
+    receipt = game.registerModel(*registration_args(model, "file://models"), sender=deployer)
+    return game, int(receipt.events[0].modelId)
+
+
 def play(game: Any, model_id: int, model: Any, x: np.ndarray, multi_phase: bool, lie: Lie, tmp: Path) -> dict:
     requester, server, challenger = accounts.test_accounts[1:4]
     receipt = game.createTask(model_id, x.tobytes(), WINDOW, multi_phase, sender=requester, value=10**17)
@@ -138,12 +149,7 @@ def main() -> None:
     lift_code_size_limit()
     model, x, lie_node = _workload(args.model, args.image, args.lie_node)
     with networks.ethereum.local.use_provider("test"), tempfile.TemporaryDirectory() as tmp:
-        deployer = accounts.test_accounts[0]
-        oracle = deployer.deploy(project.PreimageOracle)
-        mips = deployer.deploy(project.MIPS, oracle)
-        game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, WINDOW)
-        receipt = game.registerModel(*registration_args(model, "file://models"), sender=deployer)
-        model_id = int(receipt.events[0].modelId)
+        game, model_id = deploy_and_register(model)
         lie = Lie.at_node(lie_node)
         multi = play(game, model_id, model, x, True, lie, Path(tmp))
         single = play(game, model_id, model, x, False, lie, Path(tmp))

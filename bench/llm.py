@@ -31,12 +31,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from ape import accounts, networks, project
+from ape import networks
 from ape.logging import logger
-from dispute import CHALLENGER_BOND, SERVER_BOND, WINDOW, play
+from dispute import deploy_and_register, play
 
 from opml.chain.pyevm import lift_code_size_limit
-from opml.game.agents import registration_args
 from opml.game.lies import Lie
 from opml.ml.cost import node_step_bound
 from opml.ml.float_llama import FloatLlama
@@ -129,12 +128,7 @@ def main() -> None:
 
         lie_node = max(k for k, lb in enumerate(llm.card.labels) if (lb.role, lb.step, lb.layer) == LIE)
         with networks.ethereum.local.use_provider("test"):
-            deployer = accounts.test_accounts[0]
-            oracle = deployer.deploy(project.PreimageOracle)
-            mips = deployer.deploy(project.MIPS, oracle)
-            game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, WINDOW)
-            receipt = game.registerModel(*registration_args(llm.model, "file://models"), sender=deployer)
-            model_id = int(receipt.events[0].modelId)
+            game, model_id = deploy_and_register(llm.model)
             played = play(game, model_id, llm.model, x, True, Lie.at_node(lie_node), Path(tmp) / "agents")
         played["lie"] = str(llm.card.labels[lie_node])
         # the dry run is the agent's once-per-model check (its first task on the model), not per dispute

@@ -35,13 +35,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ape import accounts, networks, project
+from ape import networks
 from ape.logging import logger
-from dispute import CHALLENGER_BOND, SERVER_BOND, WINDOW, play
+from dispute import deploy_and_register, play
 from llm import _vm_node
 
 from opml.chain.pyevm import lift_code_size_limit
-from opml.game.agents import registration_args
 from opml.game.lies import Lie
 from opml.ml.cost import node_step_bound
 from opml.ml.format import read_model
@@ -102,12 +101,7 @@ def main() -> None:
 
         lie_node = max(k for k, lb in enumerate(llm.card.labels) if (lb.role, lb.step, lb.layer) == LIE)
         with networks.ethereum.local.use_provider("test"):
-            deployer = accounts.test_accounts[0]
-            oracle = deployer.deploy(project.PreimageOracle)
-            mips = deployer.deploy(project.MIPS, oracle)
-            game = deployer.deploy(project.OpmlGame, mips, SERVER_BOND, CHALLENGER_BOND, WINDOW, WINDOW)
-            receipt = game.registerModel(*registration_args(llm.model, "file://models"), sender=deployer)
-            model_id = int(receipt.events[0].modelId)
+            game, model_id = deploy_and_register(llm.model)
             t0 = time.perf_counter()
             played = play(game, model_id, llm.model, x, True, Lie.at_node(lie_node), Path(tmp) / "agents")
             played["play_s"] = round(time.perf_counter() - t0, 1)
