@@ -60,6 +60,8 @@ static uint64_t param_read_bytes(const struct ml_node *n, const struct ml_desc *
         return 4 * ML_EXP2_TABLE_LEN;
     case ML_SWIGLU:
         return 4 * ML_SIGMOID_TABLE_LEN;
+    case ML_REQUANTIZE: /* the per-channel table (M0_c, t_c), int32 [C, 2] */
+        return ml_key_is_zero(n->tensor_key[0]) ? 0 : 8ull * x->dims[x->rank - 1];
     }
     return 0;
 }

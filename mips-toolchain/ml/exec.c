@@ -46,6 +46,23 @@ static void check_accumulator_bound(uint32_t K, const struct ml_src *bias)
         ml_malformed("the dense/conv2d overflow bound does not hold");
 }
 
+/* requantize per channel: the table (M0_c, t_c) int32 [C, 2] streamed through the weight buffer,
+ * each piece's ranges checked (M0_c ∈ [1, 2^31 − 1], t_c ∈ [1, 62]) before its channels are computed. */
+static void requantize_channels(const struct ml_desc *x, uint32_t elems, const int32_t *p,
+                                const struct ml_src *table, const int32_t *in, int8_t *out)
+{
+    uint32_t C = x->dims[x->rank - 1], rows = elems / C, piece = ML_WEIGHT_BUFFER / 8;
+    const int32_t *mt = (const int32_t *)weight_buffer;
+    for (uint32_t c0 = 0; c0 < C; c0 += piece) {
+        uint32_t nc = C - c0 < piece ? C - c0 : piece;
+        ml_src_read(table, 8 * c0, weight_buffer, 8 * nc);
+        for (uint32_t c = 0; c < nc; c++)
+            if (mt[2 * c] < 1 || mt[2 * c + 1] < 1 || mt[2 * c + 1] > 62)
+                ml_malformed("a param outside its range");
+        ml_requantize_channels(in + c0, rows, C, nc, mt, p[2], p[3], p[4], p[5], out + c0);
+    }
+}
+
 void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc *ins[2],
                   const uint8_t *in[2], uint8_t *out)
 {
@@ -86,7 +103,10 @@ void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc 
         break;
     }
     case ML_REQUANTIZE:
-        ml_requantize((const int32_t *)in[0], elems, p[0], p[1], p[2], p[3], p[4], p[5], (int8_t *)out);
+        if (sizes.bytes[0])
+            requantize_channels(x, elems, p, &w, (const int32_t *)in[0], (int8_t *)out);
+        else
+            ml_requantize((const int32_t *)in[0], elems, p[0], p[1], p[2], p[3], p[4], p[5], (int8_t *)out);
         break;
     case ML_ADD:
         ml_add((const int8_t *)in[0], (const int8_t *)in[1], elems, p, (int8_t *)out);

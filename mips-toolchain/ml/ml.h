@@ -178,6 +178,10 @@ void ml_conv2d(const int8_t *x, const struct ml_conv *cv, const struct ml_src *w
 /* mode 0 rounds v = x·M0 over 2^t half up, mode 1 half to even (ml-spec §4). */
 void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
                    int32_t hi, int32_t mode, int8_t *y);
+/* Per channel: columns 0 … nc − 1 of `rows` rows of `stride` elements (x and y at the first column),
+ * column c with (M0, t) = (mt[2c], mt[2c + 1]), zy, lo, hi and the mode as ml_requantize's. */
+void ml_requantize_channels(const int32_t *x, uint32_t rows, uint32_t stride, uint32_t nc,
+                            const int32_t *mt, int32_t zy, int32_t lo, int32_t hi, int32_t mode, int8_t *y);
 void ml_add(const int8_t *a, const int8_t *b, uint32_t n, const int32_t p[8], int8_t *y);
 void ml_relu_i8(const int8_t *x, uint32_t n, int32_t z, int8_t *y);
 void ml_relu_i32(const int32_t *x, uint32_t n, int32_t z, int32_t *y);

@@ -440,8 +440,16 @@ static void expected_output(const struct ml_node *n, const struct ml_desc *ins[2
     }
     case ML_REQUANTIZE:
         want_dtype(x, ML_INT32);
-        in_range(p[0], 1, INT32_MAX_);
-        in_range(p[1], 1, 62);
+        if (ml_key_is_zero(n->tensor_key[0])) {
+            in_range(p[0], 1, INT32_MAX_);
+            in_range(p[1], 1, 62);
+        } else { /* per channel (version 2): (M0_c, t_c) int32 [C, 2], C the last axis; checked on read */
+            if (manifest_version == 1)
+                ml_malformed("a per-channel requantize table in a version-1 manifest");
+            in_range(p[0], 0, 0);
+            in_range(p[1], 0, 0);
+            sizes[0] = 8ull * x->dims[x->rank - 1];
+        }
         in_range(p[2], -128, 127);
         in_range(p[3], -128, 127);
         in_range(p[4], p[3], 127);
@@ -528,7 +536,8 @@ void ml_check_node(uint32_t index, const struct ml_node *n, const struct ml_desc
     } else {
         if (!has[0])
             ml_malformed("a missing tensor key");
-        if ((n->op == ML_LUT || n->op == ML_SOFTMAX || n->op > ML_OP_LAST_V1) && has[1])
+        if ((n->op == ML_REQUANTIZE || n->op == ML_LUT || n->op == ML_SOFTMAX || n->op > ML_OP_LAST_V1) &&
+            has[1])
             ml_malformed("a second tensor key on a one-table op");
     }
     /* A parameter tensor has at most 2^24 bytes in version 1, 2^30 in version 2. */

@@ -96,6 +96,26 @@ void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t 
     }
 }
 
+void ml_requantize_channels(const int32_t *x, uint32_t rows, uint32_t stride, uint32_t nc,
+                            const int32_t *mt, int32_t zy, int32_t lo, int32_t hi, int32_t mode, int8_t *y)
+{
+    /* Channel by channel, down the rows: each channel's (M0, t) as ml_requantize's, for either mode. */
+    for (uint32_t c = 0; c < nc; c++) {
+        int32_t m0 = mt[2 * c], t = mt[2 * c + 1];
+        int64_t half = (int64_t)1 << (t - 1);
+        uint64_t mask = mode ? ((uint64_t)1 << t) - 1 : 0;
+        const int32_t *xc = x + c;
+        int8_t *yc = y + c;
+        for (uint32_t r = 0; r < rows; r++, xc += stride, yc += stride) {
+            int64_t s = (int64_t)*xc * m0 + half;
+            int64_t q = s >> t;
+            if (mode && ((uint64_t)s & mask) == 0)
+                q &= ~(int64_t)1;
+            *yc = (int8_t)clamp(q + zy, lo, hi);
+        }
+    }
+}
+
 void ml_add(const int8_t *a, const int8_t *b, uint32_t n, const int32_t p[8], int8_t *y)
 {
     int32_t za = p[0], ma = p[1], zb = p[2], mb = p[3], t = p[4], zy = p[5], lo = p[6], hi = p[7];

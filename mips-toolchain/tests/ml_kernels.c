@@ -112,6 +112,28 @@ int main(void)
         emit("requantize_even_t61", y8, 64);
     }
 
+    /* requantize per channel: x32[64 … 127] (the extremes, then −26 … 31) as [16, 4] in both modes,
+     * column 1 at x/2 and column 2 at x/4 all ties (x odd, x ≡ 2 mod 4); the same as [64] with 64 pairs;
+     * columns 2 … 4 of x32[0 … 63] as [8, 8] (a piece of the table, as exec.c streams it), the other
+     * columns of y8 left 0. */
+    {
+        static int32_t mt[2 * 64];
+        const int32_t mt4[8] = { 1518500250, 38, 1, 1, 1, 2, 1 << 30, 60 };
+        ml_requantize_channels(x32 + 64, 16, 4, 4, mt4, -5, -128, 127, 0, y8);
+        emit("requantize_channels", y8, 64);
+        ml_requantize_channels(x32 + 64, 16, 4, 4, mt4, -5, -128, 127, 1, y8);
+        emit("requantize_channels_even", y8, 64);
+        for (int c = 0; c < 64; c++) {
+            mt[2 * c] = 1 + c * 33554431;
+            mt[2 * c + 1] = 22 + c % 10;
+        }
+        ml_requantize_channels(x32 + 64, 1, 64, 64, mt, 3, -100, 100, 1, y8);
+        emit("requantize_channels_m", y8, 64);
+        memset(y8, 0, 64);
+        ml_requantize_channels(x32 + 2, 8, 8, 3, mt4, 0, -128, 127, 1, y8 + 2);
+        emit("requantize_channels_piece", y8, 64);
+    }
+
     /* add: random and extreme operands. */
     fill_i8(xa, 100);
     fill_i8(xb, 100);

@@ -26,6 +26,7 @@ from opml.ml import cost
 from opml.ml.cost import (
     MAX_MODEL_STEPS,
     MAX_NODE_STEPS,
+    STEPS_READ_BYTE,
     model_program_bound,
     model_step_bound,
     node_bound,
@@ -458,3 +459,25 @@ def test_reader_and_programs_draw_the_line_at_the_same_node(tmp_path):
         else:
             with pytest.raises(ProgramRunError):  # still running: past the check, hashing
                 run_program(setup, max_steps=QUICK_EXIT)
+
+
+def test_requantize_channels_within_bound(tmp_path):
+    """A per-channel table (int32 ``[C, 2]``) is a parameter tensor read once: the bound grows by exactly
+    ``STEPS_READ_BYTE · 8·C``. Measured, the node program takes ≈ 50 – 58 steps more per channel
+    (its ``(M0_c, t_c)`` setup) and ≤ 3.4 more per element than the scalar op; the node bound still
+    holds, with its hashing margin, for one row (dense ``[M]``, a channel per element) and for many rows
+    (conv ``[H, W, C]``, ``C`` past one 512-channel piece of the weight buffer), in both modes."""
+    rng = np.random.default_rng([int(Op.REQUANTIZE), 2])
+    cases = [((1,), 0), ((700,), 1), ((1500,), 0), ((4, 4, 600), 1), ((9, 7, 5), 0)]
+    for i, (shape, mode) in enumerate(cases):
+        c, e = shape[-1], int(np.prod(shape))
+        table = np.stack([rng.integers(1, 2**31, c), rng.integers(1, 63, c)], axis=1).astype(np.int32)
+        g = GraphBuilder(int32(*shape), version=2)
+        g.requantize(0, 0, 0, -5, mode=mode, channels=table)
+        per_channel = g.build()
+        scalar = _requantize_model(int32(*shape), (1518500250, 38, -5, -128, 127), mode)
+        assert node_step_bound(per_channel, 0) - node_step_bound(scalar, 0) == STEPS_READ_BYTE * 8 * c
+        x = _values(rng, int32(*shape))
+        assert_bounded(per_channel, x, tmp_path / f"pc{i}")
+        steps = [node_steps(m, x, 0, tmp_path / f"{i}{j}") for j, m in enumerate((scalar, per_channel))]
+        assert 0 < steps[1] - steps[0] <= 60 * c + 4 * e, (shape, mode, steps)

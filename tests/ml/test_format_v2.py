@@ -9,7 +9,7 @@ import pytest
 from _digits import DIGITS_REPORT, MODELS
 from _ml_fixtures import all_ops_model, tiny_model
 
-from opml.ml import blocks, errors, gguf_quant
+from opml.ml import blocks, errors, gguf_quant, ops
 from opml.ml import llama_tables as lt
 from opml.ml.format import (
     MAX_NODES_V2,
@@ -27,6 +27,7 @@ from opml.ml.format import (
     int8,
     int16,
     int32,
+    node_offset,
     r16,
     read_model,
     tensor_key,
@@ -472,3 +473,128 @@ def test_requantize_mode_1_loads_in_version_2(tmp_path):
     assert again.version == 2 and again.manifest == model.manifest and again.commitment == model.commitment
     x = np.array([2, -2, 6, -6, 10, -10, 2**31 - 1, -(2**31)], np.int32)
     assert run_model(again, x).values[2].tolist()[:6] == [0, 0, 2, -2, 2, -2]  # x/4 to even
+
+
+# --- requantize per channel (version 2) -------------------------------------------------------------
+
+CHANNELS = np.array([[1518500250, 38], [1, 1], [2**31 - 1, 62], [1 << 30, 31]], np.int32)
+
+
+def _channels_model(version: int = 2, table: np.ndarray = CHANNELS) -> Model:
+    """dense int8 [3] → int32 [4] → requantize with 4 channels; conv2d → int32 [2, 2, 4] → the same."""
+    g = GraphBuilder(int8(3, 3, 1), version=version)
+    w = np.arange(-18, 18, dtype=np.int8).reshape(4, 3, 3, 1)
+    conv = g.conv2d(0, w[:, :2, :2], np.array([1, -2, 3, -4]))
+    g.requantize(conv, 0, 0, -3, mode=1, channels=table)
+    d = g.dense(0, w.reshape(4, 9), zx=1)
+    g.requantize(d, 0, 0, 5, lo=-100, hi=100, channels=table)
+    return g.build()
+
+
+def _with_key(model: Model, index: int, data: bytes, params=None, version: int = 2) -> Model:
+    n = model.nodes[index]
+    nodes = list(model.nodes)
+    full = tuple(params) + (0,) * (14 - len(params)) if params is not None else n.params
+    nodes[index] = Node(n.op, n.inputs, n.out, full, (tensor_key(data), n.tensor_keys[1]))
+    return Model.create(model.input, nodes, {**model.tensors, tensor_key(data): data}, version=version)
+
+
+def test_requantize_channels_loads_and_round_trips(tmp_path):
+    model = _channels_model()
+    for k in (1, 3):
+        n = model.nodes[k]
+        assert n.params[:6] == (0, 0, n.params[2], n.params[3], n.params[4], n.params[5])
+        assert np.array_equal(model.param(k, 0), CHANNELS) and n.tensor_keys[1] is None
+    path = tmp_path / "channels.opml"
+    path.write_bytes(encode_model_file(model))
+    again = read_model(path, verify=True)
+    assert again.manifest == model.manifest and again.commitment == model.commitment
+    assert again.tensors == model.tensors
+    x = np.arange(-4, 5, dtype=np.int8).reshape(3, 3, 1)
+    run = run_model(again, x)
+    for k in (1, 3):
+        p = again.nodes[k].p
+        assert np.array_equal(run.values[k + 1], ops.requantize_channels(run.values[k], CHANNELS, *p[2:6]))
+    # without a table the record and the commitment are those of before: p0, p1 and no key
+    g = GraphBuilder(int32(4), version=2)
+    g.requantize(0, 1518500250, 38, -5)
+    assert g.build().nodes[0].tensor_keys == (None, None)
+
+
+@pytest.mark.parametrize("p0, p1", [(1, 0), (0, 1), (1518500250, 38), (-1, 0)])
+def test_requantize_channels_with_m0_or_t_is_rejected(p0, p1):
+    model = _channels_model()
+    n = model.nodes[1]
+    data = bytes(model.tensors[n.tensor_keys[0]])
+    with pytest.raises(errors.ParamRangeError, match=r"node 1 \(requantize\): M0 = .* per-channel") as info:
+        _with_key(model, 1, data, params=(p0, p1, *n.params[2:6]))
+    _one_line(info)
+    manifest = bytearray(model.manifest)
+    struct.pack_into("<ii", manifest, node_offset(1) + 40, p0, p1)
+    with pytest.raises(errors.ParamRangeError, match=r"node 1 \(requantize\)"):
+        decode_manifest(bytes(manifest))
+
+
+@pytest.mark.parametrize(
+    "why, table",
+    [
+        ("a channel short", CHANNELS[:3]),
+        ("a channel more", np.concatenate([CHANNELS, CHANNELS[:1]])),
+        ("[C] not [C, 2]", CHANNELS[:, 0].copy()),
+        ("int16", CHANNELS.astype(np.int16)),
+        ("int64", CHANNELS.astype(np.int64)),
+    ],
+)
+def test_requantize_channels_of_the_wrong_size_is_rejected(why, table):
+    model = _channels_model()
+    with pytest.raises(errors.TensorSizeError, match=r"node 1 \(requantize\): tensor 0 has") as info:
+        _with_key(model, 1, table.tobytes())
+    _one_line(info)
+    if table.shape != (4, 2):  # the builder refuses the shape (and writes any dtype's values as int32)
+        with pytest.raises(errors.ShapeMismatchError, match=r"per-channel table of shape"):
+            GraphBuilder(int32(4), version=2).requantize(0, 0, 0, 0, channels=table)
+
+
+@pytest.mark.parametrize(
+    "c, m0, t, name",
+    [
+        (0, 0, 5, "M0"),
+        (2, -1, 5, "M0"),
+        (3, -(2**31), 5, "M0"),
+        (1, 1, 0, "t"),
+        (3, 1, 63, "t"),
+        (0, 5, -1, "t"),
+    ],
+)
+def test_requantize_channels_out_of_range_is_rejected(c, m0, t, name):
+    table = CHANNELS.copy()
+    table[c] = m0, t
+    model = _channels_model()
+    want = rf"node 1 \(requantize\) channel {c}: {name} = "
+    with pytest.raises(errors.ParamRangeError, match=want) as info:
+        _with_key(model, 1, table.tobytes())
+    _one_line(info)
+    with pytest.raises(errors.ParamRangeError, match=r"node 1 \(requantize\) channel"):  # the builder
+        _channels_model(table=table)
+    ok = table.copy()
+    ok[c] = (2**31 - 1, 62) if name == "M0" else (1, 1)
+    _channels_model(table=ok)
+
+
+def test_requantize_channels_needs_version_2():
+    want = r"node 1 \(requantize\): a per-channel table needs a version-2"
+    with pytest.raises(errors.ParamRangeError, match=want):
+        _channels_model(version=1)
+    manifest = bytearray(_channels_model().manifest)
+    struct.pack_into("<I", manifest, 4, 1)
+    with pytest.raises(errors.ParamRangeError, match=want):
+        decode_manifest(bytes(manifest))
+
+
+def test_requantize_channels_with_a_second_key_is_rejected():
+    model = _channels_model()
+    n = model.nodes[1]
+    nodes = list(model.nodes)
+    nodes[1] = Node(n.op, n.inputs, n.out, n.params, (n.tensor_keys[0], n.tensor_keys[0]))
+    with pytest.raises(errors.NonCanonicalError, match=r"node 1 \(requantize\): tensor_key\[1\]"):
+        Model.create(model.input, nodes, model.tensors, version=2)

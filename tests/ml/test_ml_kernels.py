@@ -112,6 +112,18 @@ def expected_lines() -> list[str]:
     assert [int(v) for v in t61[:6]] == [-1, 1, 0, 0, 1, -1]  # 2^30 / 2^31 = 0.5 → 0
     emit("requantize_even_t61", t61, "i1")
 
+    mt4 = np.array([[1518500250, 38], [1, 1], [1, 2], [2**30, 60]], np.int32)
+    up, even = (ops.requantize_channels(xt.reshape(16, 4), mt4, -5, -128, 127, mode) for mode in (0, 1))
+    assert (up != even).sum(axis=0).tolist() == [0, 14, 7, 0]  # the ties with an even floor
+    emit("requantize_channels", up, "i1")
+    emit("requantize_channels_even", even, "i1")
+    c = np.arange(64)
+    mt = np.stack([1 + c * 33554431, 22 + c % 10], axis=1).astype(np.int32)
+    emit("requantize_channels_m", ops.requantize_channels(xt, mt, 3, -100, 100, 1), "i1")
+    piece = np.zeros((8, 8), np.int8)
+    piece[:, 2:5] = ops.requantize_channels(x32[:64].reshape(8, 8)[:, 2:5], mt4[:3], 0, -128, 127, 1)
+    emit("requantize_channels_piece", piece, "i1")
+
     xa[:100] = r.i8(100)
     xb[:100] = r.i8(100)
     xa[:2] = [-128, 127]

@@ -441,6 +441,102 @@ def test_requantize_half_to_even_in_vm(tmp_path):
     assert result.steps <= model_step_bound(model)
 
 
+def requantize_channels_model():
+    """conv2d → per-channel requantize (C = 4, mode 1) → dense → per-channel requantize (C = 7, mode 0):
+    each channel its own (M0_c, t_c), far enough apart that a kernel which used one channel's pair for
+    all, or another element-to-channel map, gives another output; the conv's channel 2 has ties, where
+    the modes differ."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, (6, 5, 3)).astype(np.int8)
+    g = GraphBuilder(int8(6, 5, 3), version=2)
+    w = rng.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8)
+    w[2] = rng.integers(-1, 2, (3, 3, 3))  # channel 2: small accumulators, x/2 ties (mode 1 ≠ mode 0)
+    conv = g.conv2d(0, w, np.array([-999, 500, 2, 9]))
+    conv_t = np.array([[1518500250, 38], [1 << 30, 39], [1, 1], [2147483647, 42]], np.int32)
+    q = g.requantize(conv, 0, 0, -3, mode=1, channels=conv_t)
+    d = g.dense(q, rng.integers(-128, 128, (7, 48)).astype(np.int8), rng.integers(-9999, 9999, 7), zx=-3)
+    dense_t = np.array([[1 << 20, 30], [1, 10], [3, 12], [1 << 30, 41], [5, 13], [1518500250, 41], [7, 13]])
+    g.requantize(d, 0, 0, 5, lo=-100, hi=120, channels=dense_t.astype(np.int32))
+    return g.build(), x, (conv_t, dense_t)
+
+
+def test_requantize_channels_in_vm(tmp_path):
+    """Both per-channel nodes (and the others) in the node program: numpy's key, exit 0 on the native
+    claim and 1 on a changed byte, within the step and memory bounds; the whole-model program too."""
+    model, x, tables = requantize_channels_model()
+    run = run_model(model, x)
+    for k, table, mode in ((1, tables[0], 1), (3, tables[1], 0)):
+        acc = run.values[k]
+        want = ops.requantize_channels(acc, table, *model.nodes[k].p[2:6])
+        assert np.array_equal(run.values[k + 1], want)
+        c = acc.shape[-1]
+        for j in range(c):  # a single pair for every channel would give another output
+            assert not np.array_equal(want, ops.requantize(acc, *table[j], *model.nodes[k].p[2:6]))
+        assert len(np.unique(want)) > 4
+        other = ops.requantize_channels(acc, table, *model.nodes[k].p[2:5], 1 - mode)
+        assert mode == 0 or not np.array_equal(want, other)  # the conv's ties: a kernel ignoring p5 fails
+    for k in range(len(model.nodes)):
+        check_node(model, x, k, tmp_path / str(k), run=run)
+    store = PreimageStore(tmp_path / "model")
+    result = run_program(model_program_setup(model, x, run.state(len(model.nodes) - 1), store))
+    assert result.exit_code == EXIT_VALID and result.keys == list(run.keys[1:])
+    assert result.steps <= model_step_bound(model)
+
+
+def assert_tensor_rejected(model, x, k: int, corrupt, why: str, tmp_path) -> None:
+    """Node ``k``'s first tensor replaced by ``corrupt(bytes)`` (its key in the record updated): the
+    reader rejects the model and the node program exits 3."""
+    old = model.nodes[k].tensor_keys[0]
+    assert old is not None
+    data = corrupt(model.tensors[old])
+    key = tensor_key(data)
+    manifest = model.manifest[: field(k, "key")] + key + model.manifest[field(k, "key") + 32 :]
+    tensors = {**model.tensors, key: data}
+    input_desc, nodes_ = decode_manifest(manifest)
+    with pytest.raises(errors.ModelFormatError):
+        Model.create(input_desc, nodes_, tensors, version=2)
+    result = raw_run(tmp_path, model, x, k, manifest, tensors)
+    assert result.exit_code == EXIT_MALFORMED, (why, result.stderr)
+
+
+CHANNEL_CASES = [
+    ("t_c = 63", lambda d: d[:12] + struct.pack("<i", 63) + d[16:]),
+    ("t_c = 0", lambda d: d[:-4] + struct.pack("<i", 0)),
+    ("M0_c = 0", lambda d: d[:8] + struct.pack("<i", 0) + d[12:]),
+    ("M0_c = −1", lambda d: struct.pack("<i", -1) + d[4:]),
+    ("a channel short", lambda d: d[:-8]),
+    ("a channel more", lambda d: d + d[:8]),
+]
+
+
+@pytest.mark.parametrize("why, corrupt", CHANNEL_CASES, ids=[c[0] for c in CHANNEL_CASES])
+def test_malformed_requantize_channels_exits_3(why, corrupt, tmp_path):
+    """The conv's per-channel table replaced by a corrupt one (its key in the record updated): the
+    reader rejects the model, the node program exits 3."""
+    model, x, _ = requantize_channels_model()
+    k = 1
+    assert_tensor_rejected(model, x, k, corrupt, why, tmp_path)
+
+
+@pytest.mark.parametrize("why", ["p0 = 1", "p1 = 1", "version 1", "a second key"])
+def test_malformed_requantize_channels_record_exits_3(why, tmp_path):
+    """A per-channel record with M0 or t set, in a version-1 manifest, or with a second tensor key."""
+    model, x, _ = requantize_channels_model()
+    k, manifest = 1, model.manifest
+    if why == "p0 = 1":
+        manifest = put_u32(manifest, field(k, "p", 0), 1)
+    elif why == "p1 = 1":
+        manifest = put_u32(manifest, field(k, "p", 1), 1)
+    elif why == "version 1":
+        manifest = put_u32(manifest, 4, 1)
+    else:
+        manifest = manifest[: field(k, "key", 1)] + b"\x03" * 32 + manifest[field(k, "key", 1) + 32 :]
+    with pytest.raises(errors.ModelFormatError, match=rf"node {k} \(requantize\)"):
+        decode_manifest(manifest)
+    result = raw_run(tmp_path, model, x, k, manifest, dict(model.tensors))
+    assert result.exit_code == EXIT_MALFORMED, (why, result.stderr)
+
+
 @pytest.mark.parametrize(
     "why, mode, version", [("mode 1 in version 1", 1, 1), ("mode 2", 2, 2), ("mode −1", -1, 2)]
 )
@@ -610,17 +706,7 @@ def test_malformed_v2_tensor_exits_3(small, why, name, corrupt, tmp_path):
     the model, the node program exits 3."""
     model, x, nodes = small
     k = nodes[name]
-    old = model.nodes[k].tensor_keys[0]
-    assert old is not None
-    data = corrupt(model.tensors[old])
-    key = tensor_key(data)
-    manifest = model.manifest[: field(k, "key")] + key + model.manifest[field(k, "key") + 32 :]
-    tensors = {**model.tensors, key: data}
-    input_desc, nodes_ = decode_manifest(manifest)
-    with pytest.raises(errors.ModelFormatError):
-        Model.create(input_desc, nodes_, tensors, version=2)
-    result = raw_run(tmp_path, model, x, k, manifest, tensors)
-    assert result.exit_code == EXIT_MALFORMED, (why, result.stderr)
+    assert_tensor_rejected(model, x, k, corrupt, why, tmp_path)
 
 
 def test_a_node_above_the_cap_exits_3_before_its_tensor(tmp_path):

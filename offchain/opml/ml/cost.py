@@ -187,6 +187,8 @@ def param_read_bytes(node: Node, ins: Sequence[TensorDesc]) -> int:
         return EXP2_TABLE_BYTES
     if op is Op.SWIGLU:
         return SIGMOID_TABLE_BYTES
+    if op is Op.REQUANTIZE and node.tensor_keys[0] is not None:
+        return 8 * ins[0].shape[-1]  # the per-channel table, (M0_c, t_c) int32 per channel
     return 0
 
 

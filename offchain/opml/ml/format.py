@@ -314,15 +314,18 @@ OP_TENSOR_NAMES: dict[Op, tuple[str, str]] = {
     Op.ROPE: ("C", ""),
     Op.ATTENTION: ("X", ""),
     Op.SWIGLU: ("G", ""),
+    Op.REQUANTIZE: ("channels", ""),
 }
 """The names of each op's two parameter tensors."""
 OP_TENSORS: dict[Op, tuple[bool, bool] | None] = {
     Op.DENSE: (True, False),
     Op.CONV2D: (True, False),
-    **{op: (True, True) for op in OP_TENSOR_NAMES if op not in (Op.DENSE, Op.CONV2D)},
+    Op.REQUANTIZE: (False, True),
+    **{op: (True, True) for op in OP_TENSOR_NAMES if op not in (Op.DENSE, Op.CONV2D, Op.REQUANTIZE)},
 }
 """Per op with tensors: (first tensor required, second tensor forbidden). dense/conv2d take an optional
-bias; the other ops with tensors take exactly one (a table, weights or a norm vector); the rest none."""
+bias; requantize an optional per-channel table (version 2); the other ops with tensors take exactly one
+(a table, weights or a norm vector); the rest none."""
 
 
 # --- tensors and nodes ----------------------------------------------------------------------------
@@ -676,8 +679,14 @@ def expected_output(
     if op is Op.REQUANTIZE:
         _want_dtype(where, "input", x, (DType.INT32,))
         m0, t, zy, lo, hi, mode = p
-        _in_range(where, "M0", m0, 1, INT32_MAX)
-        _in_range(where, "t", t, 1, 62)
+        if node.tensor_keys[0] is None:
+            _in_range(where, "M0", m0, 1, INT32_MAX)
+            _in_range(where, "t", t, 1, 62)
+        else:  # per channel: (M0_c, t_c) in the table, checked with the tensors (check_tensors)
+            if version == VERSION_1:
+                raise ParamRangeError(f"{where}: a per-channel table needs a version-2 manifest")
+            if m0 != 0 or t != 0:
+                raise ParamRangeError(f"{where}: M0 = {m0}, t = {t} with a per-channel table, want 0, 0")
         _in_range(where, "zy", zy, -128, 127)
         _in_range(where, "lo", lo, -128, 127)
         _in_range(where, "hi", hi, lo, 127)
@@ -903,6 +912,8 @@ def param_tensors(node: Node, ins: Sequence[TensorDesc]) -> tuple[TensorDesc | N
         return TensorDesc(DType.INT32, (EXP2_TABLE_LEN,)), None
     elif op is Op.SWIGLU:
         return TensorDesc(DType.INT32, (SIGMOID_TABLE_LEN,)), None
+    elif op is Op.REQUANTIZE and node.tensor_keys[0] is not None:
+        return TensorDesc(DType.INT32, (ins[0].shape[-1], 2)), None  # (M0_c, t_c) per channel
     else:
         return None, None
     bias = TensorDesc(DType.INT32, (w.shape[0],)) if node.tensor_keys[1] is not None else None
@@ -941,7 +952,7 @@ def check_node(index: int, node: Node, values: Sequence[TensorDesc], version: in
         if first is not None or second is not None:
             raise NonCanonicalError(f"{where}: the op takes no tensor, tensor keys must be zero")
     else:
-        if first is None:
+        if rule[0] and first is None:
             raise NonCanonicalError(f"{where}: tensor_key[0] is zero, the op needs a tensor")
         if rule[1] and second is not None:
             raise NonCanonicalError(f"{where}: tensor_key[1] must be zero for this op")
@@ -1023,6 +1034,8 @@ def check_tensors(
             if check not in checked:
                 _check_v2_tensor(node, tensors[first], where)
                 checked.add(check)
+        if node.op is Op.REQUANTIZE and first is not None:
+            _check_channels(tensors[first], where)
         if node.op is Op.SOFTMAX:
             assert node.tensor_keys[0] is not None
             e = np.frombuffer(tensors[node.tensor_keys[0]], dtype="<i4")
@@ -1044,6 +1057,16 @@ def check_tensors(
 
 _BLOCK_OPS = (Op.QDENSE, Op.QDENSE_ARGMAX, Op.EMBEDDING)
 _TABLE_RANGES = {Op.ROPE: (-TABLE_ONE, TABLE_ONE), Op.ATTENTION: (0, TABLE_ONE), Op.SWIGLU: (0, TABLE_ONE)}
+
+
+def _check_channels(data: TensorData, where: str) -> None:
+    """A per-channel requantize table ``[C, 2]``: each ``M0_c ∈ [1, 2^31 − 1]``, ``t_c ∈ [1, 62]``."""
+    table = np.frombuffer(data, dtype="<i4").reshape(-1, 2)
+    bad = np.flatnonzero((table[:, 0] < 1) | (table[:, 1] < 1) | (table[:, 1] > 62))
+    if bad.size:
+        c = int(bad[0])
+        _in_range(f"{where} channel {c}", "M0", int(table[c, 0]), 1, INT32_MAX)
+        _in_range(f"{where} channel {c}", "t", int(table[c, 1]), 1, 62)
 
 
 def _check_v2_tensor(node: Node, data: TensorData, where: str) -> None:
@@ -1429,10 +1452,27 @@ class GraphBuilder:
         return self.add(Op.CONV2D, [x], params, keys, TensorDesc(DType.INT32, (oh, ow, int(oc))))
 
     def requantize(
-        self, x: int, m0: int, t: int, zy: int, lo: int = -128, hi: int = 127, mode: int = 0
+        self,
+        x: int,
+        m0: int,
+        t: int,
+        zy: int,
+        lo: int = -128,
+        hi: int = 127,
+        mode: int = 0,
+        channels: npt.NDArray[Any] | None = None,
     ) -> int:
-        """``mode`` 0 rounds half up, 1 half to even (version 2 only); a mode-0 record is unchanged."""
-        return self.add(Op.REQUANTIZE, [x], [m0, t, zy, lo, hi, mode])
+        """``mode`` 0 rounds half up, 1 half to even (version 2 only); a mode-0 record is unchanged.
+        ``channels`` (version 2 only), an int32 ``[C, 2]`` table of ``(M0_c, t_c)`` rows for the ``C``
+        channels of ``x``'s last axis, replaces ``m0`` and ``t``: the record then has ``p0 = p1 = 0``."""
+        if channels is None:
+            return self.add(Op.REQUANTIZE, [x], [m0, t, zy, lo, hi, mode])
+        table = np.asarray(channels)
+        c = self.values[x].shape[-1] if 0 <= x < len(self.values) else -1
+        if table.shape != (c, 2):
+            raise ShapeMismatchError(f"requantize: a per-channel table of shape {table.shape}, want ({c}, 2)")
+        key = self._put(table, DType.INT32)
+        return self.add(Op.REQUANTIZE, [x], [0, 0, zy, lo, hi, mode], (key, None))
 
     def add_(
         self, a: int, b: int, za: int, ma: int, zb: int, mb: int, t: int, zy: int, lo: int, hi: int

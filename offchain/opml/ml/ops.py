@@ -120,6 +120,19 @@ def requantize(x: Array, m0: int, t: int, zy: int, lo: int, hi: int, mode: int =
     return np.clip(q + zy, lo, hi).astype(np.int8)
 
 
+def requantize_channels(
+    x: Array, table: Array, zy: int, lo: int, hi: int, mode: int = 0
+) -> npt.NDArray[np.int8]:
+    """:func:`requantize` per channel: element ``i`` (row-major) uses ``(M0, t) = table[i mod C]``, ``C``
+    the size of ``x``'s last axis and ``table`` int32 ``[C, 2]``."""
+    tab = np.asarray(table, dtype=np.int64)
+    m0, t = tab[:, 0], tab[:, 1]
+    v = _i64(x) * m0
+    half = np.left_shift(I64(1), t - 1)
+    s: npt.NDArray[np.int64] = v + half if mode == 0 else v + (half - 1) + ((v >> t) & I64(1))
+    return np.clip((s >> t) + zy, lo, hi).astype(np.int8)
+
+
 def add(
     a: Array, b: Array, za: int, ma: int, zb: int, mb: int, t: int, zy: int, lo: int, hi: int
 ) -> npt.NDArray[np.int8]:

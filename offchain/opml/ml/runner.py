@@ -166,7 +166,11 @@ def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool
         zx, _, _, sh, sw, pt, pl, pb, pr = p
         result = ops.conv2d(x, w, bias, zx, (sh, sw), (pt, pl, pb, pr), w_t=_w_t(model, index))
     elif op is Op.REQUANTIZE:
-        result = ops.requantize(x, *p)
+        table = model.param(index, 0)  # per-channel (M0_c, t_c), or None
+        if table is None:
+            result = ops.requantize(x, *p)
+        else:
+            result = ops.requantize_channels(x, table, p[2], p[3], p[4], p[5])
     elif op is Op.ADD:
         result = ops.add(x, inputs[1], *p)
     elif op is Op.RELU:
