@@ -133,7 +133,7 @@ static uint64_t op_work(const struct ml_node *n, const struct ml_desc *ins[2])
                ML_CONV_OUT * e + ML_CONV_FILTER * (uint64_t)n->out.dims[2];
     }
     case ML_REQUANTIZE:
-        return ML_REQUANTIZE_ELEM * e;
+        return (p[5] == 2 ? ML_REQUANTIZE_F32_ELEM : ML_REQUANTIZE_ELEM) * e;
     case ML_ADD:
         return ML_ADD_ELEM * e;
     case ML_RELU:

@@ -47,7 +47,8 @@ static void check_accumulator_bound(uint32_t K, const struct ml_src *bias)
 }
 
 /* requantize per channel: the table (M0_c, t_c) int32 [C, 2] streamed through the weight buffer,
- * each piece's ranges checked (M0_c ∈ [1, 2^31 − 1], t_c ∈ [1, 62]) before its channels are computed. */
+ * each piece's ranges checked (M0_c ∈ [1, 2^31 − 1], below 2^24 in mode 2, t_c ∈ [1, 62]) before its
+ * channels are computed. */
 static void requantize_channels(const struct ml_desc *x, uint32_t elems, const int32_t *p,
                                 const struct ml_src *table, const int32_t *in, int8_t *out)
 {
@@ -57,7 +58,7 @@ static void requantize_channels(const struct ml_desc *x, uint32_t elems, const i
         uint32_t nc = C - c0 < piece ? C - c0 : piece;
         ml_src_read(table, 8 * c0, weight_buffer, 8 * nc);
         for (uint32_t c = 0; c < nc; c++)
-            if (mt[2 * c] < 1 || mt[2 * c + 1] < 1 || mt[2 * c + 1] > 62)
+            if (mt[2 * c] < 1 || mt[2 * c + 1] < 1 || mt[2 * c + 1] > 62 || (p[5] == 2 && mt[2 * c] >= 1 << 24))
                 ml_malformed("a param outside its range");
         ml_requantize_channels(in + c0, rows, C, nc, mt, p[2], p[3], p[4], p[5], out + c0);
     }

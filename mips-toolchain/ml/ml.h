@@ -175,7 +175,8 @@ struct ml_conv {
 void ml_conv2d(const int8_t *x, const struct ml_conv *cv, const struct ml_src *w,
                const struct ml_src *bias, int32_t *y, uint8_t *buf);
 
-/* mode 0 rounds v = x·M0 over 2^t half up, mode 1 half to even (ml-spec §4). */
+/* mode 0 rounds v = x·M0 over 2^t half up, mode 1 half to even, mode 2 as float32 (M0 < 2^24):
+ * round_half_even(fl(fl(x)·M0·2^−t)) (ml-spec §4). */
 void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
                    int32_t hi, int32_t mode, int8_t *y);
 /* Per channel: columns 0 … nc − 1 of `rows` rows of `stride` elements (x and y at the first column),
@@ -294,6 +295,7 @@ void *ml_alloc(uint32_t size);
 #define ML_CONV_OUT         28ull
 #define ML_CONV_FILTER      1400ull
 #define ML_REQUANTIZE_ELEM  28ull
+#define ML_REQUANTIZE_F32_ELEM 185ull /* mode 2, the float32 product (ml-spec §4) */
 #define ML_ADD_ELEM         50ull
 #define ML_RELU_ELEM        7ull
 #define ML_MAXPOOL_WIN      8ull

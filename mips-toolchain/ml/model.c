@@ -453,7 +453,9 @@ static void expected_output(const struct ml_node *n, const struct ml_desc *ins[2
         in_range(p[2], -128, 127);
         in_range(p[3], -128, 127);
         in_range(p[4], p[3], 127);
-        in_range(p[5], 0, manifest_version == 1 ? 0 : 1); /* mode: half to even only in version 2 */
+        in_range(p[5], 0, manifest_version == 1 ? 0 : 2); /* mode: 1 (half to even), 2 only in version 2 */
+        if (p[5] == 2 && ml_key_is_zero(n->tensor_key[0]))
+            in_range(p[0], 1, (1 << 24) - 1); /* float32 mode: M0·2^−t exact in float32 */
         want->dtype = ML_INT8;
         break;
     case ML_ADD:

@@ -72,8 +72,69 @@ static int32_t clamp(int64_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : v > hi ? hi : (int32_t)v;
 }
 
-void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
-                   int32_t hi, int32_t mode, int8_t *y)
+/* v / 2^k rounded half to even for 1 ≤ k ≤ 62, (v + 2^(k−1) − 1 + ((v >> k) & 1)) >> k (ml-spec §4). */
+static inline int64_t rne_shr(int64_t v, uint32_t k)
+{
+    return (v + ((int64_t)1 << (k - 1)) - 1 + ((v >> k) & 1)) >> k;
+}
+
+/* Mode 2 (ml-spec §4): round_half_even(fl(fl(x)·r)), r = M0·2^−t exact in float32 (M0 < 2^24), in
+ * integers. fl(x) = a·2^s1 (x itself below 2^24), fl(a·M0) = q·2^s2 (|a·M0| < 2^48), then q·2^(s1+s2−t)
+ * rounded half to even. Every step rounds a signed value with the floor formula, which is symmetric. */
+static int64_t f32_requantize(int32_t x, int32_t m0, int32_t t)
+{
+    uint32_t ux = x < 0 ? 0u - (uint32_t)x : (uint32_t)x;
+    int32_t a = x;
+    uint32_t s = 0;
+    if (ux >> 24) { /* bitlen(|x|) = 25 … 32: keep 24 bits; a ≤ 2^24 in magnitude */
+        s = 8 - (uint32_t)__builtin_clz(ux);
+        a = (int32_t)rne_shr(x, s);
+    }
+    int64_t p = (int64_t)a * m0;
+    uint64_t up = p < 0 ? 0 - (uint64_t)p : (uint64_t)p;
+    uint32_t hi = (uint32_t)(up >> 32), lo = (uint32_t)up;
+    uint32_t n = hi ? 64 - (uint32_t)__builtin_clz(hi) : lo ? 32 - (uint32_t)__builtin_clz(lo) : 0;
+    int64_t q = p;
+    if (n > 24) {
+        q = rne_shr(p, n - 24);
+        s += n - 24;
+    }
+    return (uint32_t)t > s ? rne_shr(q, (uint32_t)t - s) : q * ((int64_t)1 << (s - (uint32_t)t));
+}
+
+/* n elements `stride` apart in mode 2. */
+static inline __attribute__((always_inline)) void requantize_f32(const int32_t *x, uint32_t n, uint32_t stride,
+                                                                 int32_t m0, int32_t t, int32_t zy,
+                                                                 int32_t lo, int32_t hi, int8_t *y)
+{
+    for (uint32_t i = 0; i < n; i++, x += stride, y += stride)
+        *y = (int8_t)clamp(f32_requantize(*x, m0, t) + zy, lo, hi);
+}
+
+/* Mode 2, out of line with the signatures of the public kernels (their calls are tail calls), so that
+ * modes 0 and 1 keep the code and the step counts they had before mode 2. */
+static __attribute__((noinline)) void requantize_f32_all(const int32_t *x, uint32_t n, int32_t m0, int32_t t,
+                                                         int32_t zy, int32_t lo, int32_t hi, int32_t mode,
+                                                         int8_t *y)
+{
+    (void)mode;
+    requantize_f32(x, n, 1, m0, t, zy, lo, hi, y);
+}
+
+static __attribute__((noinline)) void requantize_channels_f32(const int32_t *x, uint32_t rows,
+                                                              uint32_t stride, uint32_t nc,
+                                                              const int32_t *mt, int32_t zy, int32_t lo,
+                                                              int32_t hi, int32_t mode, int8_t *y)
+{
+    (void)mode;
+    for (uint32_t c = 0; c < nc; c++) /* channel by channel, down the rows */
+        requantize_f32(x + c, rows, stride, mt[2 * c], mt[2 * c + 1], zy, lo, hi, y + c);
+}
+
+/* Modes 0 and 1, out of line: the code they had before mode 2 (their step counts unchanged). */
+static __attribute__((noinline)) void requantize_fixed(const int32_t *x, uint32_t n, int32_t m0, int32_t t,
+                                                       int32_t zy, int32_t lo, int32_t hi, int32_t mode,
+                                                       int8_t *y)
 {
     int64_t half = (int64_t)1 << (t - 1);
     if (mode == 0) {
@@ -96,8 +157,10 @@ void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t 
     }
 }
 
-void ml_requantize_channels(const int32_t *x, uint32_t rows, uint32_t stride, uint32_t nc,
-                            const int32_t *mt, int32_t zy, int32_t lo, int32_t hi, int32_t mode, int8_t *y)
+static __attribute__((noinline)) void requantize_channels_fixed(const int32_t *x, uint32_t rows,
+                                                                uint32_t stride, uint32_t nc,
+                                                                const int32_t *mt, int32_t zy, int32_t lo,
+                                                                int32_t hi, int32_t mode, int8_t *y)
 {
     /* Channel by channel, down the rows: each channel's (M0, t) as ml_requantize's, for either mode. */
     for (uint32_t c = 0; c < nc; c++) {
@@ -114,6 +177,24 @@ void ml_requantize_channels(const int32_t *x, uint32_t rows, uint32_t stride, ui
             *yc = (int8_t)clamp(q + zy, lo, hi);
         }
     }
+}
+
+void ml_requantize(const int32_t *x, uint32_t n, int32_t m0, int32_t t, int32_t zy, int32_t lo,
+                   int32_t hi, int32_t mode, int8_t *y)
+{
+    if (mode == 2)
+        requantize_f32_all(x, n, m0, t, zy, lo, hi, mode, y);
+    else
+        requantize_fixed(x, n, m0, t, zy, lo, hi, mode, y);
+}
+
+void ml_requantize_channels(const int32_t *x, uint32_t rows, uint32_t stride, uint32_t nc,
+                            const int32_t *mt, int32_t zy, int32_t lo, int32_t hi, int32_t mode, int8_t *y)
+{
+    if (mode == 2)
+        requantize_channels_f32(x, rows, stride, nc, mt, zy, lo, hi, mode, y);
+    else
+        requantize_channels_fixed(x, rows, stride, nc, mt, zy, lo, hi, mode, y);
 }
 
 void ml_add(const int8_t *a, const int8_t *b, uint32_t n, const int32_t p[8], int8_t *y)

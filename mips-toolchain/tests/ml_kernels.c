@@ -134,6 +134,31 @@ int main(void)
         emit("requantize_channels_piece", y8, 64);
     }
 
+    /* requantize mode 2 (float32 product, half to even; M0 < 2^24): the random accumulators and
+     * x32[64 … 127]; xf = (i − 32)·2^23 + (i mod 5) − 2 at x/2^25, where fl(x) drops the low bits: ties
+     * of fl(x)·2^−25 that mode 1 rounds by the dropped bits; per channel, crafted (x, M0, t) where the
+     * float32 product (or fl(x)) lands on a tie (mode 1 and mode 2 differ), and [16, 4] over x32[64 …]. */
+    {
+        static int32_t xf[64];
+        for (int i = 0; i < 64; i++)
+            xf[i] = (i - 32) * (1 << 23) + i % 5 - 2;
+        ml_requantize(x32, 64, 11863283, 31, -5, -128, 127, 2, y8);
+        emit("requantize_f32", y8, 64);
+        ml_requantize(x32 + 64, 64, (1 << 24) - 1, 26, 0, -128, 127, 2, y8);
+        emit("requantize_f32_ext", y8, 64);
+        ml_requantize(x32 + 64, 64, 3, 2, -10, -20, 0, 2, y8);
+        emit("requantize_f32_clamp", y8, 64);
+        ml_requantize(xf, 64, 1, 25, 0, -128, 127, 2, y8);
+        emit("requantize_f32_ties", y8, 64);
+        const int32_t xc[8] = { 83886081, -83886081, 445019, -445019, 91153, 1194144765, 4242, 2147483647 };
+        const int32_t mc[16] = { 1, 25, 1, 25, 377, 26, 377, 26, 3313, 26, 1974093, 46, 158201, 28, 16777215, 55 };
+        ml_requantize_channels(xc, 1, 8, 8, mc, 0, -128, 127, 2, y8);
+        emit("requantize_channels_f32", y8, 8);
+        const int32_t mf4[8] = { 11863283, 31, 1, 1, 5, 4, 1 << 23, 53 };
+        ml_requantize_channels(x32 + 64, 16, 4, 4, mf4, -5, -128, 127, 2, y8);
+        emit("requantize_channels_f32_4", y8, 64);
+    }
+
     /* add: random and extreme operands. */
     fill_i8(xa, 100);
     fill_i8(xb, 100);

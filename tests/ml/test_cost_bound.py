@@ -374,6 +374,60 @@ def test_requantize_half_to_even_within_bound(tmp_path):
             assert 0 < steps[1] - steps[0] <= 6 * n, (name, params, steps)
 
 
+def test_requantize_float32_within_bound(tmp_path):
+    """Mode 2 (the float32 product, version 2) has its own term ``185·E`` (ml-spec §9.2, §10.4): its three
+    int64 roundings add 50 – 123 steps per element to mode 0's (measured), ≤ 145 in all, × 1.25.
+    Seeded random mode-2 nodes, scalar and per channel, stay within the bound; on the same input mode 2
+    takes more steps than mode 0, at most ``(185 − 28)·E`` more (random, small and large accumulators,
+    the slowest (M0, t) found: |x| ≥ 2^24 and a product past 2^32, both rounded)."""
+    for seed in range(3):
+        rng = np.random.default_rng([int(Op.REQUANTIZE), 2, seed])
+        x = int32(_r(rng, 1, 1500))
+        lo = _r(rng, -128, 127)
+        params = (_r(rng, 1, 2**24 - 1), _r(rng, 1, 62), _r(rng, -128, 127), lo, _r(rng, lo, 127))
+        model = _requantize_model(x, params, 2, _r(rng, 0, 40))
+        assert_bounded(model, _values(rng, x), tmp_path / str(seed), nodes=[len(model.nodes) - 1])
+    rng = np.random.default_rng(6)
+    g = GraphBuilder(int32(64, 8), version=2)
+    table = np.stack([rng.integers(1, 2**24, 8), rng.integers(1, 63, 8)], axis=1).astype(np.int32)
+    g.requantize(0, 0, 0, 3, mode=2, channels=table)
+    assert_bounded(g.build(), _values(rng, int32(64, 8)), tmp_path / "channels")
+    n = 2048
+    inputs = {
+        "random": _values(rng, int32(n)),
+        "small": rng.integers(-(2**20), 2**20, n).astype(np.int32),
+        "large": rng.integers(-(2**31), 2**31, n).astype(np.int32),
+    }
+    for name, x in inputs.items():
+        for i, params in enumerate(
+            [(1, 1, 0, -128, 127), (377, 26, 0, -128, 127), (2**24 - 1, 40, -5, -20, 30)]
+        ):
+            models = [_requantize_model(int32(n), params, mode) for mode in (0, 2)]
+            steps = [node_steps(m, x, 0, tmp_path / f"{name}{i}{j}") for j, m in enumerate(models)]
+            assert 0 < steps[1] - steps[0] <= (185 - 28) * n, (name, params, steps)
+            assert steps[1] <= node_step_bound(models[1], 0)
+
+
+def test_requantize_float32_cost_in_c(tmp_path):
+    """The node program charges mode 2 its own 185·E (cost.c as cost.py): a mode-2 node whose bound is
+    above 2^31 only by that term (in mode 1 it is below) is refused before its work."""
+    e = 1_700_000
+    models = []
+    for mode in (1, 2):
+        node = Node(Op.REQUANTIZE, (0,), int8(e), (1, 20, 0, -128, 127, mode) + (0,) * 8)
+        manifest = encode_manifest(int32(e), [node], version=2)
+        models.append(Model(int32(e), (node,), {}, (int32(e), int8(e)), manifest))
+    assert node_step_bound(models[0], 0) < MAX_NODE_STEPS < node_step_bound(models[1], 0)
+    x = np.random.default_rng(17).integers(-(2**31), 2**31, e).astype(np.int32)
+    run = run_model(models[1], x)
+    result = run_program(
+        node_program_setup(models[1], x, 0, run.state(0), PreimageStore(tmp_path), run=run),
+        max_steps=QUICK_EXIT,
+    )
+    assert result.exit_code == EXIT_MALFORMED, result.stderr
+    assert b"step bound is above 2^31" in result.stderr and result.steps < QUICK_EXIT
+
+
 # --- the attack: a node no one can trace -----------------------------------------------------------
 
 

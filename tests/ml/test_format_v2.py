@@ -438,24 +438,29 @@ def test_requantize_mode_0_records_are_unchanged():
     assert any(n.op is Op.REQUANTIZE for n in all_ops_model().nodes)
 
 
-def test_requantize_mode_1_needs_version_2():
-    with pytest.raises(errors.ParamRangeError, match=r"node 0 \(requantize\): mode = 1 .*version-2") as info:
-        GraphBuilder(int32(8)).requantize(0, 1, 2, 0, mode=1)
+@pytest.mark.parametrize("mode", [1, 2])
+def test_requantize_modes_1_and_2_need_version_2(mode):
+    with pytest.raises(
+        errors.ParamRangeError, match=rf"node 0 \(requantize\): mode = {mode} .*version-2"
+    ) as info:
+        GraphBuilder(int32(8)).requantize(0, 1, 2, 0, mode=mode)
     _one_line(info)
-    manifest = _requantize_p5(_requantize_model(2).manifest, 1, 1, version=1)  # a v1 graph but for p5
+    manifest = _requantize_p5(_requantize_model(2).manifest, 1, mode, version=1)  # a v1 graph but for p5
     decode_manifest(_requantize_p5(manifest, 1, 0))  # valid in version 1 with mode 0
-    with pytest.raises(errors.ParamRangeError, match=r"node 1 \(requantize\): mode = 1 .*version-2") as info:
+    with pytest.raises(
+        errors.ParamRangeError, match=rf"node 1 \(requantize\): mode = {mode} .*version-2"
+    ) as info:
         decode_manifest(manifest)
     _one_line(info)
     with pytest.raises(errors.ParamRangeError, match="version-2"):
-        decode_manifest(_requantize_p5(all_ops_model().manifest, 2, 1))
+        decode_manifest(_requantize_p5(all_ops_model().manifest, 2, mode))
 
 
 @pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("mode", [2, -1, 2**31 - 1])
-def test_requantize_mode_outside_0_1_is_rejected(version, mode):
+@pytest.mark.parametrize("mode", [3, -1, 2**31 - 1])
+def test_requantize_mode_outside_0_2_is_rejected(version, mode):
     with pytest.raises(
-        errors.ParamRangeError, match=rf"node 0 \(requantize\): mode = {mode}, want 0 … 1"
+        errors.ParamRangeError, match=rf"node 0 \(requantize\): mode = {mode}, want 0 … 2"
     ) as info:
         GraphBuilder(int32(8), version=version).requantize(0, 1, 2, 0, mode=mode)
     _one_line(info)
@@ -473,6 +478,43 @@ def test_requantize_mode_1_loads_in_version_2(tmp_path):
     assert again.version == 2 and again.manifest == model.manifest and again.commitment == model.commitment
     x = np.array([2, -2, 6, -6, 10, -10, 2**31 - 1, -(2**31)], np.int32)
     assert run_model(again, x).values[2].tolist()[:6] == [0, 0, 2, -2, 2, -2]  # x/4 to even
+
+
+def test_requantize_mode_2_loads_in_version_2(tmp_path):
+    """Mode 2 (float32 product) with ``M0 < 2^24``: loads, round-trips and runs as numpy's float32."""
+    g = GraphBuilder(int32(8), version=2)
+    g.requantize(0, 2**24 - 1, 30, -5, mode=2)
+    g.requantize(0, 377, 26, 0, lo=-20, hi=20, mode=2)
+    model = g.build()
+    assert [n.params[5] for n in model.nodes] == [2, 2]
+    path = tmp_path / "f32.opml"
+    path.write_bytes(encode_model_file(model))
+    again = read_model(path, verify=True)
+    assert again.manifest == model.manifest and again.commitment == model.commitment
+    x = np.array([445019, -445019, 83886081, 0, 1, -1, 2**31 - 1, -(2**31)], np.int32)
+    y = run_model(again, x).values[2].tolist()
+    assert y[:2] == [2, -2] and y[6:] == [20, -20]  # 5·2^25 + 63 over 2^26: the float32 tie 2.5 → 2
+
+
+def test_requantize_mode_2_m0_below_2_24():
+    """Mode 2's scalar M0 must be < 2^24 (exact in float32); modes 0 and 1 keep the whole int32 range."""
+    want = r"node 0 \(requantize\): M0 = 16777216, want 1 … 16777215"
+    with pytest.raises(errors.ParamRangeError, match=want) as info:
+        GraphBuilder(int32(8), version=2).requantize(0, 2**24, 30, 0, mode=2)
+    _one_line(info)
+    GraphBuilder(int32(8), version=2).requantize(0, 2**24 - 1, 30, 0, mode=2)
+    for mode in (0, 1):
+        GraphBuilder(int32(8), version=2).requantize(0, 2**24, 30, 0, mode=mode)
+    g = GraphBuilder(int32(8), version=2)
+    g.requantize(0, 2**24 - 1, 30, 0, mode=2)
+    manifest = bytearray(g.build().manifest)
+    decode_manifest(bytes(manifest))
+    for m0 in (2**24, 2**31 - 1):
+        struct.pack_into("<i", manifest, node_offset(0) + 40, m0)
+        with pytest.raises(
+            errors.ParamRangeError, match=rf"node 0 \(requantize\): M0 = {m0}, want 1 … 16777215"
+        ):
+            decode_manifest(bytes(manifest))
 
 
 # --- requantize per channel (version 2) -------------------------------------------------------------
@@ -598,3 +640,30 @@ def test_requantize_channels_with_a_second_key_is_rejected():
     nodes[1] = Node(n.op, n.inputs, n.out, n.params, (n.tensor_keys[0], n.tensor_keys[0]))
     with pytest.raises(errors.NonCanonicalError, match=r"node 1 \(requantize\): tensor_key\[1\]"):
         Model.create(model.input, nodes, model.tensors, version=2)
+
+
+@pytest.mark.parametrize("c", [0, 3])
+def test_requantize_channels_mode_2_m0_below_2_24(c):
+    """In mode 2 every table row's ``M0_c`` must be < 2^24 (checked with the tensors, naming the channel)."""
+    table = np.array([[2**24 - 1, 30], [1, 1], [377, 26], [1 << 23, 31]], np.int32)
+
+    def build(tab: np.ndarray) -> Model:
+        g = GraphBuilder(int8(3, 3, 1), version=2)
+        w = np.arange(-18, 18, dtype=np.int8).reshape(4, 9)
+        g.requantize(g.dense(0, w, zx=1), 0, 0, 5, mode=2, channels=tab)
+        return g.build()
+
+    model = build(table)
+    x = np.arange(-4, 5, dtype=np.int8).reshape(3, 3, 1)
+    run = run_model(model, x)
+    assert np.array_equal(run.values[2], ops.requantize_channels(run.values[1], table, 5, -128, 127, 2))
+    bad = table.copy()
+    bad[c, 0] = 2**24
+    want = rf"node 1 \(requantize\) channel {c}: M0 = 16777216, want 1 … 16777215"
+    with pytest.raises(errors.ParamRangeError, match=want) as info:
+        build(bad)
+    _one_line(info)
+    with pytest.raises(errors.ParamRangeError, match=want):
+        _with_key(model, 1, bad.tobytes())
+    n = model.nodes[1]  # the same table in mode 1 is fine
+    _with_key(model, 1, bad.tobytes(), params=(*n.params[:5], 1))

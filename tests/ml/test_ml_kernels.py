@@ -124,6 +124,40 @@ def expected_lines() -> list[str]:
     piece[:, 2:5] = ops.requantize_channels(x32[:64].reshape(8, 8)[:, 2:5], mt4[:3], 0, -128, 127, 1)
     emit("requantize_channels_piece", piece, "i1")
 
+    # mode 2 (float32 product, half to even), each line against a float32 numpy reference too
+    def f32(x, m0, t, zy, lo, hi):
+        x = np.asarray(x)
+        prod = x.astype(np.float32) * np.asarray(np.asarray(m0) * 2.0 ** -np.asarray(t), np.float32)
+        return np.clip(np.rint(prod).astype(np.float64) + zy, lo, hi).astype(np.int8)
+
+    xf = np.array([(i - 32) * 2**23 + i % 5 - 2 for i in range(64)], np.int32)
+    scalar = [
+        ("requantize_f32", x32[:64], (11863283, 31, -5, -128, 127)),
+        ("requantize_f32_ext", xt, (2**24 - 1, 26, 0, -128, 127)),
+        ("requantize_f32_clamp", xt, (3, 2, -10, -20, 0)),
+        ("requantize_f32_ties", xf, (1, 25, 0, -128, 127)),
+    ]
+    for name, x, (m0, t, zy, lo, hi) in scalar:
+        y = ops.requantize(x, m0, t, zy, lo, hi, 2)
+        assert (y == f32(x, m0, t, zy, lo, hi)).all(), name
+        emit(name, y, "i1")
+    ties_even = ops.requantize(xf, 1, 25, 0, -128, 127, 1)
+    assert (ties_even != ops.requantize(xf, 1, 25, 0, -128, 127, 2)).sum() == 4  # fl(x) drops ±1, ±2 at a tie
+    xc = np.array([83886081, -83886081, 445019, -445019, 91153, 1194144765, 4242, 2**31 - 1], np.int32)
+    mc = np.array(
+        [[1, 25], [1, 25], [377, 26], [377, 26], [3313, 26], [1974093, 46], [158201, 28], [2**24 - 1, 55]],
+        np.int32,
+    )
+    yc = ops.requantize_channels(xc, mc, 0, -128, 127, 2)
+    assert (yc == f32(xc, mc[:, 0], mc[:, 1], 0, -128, 127)).all()
+    assert yc.tolist() == [2, -2, 2, -2, 4, 34, 2, 1]
+    assert ops.requantize_channels(xc, mc, 0, -128, 127, 1).tolist() == [3, -3, 3, -3, 5, 33, 3, 1]
+    emit("requantize_channels_f32", yc, "i1")
+    mf4 = np.array([[11863283, 31], [1, 1], [5, 4], [2**23, 53]], np.int32)
+    y4 = ops.requantize_channels(xt.reshape(16, 4), mf4, -5, -128, 127, 2)
+    assert (y4 == f32(xt.reshape(16, 4), mf4[:, 0], mf4[:, 1], -5, -128, 127)).all()
+    emit("requantize_channels_f32_4", y4, "i1")
+
     xa[:100] = r.i8(100)
     xb[:100] = r.i8(100)
     xa[:2] = [-128, 127]

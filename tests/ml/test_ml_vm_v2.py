@@ -538,7 +538,8 @@ def test_malformed_requantize_channels_record_exits_3(why, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "why, mode, version", [("mode 1 in version 1", 1, 1), ("mode 2", 2, 2), ("mode −1", -1, 2)]
+    "why, mode, version",
+    [("mode 1 in version 1", 1, 1), ("mode 2 in version 1", 2, 1), ("mode 3", 3, 2), ("mode −1", -1, 2)],
 )
 def test_malformed_requantize_mode_exits_3(why, mode, version, tmp_path):
     model, x = requantize_even_model()
@@ -553,6 +554,80 @@ def test_malformed_requantize_mode_exits_3(why, mode, version, tmp_path):
     result = raw_run(tmp_path, model, x, k, manifest, dict(model.tensors))
     assert result.exit_code == EXIT_MALFORMED, (why, result.stderr)
     assert result.stderr.startswith(b"ml: malformed: a param outside its range")
+
+
+# --- requantize's float32 mode (ml-spec §4, p5 = 2: version 2 only, M0 < 2^24) ----------------------
+
+F32_TABLE = np.array([[1, 25], [377, 26], [3313, 26], [2**24 - 1, 40]], np.int32)
+
+
+def requantize_f32_model():
+    """Mode-2 requantize nodes, scalar and per channel, over accumulators [16, 4] with the crafted values
+    where float32's product (or fl(x)) lands on a tie, so that mode 1 gives other outputs; with clamps."""
+    crafted = [83886081, -83886081, 445019, -445019, 91153, -91153, 4242 * 158201 // 377, I32_MIN, I32_MAX]
+    rng = np.random.default_rng(4)
+    x = np.array(crafted + [int(v) for v in rng.integers(-(2**27), 2**27, 64 - len(crafted))], np.int32)
+    x = x.reshape(16, 4)
+    x[:, 1] = [445019, -445019, 91153 * 3313 // 377, *rng.integers(-(2**26), 2**26, 13)]
+    x[:, 2] = [91153, -91153, 445019, *rng.integers(-(2**26), 2**26, 13)]
+    g = GraphBuilder(int32(16, 4), version=2)
+    g.requantize(0, 1, 25, 0, mode=2)  # fl(x)/2^25
+    g.requantize(0, 377, 26, -3, lo=-100, hi=90, mode=2)
+    g.requantize(0, 2**24 - 1, 36, 5, mode=2)
+    g.requantize(0, 0, 0, 1, mode=2, channels=F32_TABLE)
+    g.requantize(0, 0, 0, -7, lo=-50, hi=50, mode=2, channels=F32_TABLE)
+    return g.build(), x
+
+
+def test_requantize_float32_mode_in_vm(tmp_path):
+    """Every mode-2 node in the node program: the native key (mode 1 gives other outputs on these
+    inputs, so a kernel rounding the exact product would give another key), exit 0 on the native claim
+    and 1 on a changed byte, steps and memory within their bounds; the whole-model program too."""
+    model, x = requantize_f32_model()
+    run = run_model(model, x)
+    for k, node in enumerate(model.nodes):
+        p = node.p
+        table = model.param(k, 0)
+        if table is None:
+            want = ops.requantize(x, p[0], p[1], *p[2:5], 2)
+            even = ops.requantize(x, p[0], p[1], *p[2:5], 1)
+        else:
+            want = ops.requantize_channels(x, table, *p[2:5], 2)
+            even = ops.requantize_channels(x, table, *p[2:5], 1)
+        assert np.array_equal(run.values[k + 1], want)
+        assert len(np.unique(want)) > 4
+        if k != 2:
+            assert not np.array_equal(want, even), k
+    for k in range(len(model.nodes)):
+        check_node(model, x, k, tmp_path / str(k), run=run)
+    store = PreimageStore(tmp_path / "model")
+    result = run_program(model_program_setup(model, x, run.state(len(model.nodes) - 1), store))
+    assert result.exit_code == EXIT_VALID and result.keys == list(run.keys[1:])
+    assert result.steps <= model_step_bound(model)
+
+
+@pytest.mark.parametrize("m0", [2**24, 2**31 - 1])
+def test_malformed_requantize_float32_m0_exits_3(m0, tmp_path):
+    """A mode-2 record with M0 ≥ 2^24 (not exact in float32): the reader rejects, the node program exits 3."""
+    model, x = requantize_f32_model()
+    k = 1
+    manifest = put_u32(model.manifest, field(k, "p", 0), m0)
+    with pytest.raises(errors.ParamRangeError, match=rf"node {k} \(requantize\): M0 = {m0}"):
+        decode_manifest(manifest)
+    result = raw_run(tmp_path, model, x, k, manifest, dict(model.tensors))
+    assert result.exit_code == EXIT_MALFORMED, result.stderr
+    assert result.stderr.startswith(b"ml: malformed: a param outside its range")
+
+
+@pytest.mark.parametrize("c", [0, 3])
+def test_malformed_requantize_float32_table_exits_3(c, tmp_path):
+    """A mode-2 per-channel table with a row's M0_c = 2^24: rejected by the reader and the node program."""
+    model, x = requantize_f32_model()
+
+    def corrupt(d: bytes) -> bytes:
+        return d[: 8 * c] + struct.pack("<i", 2**24) + d[8 * c + 4 :]
+
+    assert_tensor_rejected(model, x, 3, corrupt, f"M0_{c} = 2^24", tmp_path)
 
 
 # --- malformed: the reader rejects, the node program exits 3 ------------------------------------------

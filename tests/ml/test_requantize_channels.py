@@ -69,3 +69,30 @@ def test_the_modes_differ_per_channel_at_ties():
     even = ops.requantize_channels(x, tab, 0, -128, 127, 1)
     assert up.tolist() == [[1, 1], [2, 2], [0, 0], [-1, -1], [3, 3]]
     assert even.tolist() == [[0, 0], [2, 2], [0, 0], [-2, -2], [2, 2]]
+
+
+@pytest.mark.parametrize("shape", [(37,), (6, 7, 3), (2, 3, 64)])
+def test_per_channel_mode_2_is_the_scalar_op_per_channel(shape):
+    """Mode 2 (float32 product, ``M0_c < 2^24``): per channel equals the scalar op channel by channel."""
+    rng = np.random.default_rng([2, *shape])
+    for _ in range(5):
+        c = shape[-1]
+        tab = table(rng, c)
+        tab[:, 0] = (tab[:, 0] >> rng.integers(7, 31, c)) | 1  # M0_c ∈ [1, 2^24 − 1]
+        assert (tab[:, 0] < 1 << 24).all()
+        x = accumulators(rng, shape)
+        lo = int(rng.integers(-128, 128))
+        zy, hi = int(rng.integers(-128, 128)), int(rng.integers(lo, 128))
+        y = ops.requantize_channels(x, tab, zy, lo, hi, 2)
+        for j in range(c):
+            m0, t = (int(v) for v in tab[j])
+            assert np.array_equal(y[..., j], ops.requantize(x[..., j], m0, t, zy, lo, hi, 2)), (shape, j)
+
+
+def test_the_float32_mode_differs_per_channel_near_ties():
+    """Channel 0: fl(5·2^24 + 1) = 5·2^24 makes 2.5 + 2^−25 a tie; channel 1: the product 5·2^25 + 63
+    rounds in float32 to the tie 2.5: mode 2 gives 2 where mode 1 gives 3 (−2 and −3 negated)."""
+    x = np.array([[83886081, 445019], [-83886081, -445019]], np.int32)
+    tab = np.array([[1, 25], [377, 26]], np.int32)
+    assert ops.requantize_channels(x, tab, 0, -128, 127, 1).tolist() == [[3, 3], [-3, -3]]
+    assert ops.requantize_channels(x, tab, 0, -128, 127, 2).tolist() == [[2, 2], [-2, -2]]

@@ -133,3 +133,116 @@ def test_mode_0_is_the_default_and_rounds_half_up():
     assert ops.requantize(x, 1, 1, 0, -128, 127).tolist() == [1, 0, 2, -1, 3, -2, -128, 127]
     assert ops.requantize(x, 1, 1, 0, -128, 127, 0).tolist() == [1, 0, 2, -1, 3, -2, -128, 127]
     assert ops.requantize(x, 1, 1, 0, -128, 127, 1).tolist() == [0, 0, 2, -2, 2, -2, -128, 127]
+
+
+# --- mode 2: float32 product, half to even (onnxruntime's requantization; M0 < 2^24) -------------------
+
+
+def f32_reference(x: np.ndarray, m0, t, zy: int = 0, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """onnxruntime's arithmetic in numpy float32: ``rint(fl(fl(x)·r))``, ``r = fl(M0·2^−t)`` (exact), then
+    ``+ zy`` and the clamp. ``M0 ≥ 1`` and ``t ≤ 62`` make ``r ≥ 2^−62``, a normal float32 (never below
+    2^−126), and ``|fl(x)·r| < 2^55``: the product is finite and, for ``x ≠ 0``, normal."""
+    r = np.asarray(np.asarray(m0, np.float64) * 2.0 ** -np.asarray(t, np.float64), np.float32)
+    assert (r.astype(np.float64) == np.asarray(m0, np.float64) * 2.0 ** -np.asarray(t, np.float64)).all()
+    prod = np.asarray(x).astype(np.float32) * r
+    assert prod.dtype == np.float32 and np.isfinite(prod).all()
+    return np.clip(np.rint(prod).astype(np.float64) + zy, lo, hi).astype(np.int8)
+
+
+def f32_unclamped(x: np.ndarray, m0: int, t: int) -> list[int]:
+    r = np.float32(m0 * 2.0**-t)
+    return [int(v) for v in np.rint(np.asarray(x).astype(np.float32) * r).astype(np.float64)]
+
+
+def rne24_sign_magnitude(v: int) -> tuple[int, int]:
+    """``v`` to 24 significant bits as float32 rounds it: the magnitude rounded half to even, the sign
+    put back (``Fraction``'s ``round`` is half to even)."""
+    s = max(0, abs(v).bit_length() - 24)
+    q = round(Fraction(abs(v), 1 << s))
+    return (q if v >= 0 else -q), s
+
+
+def test_signed_floor_rounding_is_sign_magnitude_rounding():
+    """Mode 2 applies ``rne(v / 2^s) = (v + 2^(s−1) − 1 + ((v >> s) & 1)) >> s`` to the signed value with
+    ``s`` from ``|v|``: the same as float32's sign-magnitude rounding, by brute force over every ``|v| <
+    2^16`` at 8 significant bits (same rule, small enough to enumerate) and random ``v`` at 24 bits."""
+    for v in range(-(1 << 16), 1 << 16):
+        s = max(0, abs(v).bit_length() - 8)
+        q = (v + (1 << (s - 1)) - 1 + ((v >> s) & 1)) >> s if s else v
+        mag = round(Fraction(abs(v), 1 << s))
+        assert q == (mag if v >= 0 else -mag), v
+    rng = np.random.default_rng(3)
+    xs, ms = rng.integers(-(2**31), 2**31, 20000), rng.integers(1, 2**24, 20000)
+    vs = [int(a) * int(b) for a, b in zip(xs, ms, strict=True)]
+    vs += [(2 * k + 1) << 20 for k in range(-3000, 3000)]  # ties at 24 bits (bit length 42 … 45)
+    for v in vs:
+        want = rne24_sign_magnitude(v)
+        q, s = ops._rne24(np.array([v], np.int64))
+        assert (int(q[0]), int(s[0])) == want, v
+
+
+def test_numpy_mode_2_is_float32_on_random_inputs():
+    """2·10^5 random int32 ``x`` (2 000 groups of 100, random magnitudes, |x| ≥ 2^24 included, and ±2^31
+    ends in every group) with random ``M0 ∈ [1, 2^24 − 1]`` and ``t ∈ [1, 62]`` (half uniform, half putting
+    results in the int8 range): mode 2 equals numpy's float32 arithmetic, clamped and, through the
+    integer core, unclamped."""
+    rng = np.random.default_rng(2025)
+    inside = big = 0
+    for group in range(2000):
+        x = (rng.integers(I32_MIN, I32_MAX + 1, 100) >> rng.integers(0, 32, 100)).astype(np.int32)
+        x[:3] = I32_MIN, I32_MAX, I32_MIN + 1
+        m0 = int(rng.integers(1, 1 << int(rng.integers(1, 25))))
+        top = max(abs(int(v)) for v in x) * m0
+        t = (
+            int(rng.integers(1, 63))
+            if group % 2
+            else min(62, max(1, top.bit_length() - int(rng.integers(4, 9))))
+        )
+        zy = int(rng.integers(-128, 128))
+        lo = int(rng.integers(-128, 128)) if rng.random() < 0.3 else -128
+        hi = int(rng.integers(lo, 128)) if rng.random() < 0.3 else 127
+        y = ops.requantize(x, m0, t, zy, lo, hi, 2)
+        assert y.dtype == np.int8
+        assert np.array_equal(y, f32_reference(x, m0, t, zy, lo, hi)), (m0, t, zy, lo, hi)
+        assert ops._float32_product(x, m0, t).tolist() == f32_unclamped(x, m0, t), (m0, t)
+        inside += int(((y > lo) & (y < hi)).sum())
+        big += int((np.abs(x.astype(np.int64)) >= 1 << 24).sum())
+    assert inside > 50_000 and big > 30_000
+
+
+# (x, M0, t, mode 1, mode 2): where the float32 product, or fl(x), moves a value onto a tie (or past one)
+PINNED = [
+    (83886081, 1, 25, 3, 2),  # fl(5·2^24 + 1) = 5·2^24: 2.5 + 2^−25 becomes the tie 2.5 → 2
+    (-83886081, 1, 25, -3, -2),
+    (445019, 377, 26, 3, 2),  # x·M0 = 5·2^25 + 63: fl rounds the product to the tie 2.5
+    (-445019, 377, 26, -3, -2),
+    (91153, 3313, 26, 5, 4),  # 4.5 + tiny → 4.5 → 4
+    (4242, 158201, 28, 3, 2),
+    (2726771, 443, 28, 5, 4),
+    (1194144765, 1974093, 46, 33, 34),  # found at random: 33.4999… rounds up to the tie 33.5 → 34
+]
+
+
+@pytest.mark.parametrize("x, m0, t, one, two", PINNED)
+def test_mode_2_differs_from_mode_1_near_ties(x, m0, t, one, two):
+    xs = np.array([x], np.int32)
+    assert int(ops.requantize(xs, m0, t, 0, -128, 127, 1)[0]) == one == half_even(x * m0, t)
+    assert int(ops.requantize(xs, m0, t, 0, -128, 127, 2)[0]) == two == int(f32_reference(xs, m0, t)[0])
+    tab = np.array([[m0, t]], np.int32)
+    assert int(ops.requantize_channels(xs, tab, 0, -128, 127, 2)[0]) == two
+
+
+def test_mode_2_differences_are_found_at_random():
+    """Differences from mode 1 are rare (near-ties only), but a random search over products near the
+    int8 range finds them, every one of them float32's answer."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(1 << 24, I32_MAX + 1, 400_000, dtype=np.int64) * rng.choice([-1, 1], 400_000)
+    x = x.astype(np.int32)
+    found = 0
+    for m0 in (1974093, 11863283, 377, 16777215):
+        t = (int(I32_MAX) * m0).bit_length() - 7
+        two = ops.requantize(x, m0, t, 0, -128, 127, 2)
+        one = ops.requantize(x, m0, t, 0, -128, 127, 1)
+        assert np.array_equal(two, f32_reference(x, m0, t))
+        found += int((one != two).sum())
+    assert found > 0

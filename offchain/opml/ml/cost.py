@@ -60,6 +60,8 @@ CONV_ROW = 21
 CONV_OUT = 28
 CONV_FILTER = 1_400
 REQUANTIZE_ELEM = 28
+REQUANTIZE_F32_ELEM = 185
+"""requantize in mode 2 (the float32 product, ml-spec §4): three int64 roundings, ≈ 145 steps an element."""
 ADD_ELEM = 50
 RELU_ELEM = 7
 MAXPOOL_WIN = 8
@@ -215,7 +217,7 @@ def op_work(node: Node, ins: Sequence[TensorDesc]) -> int:
             + CONV_FILTER * out.shape[2]
         )
     if op is Op.REQUANTIZE:
-        return REQUANTIZE_ELEM * e
+        return (REQUANTIZE_F32_ELEM if p[5] == 2 else REQUANTIZE_ELEM) * e
     if op is Op.ADD:
         return ADD_ELEM * e
     if op is Op.RELU:

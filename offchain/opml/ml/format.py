@@ -690,9 +690,11 @@ def expected_output(
         _in_range(where, "zy", zy, -128, 127)
         _in_range(where, "lo", lo, -128, 127)
         _in_range(where, "hi", hi, lo, 127)
-        _in_range(where, "mode", mode, 0, 1)
+        _in_range(where, "mode", mode, 0, 2)
         if version == VERSION_1 and mode != 0:
-            raise ParamRangeError(f"{where}: mode = {mode} (half to even) needs a version-2 manifest")
+            raise ParamRangeError(f"{where}: mode = {mode} needs a version-2 manifest")
+        if mode == 2 and node.tensor_keys[0] is None:  # float32: M0·2^−t exact in float32
+            _in_range(where, "M0", m0, 1, F32_M0_MAX)
         return TensorDesc(DType.INT8, x.shape)
     if op is Op.ADD:
         b = ins[1]
@@ -1035,7 +1037,7 @@ def check_tensors(
                 _check_v2_tensor(node, tensors[first], where)
                 checked.add(check)
         if node.op is Op.REQUANTIZE and first is not None:
-            _check_channels(tensors[first], where)
+            _check_channels(tensors[first], where, node.p[5])
         if node.op is Op.SOFTMAX:
             assert node.tensor_keys[0] is not None
             e = np.frombuffer(tensors[node.tensor_keys[0]], dtype="<i4")
@@ -1059,13 +1061,19 @@ _BLOCK_OPS = (Op.QDENSE, Op.QDENSE_ARGMAX, Op.EMBEDDING)
 _TABLE_RANGES = {Op.ROPE: (-TABLE_ONE, TABLE_ONE), Op.ATTENTION: (0, TABLE_ONE), Op.SWIGLU: (0, TABLE_ONE)}
 
 
-def _check_channels(data: TensorData, where: str) -> None:
-    """A per-channel requantize table ``[C, 2]``: each ``M0_c ∈ [1, 2^31 − 1]``, ``t_c ∈ [1, 62]``."""
+F32_M0_MAX = (1 << 24) - 1
+"""requantize's mode 2 (float32): the largest M0, so that ``M0·2^−t`` is exact in float32."""
+
+
+def _check_channels(data: TensorData, where: str, mode: int = 0) -> None:
+    """A per-channel requantize table ``[C, 2]``: each ``M0_c ∈ [1, 2^31 − 1]`` (``< 2^24`` in mode 2),
+    ``t_c ∈ [1, 62]``."""
     table = np.frombuffer(data, dtype="<i4").reshape(-1, 2)
-    bad = np.flatnonzero((table[:, 0] < 1) | (table[:, 1] < 1) | (table[:, 1] > 62))
+    m0_max = F32_M0_MAX if mode == 2 else INT32_MAX
+    bad = np.flatnonzero((table[:, 0] < 1) | (table[:, 0] > m0_max) | (table[:, 1] < 1) | (table[:, 1] > 62))
     if bad.size:
         c = int(bad[0])
-        _in_range(f"{where} channel {c}", "M0", int(table[c, 0]), 1, INT32_MAX)
+        _in_range(f"{where} channel {c}", "M0", int(table[c, 0]), 1, m0_max)
         _in_range(f"{where} channel {c}", "t", int(table[c, 1]), 1, 62)
 
 
@@ -1462,7 +1470,8 @@ class GraphBuilder:
         mode: int = 0,
         channels: npt.NDArray[Any] | None = None,
     ) -> int:
-        """``mode`` 0 rounds half up, 1 half to even (version 2 only); a mode-0 record is unchanged.
+        """``mode`` 0 rounds half up, 1 half to even, 2 as onnxruntime's float32 product (``M0 < 2^24``)
+        (1 and 2 version 2 only); a mode-0 record is unchanged.
         ``channels`` (version 2 only), an int32 ``[C, 2]`` table of ``(M0_c, t_c)`` rows for the ``C``
         channels of ``x``'s last axis, replaces ``m0`` and ``t``: the record then has ``p0 = p1 = 0``."""
         if channels is None:

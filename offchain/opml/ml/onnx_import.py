@@ -7,12 +7,13 @@ float op) is read as the int8 computation onnxruntime runs for it, op by op:
   that int8 tensor is the model's input (:meth:`OnnxModel.quantize_input` quantizes a float input as
   ONNX does, half to even);
 - ``DequantizeLinear`` of an initializer is a constant: int8 weights (zero point 0, one scale) or an
-  int32 bias (scale ``x_scale·w_scale``, zero point 0);
+  int32 bias (scale ``x_scale·w_scale``, zero point 0), with one scale or one per output channel;
 - ``Gemm`` (``transB = 1``, ``alpha = beta = 1``) or ``MatMul`` (no bias), and ``Conv``, on
   dequantized activations and constants, into a ``QuantizeLinear``: ``dense``/``conv2d`` (int32
-  accumulators ``Σ (x − zx)·w + b``), then ``requantize`` half to even with the float32 multiplier
-  ``x_scale·w_scale/y_scale`` written exactly as ``M0·2^−t``; a ``Relu`` before the ``QuantizeLinear``
-  (or one the quantizer folded) is the clamp at ``y_zero_point``;
+  accumulators ``Σ (x − zx)·w + b``), then ``requantize`` in mode 2 (onnxruntime's arithmetic: the
+  product rounded to float32, then half to even) with the float32 multiplier
+  ``x_scale·w_scale/y_scale`` written exactly as ``M0·2^−t`` (per channel: a table of them); a
+  ``Relu`` before the ``QuantizeLinear`` (or one the quantizer folded) is the clamp at ``y_zero_point``;
 - ``MaxPool``, ``Relu``, ``Reshape``/``Flatten`` between a ``DequantizeLinear`` and a
   ``QuantizeLinear`` of the same scale and zero point: the op on the int8 tensor;
 - ``ArgMax`` over the last axis: ``argmax``; the graph's output ``DequantizeLinear``: the model's output
@@ -21,13 +22,14 @@ float op) is read as the int8 computation onnxruntime runs for it, op by op:
 opML values are channels last: an ONNX ``[1, C, H, W]`` tensor is our ``(H, W, C)``, and a ``Flatten``
 of one is our ``(H·W·C)`` order, so the ``Gemm`` after it takes its weight columns permuted
 (:attr:`OnnxModel.layouts` says how each ONNX tensor maps to its value). Anything else (another op, a
-float op left in the graph, a dynamic or batched shape, per-axis scales, a nonzero weight zero point) is
-an :class:`~opml.ml.errors.OnnxImportError` naming the op and the node; an unsupported op lists every
-unsupported node of the graph at once.
+float op left in the graph, a dynamic or batched shape, scales along another axis, a nonzero weight
+zero point) is an :class:`~opml.ml.errors.OnnxImportError` naming the op and the node; an
+unsupported op lists every unsupported node of the graph at once.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from opml.ml.errors import OnnxImportError, UnsupportedOnnxOpError
+from opml.ml.errors import ModelFormatError, OnnxImportError, UnsupportedOnnxOpError
 from opml.ml.format import VERSION_2, GraphBuilder, Model, int8
 
 SUPPORTED = (
@@ -51,8 +53,8 @@ SUPPORTED = (
     "Flatten",
     "ArgMax",
 )
-HALF_EVEN = 1
-"""``requantize``'s rounding mode of ONNX's ``QuantizeLinear``."""
+FLOAT32_PRODUCT = 2
+"""``requantize``'s rounding mode of onnxruntime: the product rounded to float32, then half to even."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,13 @@ class _Quant:
 
 @dataclass(frozen=True)
 class _Const:
-    """A dequantized initializer: its integers, scale (per tensor) and zero point."""
+    """A dequantized initializer: its integers, its float32 scales (one, or one per index of ``axis``)
+    and zero points."""
 
     q: npt.NDArray[Any]
-    scale: np.float32
-    zero: int
+    scale: npt.NDArray[np.float32]
+    zero: npt.NDArray[Any]
+    axis: int
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,8 @@ class _Acc:
 
     value: int
     x_scale: np.float32
-    w_scale: np.float32
+    w_scale: npt.NDArray[np.float32]
+    """One scale, or one per output channel (our last axis)."""
     onnx_shape: tuple[int, ...]
     perm: npt.NDArray[np.int64] | None
     relu: bool = False
@@ -221,8 +226,11 @@ class _Importer:
             "Flatten": self._reshape,
             "ArgMax": self._argmax,
         }
+        origin: list[str] = []  # the ONNX node each of our nodes comes from
         for node in self.graph.node:
             ops[node.op_type](node)
+            if self.g is not None:
+                origin += [_where(node)] * (len(self.g.nodes) - len(origin))
         (out,) = self.graph.output
         last = self.tensors.get(out.name)
         if self.output is None:
@@ -237,8 +245,15 @@ class _Importer:
             raise OnnxImportError(f"output {out.name!r} is not the last op's value")
         q = self.input_quant
         assert q is not None
+        try:
+            model = g.build()
+        except ModelFormatError as exc:  # a rule only the whole model checks, e.g. a dense bound
+            named = re.match(r"node (\d+) ", str(exc))  # the format's errors start "node k (op)"
+            k = int(named.group(1)) if named else len(origin)
+            where = origin[k] if k < len(origin) else "the graph"
+            raise OnnxImportError(f"{where}: {exc}") from None
         return OnnxModel(
-            g.build(), self.input_name, self.input_dims, float(q.scale), q.zero, q.perm, self.layouts
+            model, self.input_name, self.input_dims, float(q.scale), q.zero, q.perm, self.layouts
         )
 
     def _quantize(self, node: Any) -> None:
@@ -256,10 +271,16 @@ class _Importer:
             self.g = GraphBuilder(int8(*shape), version=VERSION_2)
             quant = self.input_quant = _Quant(0, scale, zero, src.onnx_shape, perm)
         elif isinstance(src, _Acc):
-            real = np.float32(np.float32(src.x_scale * src.w_scale) / scale)
-            m0, t = _multiplier(real)
+            # onnxruntime's multiplier: fl(fl(x_scale·w_scale) / y_scale), per channel or not
+            real = ((src.x_scale * src.w_scale).astype(np.float32) / scale).astype(np.float32)
+            rows = [_multiplier(np.float32(r)) for r in real.reshape(-1)]
             lo = zero if src.relu else -128
-            value = self._builder().requantize(src.value, m0, t, zero, max(lo, -128), 127, mode=HALF_EVEN)
+            g = self._builder()
+            if real.size == 1:
+                (m0, t), table = rows[0], None
+            else:
+                (m0, t), table = (0, 0), np.array(rows, np.int32)
+            value = g.requantize(src.value, m0, t, zero, lo, 127, mode=FLOAT32_PRODUCT, channels=table)
             quant = _Quant(value, scale, zero, src.onnx_shape, src.perm)
         elif x in self.dequantized:
             quant = self.dequantized[x]
@@ -275,13 +296,10 @@ class _Importer:
     def _dequantize(self, node: Any) -> None:
         q = node.input[0]
         if q in self.inits:
-            scale = np.asarray(self.inits[node.input[1]], np.float32)
-            zero = self.inits[node.input[2]] if len(node.input) > 2 else np.zeros(1, np.int32)
-            if scale.size != 1:
-                raise OnnxImportError(f"{_where(node)}: per-axis scales ({scale.size}) are not supported yet")
-            self.tensors[node.output[0]] = _Const(
-                self.inits[q], np.float32(scale.reshape(())), int(zero.reshape(-1)[0])
-            )
+            scale = np.asarray(self.inits[node.input[1]], np.float32).reshape(-1)
+            zero = np.asarray(self.inits[node.input[2]] if len(node.input) > 2 else 0).reshape(-1)
+            axis = int(_attrs(node).get("axis", 1))
+            self.tensors[node.output[0]] = _Const(self.inits[q], scale, zero, axis)
             return
         act_scale = np.float32(self._scalar(node.input[1], node))
         act_zero = int(self._scalar(node.input[2], node)) if len(node.input) > 2 else 0
@@ -302,11 +320,23 @@ class _Importer:
         shape: tuple[int, ...],
         perm: npt.NDArray[np.int64] | None,
     ) -> None:
-        if w.zero != 0 or w.q.dtype != np.int8:
+        if w.zero.any() or w.q.dtype != np.int8:
             raise OnnxImportError(f"{_where(node)}: weights must be int8 with zero point 0")
+        channels = shape[1]  # ONNX's channel axis: Gemm's [1, M], Conv's [1, OC, H, W]
+        out_axis = 1 if node.op_type == "MatMul" else 0
+        if w.scale.size != 1 and (w.scale.size != channels or w.axis != out_axis):
+            raise OnnxImportError(
+                f"{_where(node)}: {w.scale.size} weight scales on axis {w.axis}: opML takes one, or one per "
+                "output channel"
+            )
         if bias is not None:
-            want = np.float32(x.scale * w.scale)
-            if bias.q.dtype != np.int32 or bias.zero != 0 or not np.isclose(bias.scale, want, rtol=1e-6):
+            want = (x.scale * w.scale).astype(np.float32)
+            if (
+                bias.q.dtype != np.int32
+                or bias.zero.any()
+                or bias.scale.size != w.scale.size
+                or not np.allclose(bias.scale, want, rtol=1e-6)
+            ):
                 raise OnnxImportError(
                     f"{_where(node)}: the bias must be int32 at x_scale·w_scale, zero point 0"
                 )

@@ -108,10 +108,45 @@ def conv2d(
     return _accumulate(patches @ wt, bias)
 
 
+def _bitlen(u: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The bit length of each ``0 ≤ u < 2^63`` (``bitlen(0) = 0``), exactly (no float rounding)."""
+    return np.searchsorted(_POW2, u, side="right").astype(np.int64)
+
+
+_POW2 = np.left_shift(I64(1), np.arange(63, dtype=np.int64))
+
+
+def _rne(v: npt.NDArray[np.int64], k: Any) -> npt.NDArray[np.int64]:
+    """``v / 2^k`` rounded half to even, ``(v + 2^(k−1) − 1 + ((v >> k) & 1)) >> k``; ``v`` at ``k = 0``."""
+    k = np.asarray(k, dtype=np.int64)
+    k1 = np.maximum(k, 1)
+    r = (v + (np.left_shift(I64(1), k1 - 1) - 1) + ((v >> k1) & I64(1))) >> k1
+    return np.where(k == 0, v, r)
+
+
+def _rne24(v: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(q, s)`` with ``q·2^s`` = ``v`` rounded to 24 significant bits, half to even (float32's
+    rounding of an integer): ``s = max(0, bitlen(|v|) − 24)``, ``q = rne(v / 2^s)`` (``|q| ≤ 2^24``)."""
+    s = np.maximum(_bitlen(np.abs(v)) - 24, 0)
+    return _rne(v, s), s
+
+
+def _float32_product(x: Array, m0: Any, t: Any) -> npt.NDArray[np.int64]:
+    """Mode 2: ``round_half_even(fl(fl(x)·r))``, ``r = M0·2^−t`` (``M0 < 2^24``: exact in float32), in
+    integers: ``fl(x) = a·2^s1``, ``fl(a·M0) = q·2^s2``, then ``q·2^(s1 + s2 − t)`` rounded half to even."""
+    a, s1 = _rne24(_i64(x))
+    q, s2 = _rne24(a * np.asarray(m0, dtype=np.int64))
+    d = np.asarray(t, dtype=np.int64) - (s1 + s2)
+    return np.where(d > 0, _rne(q, np.maximum(d, 0)), np.left_shift(q, np.maximum(-d, 0)))
+
+
 def requantize(x: Array, m0: int, t: int, zy: int, lo: int, hi: int, mode: int = 0) -> npt.NDArray[np.int8]:
     """``y = clamp(zy + round(v / 2^t), lo, hi)`` with ``v = x·M0``: int32 → int8, one rounding. Mode 0
     rounds half up, ``(v + 2^(t−1)) >> t``; mode 1 half to even, ``(v + 2^(t−1) − 1 + ((v >> t) & 1)) >> t``
-    (``|v| < 2^62``, so both sums fit in int64)."""
+    (``|v| < 2^62``, so both sums fit in int64); mode 2 as onnxruntime's float32 requantization,
+    ``round_half_even(fl(fl(x)·fl(M0·2^−t)))`` (``M0 < 2^24``), in integers (:func:`_float32_product`)."""
+    if mode == 2:
+        return np.clip(_float32_product(x, m0, t) + zy, lo, hi).astype(np.int8)
     v = _i64(x) * I64(m0)
     if mode == 0:
         q = (v + I64(1 << (t - 1))) >> I64(t)
@@ -127,6 +162,8 @@ def requantize_channels(
     the size of ``x``'s last axis and ``table`` int32 ``[C, 2]``."""
     tab = np.asarray(table, dtype=np.int64)
     m0, t = tab[:, 0], tab[:, 1]
+    if mode == 2:
+        return np.clip(_float32_product(x, m0, t) + zy, lo, hi).astype(np.int8)
     v = _i64(x) * m0
     half = np.left_shift(I64(1), t - 1)
     s: npt.NDArray[np.int64] = v + half if mode == 0 else v + (half - 1) + ((v >> t) & I64(1))
