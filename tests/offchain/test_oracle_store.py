@@ -69,6 +69,22 @@ def test_chunk_merkle_sparse_cold(tmp_path):
     assert cold.proof(key, 32 * 1000).part == bytes(32)
 
 
+def test_a_byte_written_into_a_sparse_files_hole_is_found(tmp_path):
+    # The cold check reads only the file's data extents: a write into a hole makes one, and is seen.
+    size = 64 << 20
+    key = PreimageStore(tmp_path).put_chunk_merkle(SparseChunkTree(size, {3: b"\x05" * 32}))
+    path = tmp_path / "chunk-merkle" / key.hex()
+    assert path.stat().st_blocks * 512 < 1 << 20
+    assert PreimageStore(tmp_path).tree(key).key == key
+    with open(path, "r+b") as f:
+        f.seek(40 << 20)
+        f.write(b"\x01")
+    from opml.oracle.errors import StoreIntegrityError
+
+    with pytest.raises(StoreIntegrityError, match="does not hold the preimage of key"):
+        PreimageStore(tmp_path).length(key)
+
+
 def test_local(tmp_path):
     store = PreimageStore(tmp_path)
     key = store.put_local(1, CALLER, CTX, b"\xaa" * 32)

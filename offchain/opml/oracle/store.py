@@ -10,8 +10,10 @@ One file per key, named by the key in hex, in a folder per key type::
     <root>/local/<key hex>.json        ``{"ident", "caller", "local_context"}`` that localize it
 
 A ``.sparse`` file lets a cold store rebuild a huge, mostly-zero tree without hashing its zeros:
-``u64 count`` then ``count`` times ``(u64 chunk index, 32 bytes)``, little-endian. Files are written
-to a temporary name and renamed, so a crash never leaves a partial preimage under its key.
+``u64 count`` then ``count`` times ``(u64 chunk index, 32 bytes)``, little-endian; checking that the
+main file holds exactly those chunks reads only its data extents (``SEEK_DATA``: holes are zeros).
+Files are written to a temporary name and renamed, so a crash never leaves a partial preimage under
+its key.
 
 A ``.range`` file, ``{"file": absolute path, "offset": int, "size": int}`` in JSON, says that the
 preimage is bytes ``offset … offset + size − 1`` of ``file`` (a tensor of a model file), so a model is
@@ -25,6 +27,7 @@ from the map it is then served from), and :class:`StoreIntegrityError` says when
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import mmap
 import operator
@@ -75,6 +78,29 @@ def _map_file(path: Path) -> np.ndarray:
             return _EMPTY  # mmap refuses an empty file
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     return np.frombuffer(mapped, dtype=np.uint8)  # read-only, since the map is; keeps the map alive
+
+
+def _data_ranges(path: Path, size: int) -> list[tuple[int, int]]:
+    """The byte ranges of the file that may hold non-zero bytes: its data extents, by ``SEEK_DATA`` and
+    ``SEEK_HOLE`` (a hole reads as zeros, so a sparse 1 GiB preimage is scanned in milliseconds, not
+    by faulting in 262,144 zero pages), or the whole file where the file system cannot tell."""
+    ranges = []
+    try:
+        with open(path, "rb") as f:
+            pos = 0
+            while pos < size:
+                try:
+                    first = os.lseek(f.fileno(), pos, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # no data after pos
+                        break
+                    raise
+                end = os.lseek(f.fileno(), first, os.SEEK_HOLE)
+                ranges.append((first, min(end, size)))
+                pos = end
+    except (OSError, AttributeError):  # no SEEK_DATA here (or on this file system): all of it
+        return [(0, size)]
+    return ranges
 
 
 def _file_identity(path: Path) -> tuple[int, int, int, int]:
@@ -390,14 +416,19 @@ class PreimageStore:
         tree = SparseChunkTree(size, chunks)
         data = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
         block = 1 << 20  # a multiple of the chunk size: the file is scanned without loading it whole
-        for start in range(0, size, block):
-            piece = np.asarray(data[start : start + block])
-            if not piece.any():
-                continue
-            rows = np.concatenate([piece, np.zeros(-len(piece) % PART_SIZE, np.uint8)]).reshape(-1, PART_SIZE)
-            for row in np.flatnonzero(rows.any(axis=1)).tolist():
-                if chunks.get(start // PART_SIZE + row) != rows[row].tobytes():
-                    return None
+        for first, end in _data_ranges(path, size):
+            first -= first % PART_SIZE  # whole chunks: a hole's bytes read as zeros
+            end = min(size, end + -end % PART_SIZE)
+            for start in range(first, end, block):
+                piece = np.asarray(data[start : min(start + block, end)])
+                if not piece.any():
+                    continue
+                rows = np.concatenate([piece, np.zeros(-len(piece) % PART_SIZE, np.uint8)]).reshape(
+                    -1, PART_SIZE
+                )
+                for row in np.flatnonzero(rows.any(axis=1)).tolist():
+                    if chunks.get(start // PART_SIZE + row) != rows[row].tobytes():
+                        return None
         for index, value in chunks.items():
             chunk = np.asarray(data[index * PART_SIZE : (index + 1) * PART_SIZE]).tobytes()
             if chunk + bytes(PART_SIZE - len(chunk)) != value:
