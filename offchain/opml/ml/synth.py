@@ -139,11 +139,10 @@ class MatrixSpec:
 
 @dataclass(frozen=True)
 class SynthModel:
-    """A synthetic model written to ``path``: its commitment, its labels and its matrices."""
+    """What writing a synthetic model gives: its commitment, its node labels, its parameter count and
+    the file's size."""
 
-    path: Path
     commitment: bytes
-    config: LlamaConfig
     labels: tuple[NodeLabel, ...]
     params: int
     file_bytes: int
@@ -275,9 +274,7 @@ def write_synth(
     write_model_file(path, manifest, entries)
     card_path(path).write_text(LlmCard(None, max_prompt, max_new, STOP_ID, config.layers, labels).to_json())
     return SynthModel(
-        Path(path),
         tensor_key(manifest),
-        config,
         labels,
         parameter_count(config),
         Path(path).stat().st_size,
