@@ -1,12 +1,17 @@
 """The digits models as ONNX: float graphs of the trained weights (``digits_float.npz``) and their int8
-quantization by onnxruntime (QDQ, calibrated on the training split), for ``opml model import``.
+quantization by onnxruntime (QDQ and QOperator, calibrated on the training split), for
+``opml model import``.
 
     .venv/bin/python models/digits_onnx.py OUT_DIR        (from the repository root)
 
 Writes ``digits_mlp.onnx`` and ``digits_cnn.onnx`` (float) and ``digits_mlp_tensor.onnx``,
 ``digits_cnn_tensor.onnx`` (per-tensor weight scales), ``digits_mlp_channel.onnx``,
-``digits_cnn_channel.onnx`` (per-channel) into OUT_DIR. Nothing here is committed: the float weights
-and onnxruntime's quantizer make the same files again.
+``digits_cnn_channel.onnx`` (per-channel) into OUT_DIR; in the QOperator format, from float graphs that
+write each dense layer as a ``Conv`` (``digits_mlp_qop.onnx``, ``digits_cnn_qop.onnx``: onnxruntime's
+QOperator form of a ``Gemm`` is ``com.microsoft``'s ``QGemm``, of a ``Conv`` the standard ``QLinearConv``),
+``digits_mlp_qop_tensor.onnx``, ``digits_cnn_qop_tensor.onnx``, ``digits_mlp_qop_channel.onnx`` and
+``digits_cnn_qop_channel.onnx``. Nothing here is committed: the float weights and onnxruntime's
+quantizer make the same files again.
 """
 
 from __future__ import annotations
@@ -56,21 +61,32 @@ def float_inputs(name: str, split: str) -> np.ndarray:
     return x.reshape(len(x), 64) if name == "digits_mlp" else x.reshape(len(x), 1, 8, 8)
 
 
-def export(out: Path) -> list[Path]:
-    """Write the float and the quantized ONNX files of both models to ``out``; return the quantized."""
+FORMATS = {"qdq": ("", "gemm"), "qoperator": ("_qop", "conv")}
+"""Each quantization format's file-name infix and the float graph's dense layers."""
+
+
+def export(out: Path, formats: tuple[str, ...] = ("qdq", "qoperator")) -> list[Path]:
+    """Write the float and the quantized ONNX files of both models to ``out`` in each of ``formats``;
+    return the quantized."""
     import onnx
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, shape in SHAPES.items():
-        float_path = out / f"{name}.onnx"
-        onnx.save(float_onnx(float_layers(name), shape), str(float_path))
-        for scales, per_channel in (("tensor", False), ("channel", True)):
-            path = out / f"{name}_{scales}.onnx"
-            quantize_onnx(
-                float_path, path, float_inputs(name, "train")[:CALIBRATION], per_channel=per_channel
-            )
-            written.append(path)
+    for quant_format in formats:
+        infix, dense = FORMATS[quant_format]
+        for name, shape in SHAPES.items():
+            float_path = out / f"{name}{infix}.onnx"
+            onnx.save(float_onnx(float_layers(name), shape, dense=dense), str(float_path))
+            for scales, per_channel in (("tensor", False), ("channel", True)):
+                path = out / f"{name}{infix}_{scales}.onnx"
+                quantize_onnx(
+                    float_path,
+                    path,
+                    float_inputs(name, "train")[:CALIBRATION],
+                    per_channel=per_channel,
+                    quant_format=quant_format,
+                )
+                written.append(path)
     return written
 
 

@@ -28,18 +28,19 @@ static uint64_t block_row_bytes(int32_t wtype, uint32_t k)
 }
 
 /* param_read_bytes: a dense bias is read twice (the overflow bound, then the
- * output). */
+ * output); with the per-row bound (`bound` = 1) the weights and the bias are
+ * read once more, row by row. */
 static uint64_t param_read_bytes(const struct ml_node *n, const struct ml_desc *x)
 {
     int bias = !ml_key_is_zero(n->tensor_key[1]);
     switch (n->op) {
     case ML_DENSE: {
-        uint64_t m = n->out.dims[0];
-        return m * ml_elems(x) + (bias ? 8 * m : 0);
+        uint64_t m = n->out.dims[0], w = m * ml_elems(x);
+        return w + (bias ? 8 * m : 0) + (n->p[1] ? w + 4 * m : 0);
     }
     case ML_CONV2D: {
-        uint64_t oc = n->out.dims[2];
-        return oc * (uint64_t)n->p[1] * (uint64_t)n->p[2] * x->dims[2] + (bias ? 4 * oc : 0);
+        uint64_t oc = n->out.dims[2], w = oc * (uint64_t)n->p[1] * (uint64_t)n->p[2] * x->dims[2];
+        return w + (bias ? 4 * oc : 0) + (n->p[9] ? w + 4 * oc : 0);
     }
     case ML_LUT:
         return 256;
@@ -117,6 +118,12 @@ static uint64_t op_work_v2(const struct ml_node *n, const struct ml_desc *ins[2]
     return 0;
 }
 
+/* The per-row overflow bound's pass over W [rows, k] (`bound` = 1). */
+static uint64_t row_bound_work(uint64_t rows, uint64_t k)
+{
+    return ML_ROW_BOUND_WEIGHT * rows * k + ML_ROW_BOUND_ROW * rows;
+}
+
 static uint64_t op_work(const struct ml_node *n, const struct ml_desc *ins[2])
 {
     const struct ml_desc *x = ins[0];
@@ -124,13 +131,13 @@ static uint64_t op_work(const struct ml_node *n, const struct ml_desc *ins[2])
     const int32_t *p = n->p;
     switch (n->op) {
     case ML_DENSE: {
-        uint64_t m = n->out.dims[0];
-        return ML_DENSE_MAC * m * ml_elems(x) + ML_DENSE_ROW * m;
+        uint64_t m = n->out.dims[0], k = ml_elems(x);
+        return ML_DENSE_MAC * m * k + ML_DENSE_ROW * m + (p[1] ? row_bound_work(m, k) : 0);
     }
     case ML_CONV2D: {
-        uint64_t kh = (uint64_t)p[1], kw = (uint64_t)p[2], c = x->dims[2];
+        uint64_t kh = (uint64_t)p[1], kw = (uint64_t)p[2], c = x->dims[2], oc = n->out.dims[2];
         return ML_CONV_MAC * e * kh * kw * c + ML_CONV_TAP * e * kh * kw + ML_CONV_ROW * e * kh +
-               ML_CONV_OUT * e + ML_CONV_FILTER * (uint64_t)n->out.dims[2];
+               ML_CONV_OUT * e + ML_CONV_FILTER * oc + (p[9] ? row_bound_work(oc, kh * kw * c) : 0);
     }
     case ML_REQUANTIZE:
         return (p[5] == 2 ? ML_REQUANTIZE_F32_ELEM : ML_REQUANTIZE_ELEM) * e;

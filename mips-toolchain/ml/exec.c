@@ -46,6 +46,41 @@ static void check_accumulator_bound(uint32_t K, const struct ml_src *bias)
         ml_malformed("the dense/conv2d overflow bound does not hold");
 }
 
+/* The per-row overflow bound (`bound` = 1, version 2): for each of the `rows` rows of W int8
+ * [rows, K], 255·Σ_k |W[r, k]| + |bias[r]| ≤ 2^31 − 1 (every partial sum of the row then fits an
+ * int32). W is streamed once more through the weight buffer; each row's bias is read when the row
+ * ends. */
+static void check_row_bounds(uint32_t rows, uint32_t K, const struct ml_src *w, const struct ml_src *bias)
+{
+    uint32_t total = rows * K, pos = 0, r = 0, k = 0, sum = 0; /* sum ≤ 128·K < 2^32 */
+    while (pos < total) {
+        uint32_t n = total - pos < ML_WEIGHT_BUFFER ? total - pos : ML_WEIGHT_BUFFER;
+        ml_src_read(w, pos, weight_buffer, n);
+        const int8_t *wb = (const int8_t *)weight_buffer;
+        uint32_t i = 0;
+        while (i < n) {
+            uint32_t run = K - k < n - i ? K - k : n - i; /* the rest of row r in this piece */
+            for (uint32_t j = 0; j < run; j++) {
+                int32_t v = wb[i + j];
+                sum += (uint32_t)(v < 0 ? -v : v);
+            }
+            i += run;
+            k += run;
+            if (k == K) {
+                int32_t b = 0;
+                if (bias)
+                    ml_src_read(bias, 4 * r, &b, 4);
+                uint64_t mag = (uint64_t)(b < 0 ? -(int64_t)b : b);
+                if (255ull * sum + mag > 2147483647u)
+                    ml_malformed("the dense/conv2d overflow bound does not hold");
+                r++;
+                k = sum = 0;
+            }
+        }
+        pos += n;
+    }
+}
+
 /* requantize per channel: the table (M0_c, t_c) int32 [C, 2] streamed through the weight buffer,
  * each piece's ranges checked (M0_c ∈ [1, 2^31 − 1], below 2^24 in mode 2, t_c ∈ [1, 62]) before its
  * channels are computed. */
@@ -83,7 +118,10 @@ void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc 
     switch (n->op) {
     case ML_DENSE: {
         uint32_t K = ml_elems(x), M = n->out.dims[0];
-        check_accumulator_bound(K, bias_src);
+        if (p[1])
+            check_row_bounds(M, K, &w, bias_src);
+        else
+            check_accumulator_bound(K, bias_src);
         int32_t *y = (int32_t *)out;
         if (bias_src)
             ml_src_read(bias_src, 0, y, 4 * M);
@@ -99,7 +137,10 @@ void ml_exec_node(uint32_t index, const struct ml_node *n, const struct ml_desc 
             .KH = (uint32_t)p[1], .KW = (uint32_t)p[2], .sh = (uint32_t)p[3], .sw = (uint32_t)p[4],
             .pt = (uint32_t)p[5], .pl = (uint32_t)p[6], .zx = p[0],
         };
-        check_accumulator_bound(cv.KH * cv.KW * cv.C, bias_src);
+        if (p[9])
+            check_row_bounds(cv.OC, cv.KH * cv.KW * cv.C, &w, bias_src);
+        else
+            check_accumulator_bound(cv.KH * cv.KW * cv.C, bias_src);
         ml_conv2d((const int8_t *)in[0], &cv, &w, bias_src, (int32_t *)out, weight_buffer);
         break;
     }

@@ -289,6 +289,8 @@ void *ml_alloc(uint32_t size);
 #define ML_STEPS_STATE_NODE 1600ull  /* per 64-byte state tree preimage read    */
 #define ML_DENSE_MAC        6ull
 #define ML_DENSE_ROW        64ull
+#define ML_ROW_BOUND_WEIGHT 8ull
+#define ML_ROW_BOUND_ROW    400ull
 #define ML_CONV_MAC         10ull
 #define ML_CONV_TAP         27ull
 #define ML_CONV_ROW         21ull

@@ -142,7 +142,7 @@ void ml_parse_node(const uint8_t b[ML_NODE_SIZE], struct ml_node *n)
     parse_desc(b + 16, b + 20, b + 24, &n->out);
     check_limits(&n->out);
     static const uint8_t used[ML_OP_LAST + 1] = {
-        [ML_DENSE] = 1, [ML_CONV2D] = 9, [ML_REQUANTIZE] = 6, [ML_ADD] = 8, [ML_RELU] = 1,
+        [ML_DENSE] = 2, [ML_CONV2D] = 10, [ML_REQUANTIZE] = 6, [ML_ADD] = 8, [ML_RELU] = 1,
         [ML_MAXPOOL] = 4, [ML_AVGPOOL] = 4, [ML_QDENSE] = 5, [ML_QDENSE_ARGMAX] = 5, [ML_EMBEDDING] = 4,
         [ML_RMSNORM] = 2, [ML_ROPE] = 3, [ML_ATTENTION] = 3, [ML_QUANTIZE] = 1, [ML_CONCAT] = 1,
         [ML_SLICE] = 1, [ML_EMIT] = 1,
@@ -407,6 +407,7 @@ static void expected_output(const struct ml_node *n, const struct ml_desc *ins[2
     case ML_DENSE:
         want_dtype(x, ML_INT8);
         in_range(p[0], -128, 127);
+        in_range(p[1], 0, manifest_version == 1 ? 0 : 1); /* bound: 1 (per row) only in version 2 */
         want_rank(&n->out, 1);
         *want = n->out;
         want->dtype = ML_INT32;
@@ -426,6 +427,7 @@ static void expected_output(const struct ml_node *n, const struct ml_desc *ins[2
         in_range(p[7], 0, p[1] - 1);
         in_range(p[6], 0, p[2] - 1);
         in_range(p[8], 0, p[2] - 1);
+        in_range(p[9], 0, manifest_version == 1 ? 0 : 1); /* bound: 1 (per row) only in version 2 */
         uint64_t filter = (uint64_t)p[1] * (uint64_t)p[2] * x->dims[2];
         if (filter > ML_MAX_FILTER_ELEMS)
             ml_malformed("a conv2d filter of more than 4096 elements");

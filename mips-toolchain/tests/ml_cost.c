@@ -60,10 +60,15 @@ int main(void)
     x = desc(ML_INT8, 1, 4096, 0, 0);
     n = node(ML_DENSE, desc(ML_INT32, 1, 4096, 0, 0), (const int32_t[]){ 0 }, 1, 1);
     emit_case("dense_4096x4096_bias", 4095, &n, &x, 0);
+    x = desc(ML_INT8, 1, 64, 0, 0);
+    n = node(ML_DENSE, desc(ML_INT32, 1, 64, 0, 0), (const int32_t[]){ -128, 1 }, 2, 1);
+    emit_case("dense_64x64_bias_row_bound", 1, &n, &x, 0);
 
     x = desc(ML_INT8, 3, 28, 28, 8);
     n = node(ML_CONV2D, desc(ML_INT32, 3, 28, 28, 16), (const int32_t[]){ 1, 3, 3, 1, 1, 1, 1, 1, 1 }, 9, 1);
     emit_case("conv_3x3_c8_oc16", 2, &n, &x, 0);
+    n = node(ML_CONV2D, desc(ML_INT32, 3, 28, 28, 16), (const int32_t[]){ 1, 3, 3, 1, 1, 1, 1, 1, 1, 1 }, 10, 1);
+    emit_case("conv_3x3_c8_oc16_row_bound", 2, &n, &x, 0);
     x = desc(ML_INT8, 3, 2048, 2048, 1);
     n = node(ML_CONV2D, desc(ML_INT32, 3, 2048, 2048, 1), (const int32_t[]){ 0, 1, 1, 1, 1 }, 5, 0);
     emit_case("conv_1x1_16mib", 0, &n, &x, 0);

@@ -166,7 +166,8 @@ N1 = 64 + 160  # offset of node 1 (the tiny model's argmax)
         ([(64 + 24, "<I", 3)], errors.TensorSizeError),  # M = 3: W and bias no longer fit
         ([(64 + 40, "<i", 128)], errors.ParamRangeError),  # zx
         ([(64 + 40, "<i", -129)], errors.ParamRangeError),
-        ([(64 + 44, "<i", 1)], errors.NonCanonicalError),  # an unused param
+        ([(64 + 44, "<i", 1)], errors.ParamRangeError),  # bound = 1 (per row) needs version 2
+        ([(64 + 48, "<i", 1)], errors.NonCanonicalError),  # an unused param
         ([(64 + 92, "<i", -1)], errors.NonCanonicalError),  # the last param
         ([(N1 + 40, "<i", 1)], errors.NonCanonicalError),  # argmax has no params
         ([(N1 + 96, "B", 3)], errors.NonCanonicalError),  # argmax takes no tensor

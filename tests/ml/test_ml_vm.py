@@ -344,7 +344,8 @@ NODE0 = 64
         ("wrong output dtype", NODE0 + 16, U32(1)),
         ("non-zero dim past the rank", NODE0 + 28, U32(5)),
         ("zx out of range", NODE0 + 40, struct.pack("<i", 128)),
-        ("non-zero unused param", NODE0 + 44, U32(1)),
+        ("bound = 1 (per row) in a version-1 manifest", NODE0 + 44, U32(1)),
+        ("non-zero unused param", NODE0 + 48, U32(1)),
         ("missing weight key", NODE0 + 96, bytes(32)),
     ],
 )

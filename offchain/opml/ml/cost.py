@@ -54,6 +54,8 @@ STEPS_STATE_NODE = 1_600
 
 DENSE_MAC = 6
 DENSE_ROW = 64
+ROW_BOUND_WEIGHT = 8
+ROW_BOUND_ROW = 400
 CONV_MAC = 10
 CONV_TAP = 27
 CONV_ROW = 21
@@ -163,15 +165,18 @@ def hash_steps(nbytes: int) -> int:
 
 def param_read_bytes(node: Node, ins: Sequence[TensorDesc]) -> int:
     """Bytes of the node's parameter tensors the programs read (a dense bias is read twice: for the
-    overflow bound and into the output)."""
+    overflow bound and into the output; with the per-row bound the weights and the bias once more, row
+    by row)."""
     op, out = node.op, node.out
     has_bias = node.tensor_keys[1] is not None
     if op is Op.DENSE:
         m = out.shape[0]
-        return m * ins[0].elems + (8 * m if has_bias else 0)
+        w = m * ins[0].elems
+        return w + (8 * m if has_bias else 0) + (w + 4 * m if node.params[1] else 0)
     if op is Op.CONV2D:
         oc = out.shape[2]
-        return oc * node.params[1] * node.params[2] * ins[0].shape[2] + (4 * oc if has_bias else 0)
+        w = oc * node.params[1] * node.params[2] * ins[0].shape[2]
+        return w + (4 * oc if has_bias else 0) + (w + 4 * oc if node.params[9] else 0)
     if op is Op.LUT:
         return LUT_TABLE_BYTES
     if op is Op.SOFTMAX:
@@ -199,6 +204,11 @@ def _block_row_bytes(wtype: int, k: int) -> int:
     return (k // blocks.BLOCK) * blocks.block_bytes(wtype == int(DType.Q4_1))
 
 
+def _row_bound_work(rows: int, k: int) -> int:
+    """The per-row overflow bound's pass over W ``[rows, k]`` (dense/conv2d ``bound`` = 1)."""
+    return ROW_BOUND_WEIGHT * rows * k + ROW_BOUND_ROW * rows
+
+
 def op_work(node: Node, ins: Sequence[TensorDesc]) -> int:
     """The bound on the op's kernel (ml-spec §9.2's per-op table), without reading and hashing."""
     op, out, p = node.op, node.out, node.params
@@ -206,15 +216,16 @@ def op_work(node: Node, ins: Sequence[TensorDesc]) -> int:
     x = ins[0]
     if op is Op.DENSE:
         m = out.shape[0]
-        return DENSE_MAC * m * x.elems + DENSE_ROW * m
+        return DENSE_MAC * m * x.elems + DENSE_ROW * m + (_row_bound_work(m, x.elems) if p[1] else 0)
     if op is Op.CONV2D:
-        kh, kw, c = p[1], p[2], x.shape[2]
+        kh, kw, c, oc = p[1], p[2], x.shape[2], out.shape[2]
         return (
             CONV_MAC * e * kh * kw * c
             + CONV_TAP * e * kh * kw
             + CONV_ROW * e * kh
             + CONV_OUT * e
-            + CONV_FILTER * out.shape[2]
+            + CONV_FILTER * oc
+            + (_row_bound_work(oc, kh * kw * c) if p[9] else 0)
         )
     if op is Op.REQUANTIZE:
         return (REQUANTIZE_F32_ELEM if p[5] == 2 else REQUANTIZE_ELEM) * e

@@ -274,8 +274,19 @@ _TWO_INPUTS = (Op.ADD, Op.ARGMAX_MERGE, Op.ATTENTION, Op.SWIGLU, Op.ADD32, Op.CO
 OP_INPUTS: dict[Op, int] = {op: 2 if op in _TWO_INPUTS else 1 for op in Op}
 """``n_inputs`` of each op."""
 OP_PARAM_NAMES: dict[Op, tuple[str, ...]] = {
-    Op.DENSE: ("zx",),
-    Op.CONV2D: ("zx", "KH", "KW", "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right"),
+    Op.DENSE: ("zx", "bound"),
+    Op.CONV2D: (
+        "zx",
+        "KH",
+        "KW",
+        "stride_h",
+        "stride_w",
+        "pad_top",
+        "pad_left",
+        "pad_bottom",
+        "pad_right",
+        "bound",
+    ),
     Op.REQUANTIZE: ("M0", "t", "zy", "lo", "hi", "mode"),
     Op.ADD: ("za", "Ma", "zb", "Mb", "t", "zy", "lo", "hi"),
     Op.RELU: ("z",),
@@ -649,14 +660,16 @@ def expected_output(
     if op is Op.DENSE:
         _want_dtype(where, "input", x, (DType.INT8,))
         _in_range(where, "zx", p[0], -128, 127)
+        _check_bound_mode(where, p[1], version)
         _want_rank(where, "output", out, 1)
         return TensorDesc(DType.INT32, out.shape)
     if op is Op.CONV2D:
         _want_dtype(where, "input", x, (DType.INT8,))
         _want_rank(where, "input", x, 3)
         _want_rank(where, "output", out, 3)
-        zx, kh, kw, sh, sw, pt, pl, pb, pr = p
+        zx, kh, kw, sh, sw, pt, pl, pb, pr, bound = p[:10]
         _in_range(where, "zx", zx, -128, 127)
+        _check_bound_mode(where, bound, version)
         _in_range(where, "KH", kh, 1, MAX_FILTER_ELEMS)
         _in_range(where, "KW", kw, 1, MAX_FILTER_ELEMS)
         _in_range(where, "stride_h", sh, 1, INT32_MAX)
@@ -1044,17 +1057,50 @@ def check_tensors(
             if int(e.min()) < 0 or int(e.max()) > SOFTMAX_E_MAX:
                 raise ParamRangeError(f"{where}: a table value is outside 0 … 2^16")
         if node.op in (Op.DENSE, Op.CONV2D):
-            w = descs[0]
-            assert w is not None
-            k = w.elems // w.shape[0]
-            bias_key = node.tensor_keys[1]
-            max_bias = 0
-            if bias_key is not None:
-                b = np.frombuffer(tensors[bias_key], dtype="<i4").astype(np.int64)
-                max_bias = int(np.abs(b).max())
-            bound = k * MAX_PRODUCT + max_bias
-            if bound > ACC_BOUND:
-                raise OverflowBoundError(f"{where}: K·255·128 + max|bias| = {bound} > 2^31 − 1 (K = {k})")
+            w, w_key, bias_key = descs[0], node.tensor_keys[0], node.tensor_keys[1]
+            assert w is not None and w_key is not None
+            bias = None if bias_key is None else tensors[bias_key]
+            _check_accumulator_bound(where, tensors[w_key], w.shape[0], bias, node.p[_BOUND[node.op]])
+
+
+_BOUND = {Op.DENSE: 1, Op.CONV2D: 9}
+"""The index of the ``bound`` param of dense and conv2d."""
+
+
+def _check_bound_mode(where: str, bound: int, version: int) -> None:
+    _in_range(where, "bound", bound, 0, 1)
+    if version == VERSION_1 and bound != 0:
+        raise ParamRangeError(f"{where}: bound = 1 (per row) needs a version-2 manifest")
+
+
+def accumulator_bounds(
+    w: TensorData, rows: int, bias: TensorData | None
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """dense/conv2d's overflow bounds for W int8 ``[rows, K]`` and an int32 bias (ml-spec §4): the
+    tensor-wide ``K·255·128 + max|bias|`` (``bound`` = 0) and, per row, ``255·Σ_k |W[r, k]| + |bias[r]|``
+    (``bound`` = 1); each must be at most 2^31 − 1."""
+    wq = np.frombuffer(w, dtype=np.int8).reshape(rows, -1)
+    b = np.zeros(rows, np.int64) if bias is None else np.frombuffer(bias, dtype="<i4").astype(np.int64)
+    tensor_wide = wq.shape[1] * MAX_PRODUCT + int(np.abs(b).max(initial=0))
+    per_row = 255 * np.abs(wq.astype(np.int64)).sum(axis=1) + np.abs(b)
+    return tensor_wide, per_row
+
+
+def _check_accumulator_bound(
+    where: str, w: TensorData, rows: int, bias: TensorData | None, mode: int
+) -> None:
+    tensor_wide, per_row = accumulator_bounds(w, rows, bias)
+    k = len(w) // rows
+    if mode == 0 and tensor_wide > ACC_BOUND:
+        advice = " (bound = 1 checks it per row)" if int(per_row.max()) <= ACC_BOUND else ""
+        raise OverflowBoundError(
+            f"{where}: K·255·128 + max|bias| = {tensor_wide} > 2^31 − 1 (K = {k}){advice}"
+        )
+    if mode == 1 and int(per_row.max()) > ACC_BOUND:
+        r = int(per_row.argmax())
+        raise OverflowBoundError(
+            f"{where}: row {r}: 255·Σ|W[r]| + |bias[r]| = {int(per_row[r])} > 2^31 − 1 (K = {k})"
+        )
 
 
 _BLOCK_OPS = (Op.QDENSE, Op.QDENSE_ARGMAX, Op.EMBEDDING)
@@ -1436,9 +1482,28 @@ class GraphBuilder:
         self.nodes.append(node)
         return index + 1
 
-    def dense(self, x: int, w: npt.NDArray[Any], bias: npt.NDArray[Any] | None = None, zx: int = 0) -> int:
+    def dense(
+        self,
+        x: int,
+        w: npt.NDArray[Any],
+        bias: npt.NDArray[Any] | None = None,
+        zx: int = 0,
+        bound: int | None = None,
+    ) -> int:
+        """``bound``: the overflow bound's mode (§4); ``None`` picks 0 where it holds, else 1
+        (version 2)."""
         keys = (self._put(w, DType.INT8), self._put(bias, DType.INT32))
-        return self.add(Op.DENSE, [x], [zx], keys, TensorDesc(DType.INT32, (int(np.shape(w)[0]),)))
+        params = [zx, self._bound_mode(w, bias) if bound is None else bound]
+        return self.add(Op.DENSE, [x], params, keys, TensorDesc(DType.INT32, (int(np.shape(w)[0]),)))
+
+    def _bound_mode(self, w: npt.NDArray[Any], bias: npt.NDArray[Any] | None) -> int:
+        """0 when the tensor-wide overflow bound holds or the manifest is version 1, else 1."""
+        if self.version == VERSION_1:
+            return 0
+        b = None if bias is None else np.ascontiguousarray(bias, "<i4").tobytes()
+        rows = int(np.shape(w)[0])
+        tensor_wide, _ = accumulator_bounds(np.ascontiguousarray(w, np.int8).tobytes(), rows, b)
+        return 0 if tensor_wide <= ACC_BOUND else 1
 
     def conv2d(
         self,
@@ -1448,15 +1513,17 @@ class GraphBuilder:
         zx: int = 0,
         strides: tuple[int, int] = (1, 1),
         pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+        bound: int | None = None,
     ) -> int:
-        """``w`` is ``[OC, KH, KW, C]``; ``pads`` is (top, left, bottom, right)."""
+        """``w`` is ``[OC, KH, KW, C]``; ``pads`` is (top, left, bottom, right); ``bound`` as
+        :meth:`dense`'s."""
         oc, kh, kw, _ = np.shape(w)
         keys = (self._put(w, DType.INT8), self._put(bias, DType.INT32))
         h, wd, _ = self.values[x].shape
         pt, pl, pb, pr = pads
         oh = conv_out_dim(h, kh, strides[0], pt, pb) or 1  # a misfit fails the op rule in add()
         ow = conv_out_dim(wd, kw, strides[1], pl, pr) or 1
-        params = [zx, kh, kw, *strides, *pads]
+        params = [zx, kh, kw, *strides, *pads, self._bound_mode(w, bias) if bound is None else bound]
         return self.add(Op.CONV2D, [x], params, keys, TensorDesc(DType.INT32, (oh, ow, int(oc))))
 
     def requantize(

@@ -163,7 +163,7 @@ def apply_node(model: Model, index: int, inputs: Sequence[Array], *, batch: bool
     elif op is Op.CONV2D:
         w, bias = model.param(index, 0), model.param(index, 1)
         assert w is not None
-        zx, _, _, sh, sw, pt, pl, pb, pr = p
+        zx, _, _, sh, sw, pt, pl, pb, pr, _ = p  # the bound is a load-time rule
         result = ops.conv2d(x, w, bias, zx, (sh, sw), (pt, pl, pb, pr), w_t=_w_t(model, index))
     elif op is Op.REQUANTIZE:
         table = model.param(index, 0)  # per-channel (M0_c, t_c), or None
