@@ -15,7 +15,7 @@ ORACLE_PROGRAMS = {"stream_checksum", "ml_node", "ml_model"}
 # The longest plain programs (millions of steps, the same instruction mix as keccak_vectors plus
 # libgcc's 64-bit division): their per-step checks run in the slow tier (tests/_ci.py), the other
 # programs cover every instruction form in `make test`.
-SLOW_PROGRAMS = {"div64", "recursion"}
+SLOW_PROGRAMS = {"div64", "recursion", "ml_kernels_v2"}
 
 
 def program_params(names) -> list:

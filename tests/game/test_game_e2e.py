@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from _ci import SLOW
+from _ci import SLOW, slow_except
 from _digits import DIGITS_SHAPES, MODELS, digits_test_split
 from _game_setup import (
     CHALLENGER_BOND,
@@ -83,7 +83,7 @@ def resolutions(game):
     ]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", slow_except({0}, NAMES))
 def test_honest_result_finalizes_and_pays_the_server(
     name, models, image, deployed, chain, deployer, requester, server, challenger, tmp_path
 ):
@@ -117,7 +117,7 @@ def liar_phase2_steps(model, x, lie: Lie, tmp_path) -> int:
 CASES = [
     ("digits_mlp", Lie.output()),
     pytest.param("digits_mlp", Lie.at_node(1), marks=SLOW),
-    ("digits_cnn", Lie.output()),  # the last node, k = 8
+    pytest.param("digits_cnn", Lie.output(), marks=SLOW),  # the last node, k = 8
     pytest.param("digits_cnn", Lie.at_node(0), marks=SLOW),  # the first
     ("digits_cnn", Lie.at_node(4)),  # the middle
     ("digits_cnn", Lie.at_step(2, 1000)),
@@ -152,7 +152,7 @@ def test_lying_server_loses_at_the_step_where_its_trace_diverges(
     assert withdrawn(game, server.address) == 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", slow_except({0}, NAMES))
 def test_challenger_disputing_an_honest_result_loses_its_bond(
     name, models, image, deployed, chain, deployer, requester, server, challenger, tmp_path
 ):

@@ -48,7 +48,7 @@ def lie_at(generation, where: str) -> Lie:
         ("attention", True),
         pytest.param("kv-cache", True, marks=SLOW),
         ("last", True),
-        ("attention", False),
+        pytest.param("attention", False, marks=SLOW),  # single phase: digits games cover it fast
     ],
     ids=["attention-multi", "kv-cache-multi", "last-multi", "attention-single"],
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _ci import slow_except
 from _digits import DIGITS_SHAPES, MODELS, digits_test_split
 from _toolchain import build_toolchain
 
@@ -39,7 +40,8 @@ def flip_one_byte(claim: bytes, i: int) -> bytes:
     return claim[:pos] + bytes([claim[pos] ^ (1 + i % 255)]) + claim[pos + 1 :]
 
 
-@pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn"])
+# The CNN (every node in the VM) is slow tier: its node programs also run in test_onnx_import.py.
+@pytest.mark.parametrize("name", slow_except({0}, ["digits_mlp", "digits_cnn"]))
 def test_digits_node_and_model_programs(name, images, tmp_path):
     model = read_model(MODELS / f"{name}.opml")
     n = len(model.nodes)
