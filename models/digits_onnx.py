@@ -10,8 +10,10 @@ Writes ``digits_mlp.onnx`` and ``digits_cnn.onnx`` (float) and ``digits_mlp_tens
 write each dense layer as a ``Conv`` (``digits_mlp_qop.onnx``, ``digits_cnn_qop.onnx``: onnxruntime's
 QOperator form of a ``Gemm`` is ``com.microsoft``'s ``QGemm``, of a ``Conv`` the standard ``QLinearConv``),
 ``digits_mlp_qop_tensor.onnx``, ``digits_cnn_qop_tensor.onnx``, ``digits_mlp_qop_channel.onnx`` and
-``digits_cnn_qop_channel.onnx``. Nothing here is committed: the float weights and onnxruntime's
-quantizer make the same files again.
+``digits_cnn_qop_channel.onnx``; and, for ``opml model quantize`` and ``opml task submit``, each model's
+calibration inputs ``digits_mlp_calibration.npy`` (the 300 training images, float, ``[300, 64]``) and
+first test image ``digits_mlp_test0.npy`` (``[1, 64]``), the same for the CNN. Nothing here is
+committed: the float weights and onnxruntime's quantizer make the same files again.
 """
 
 from __future__ import annotations
@@ -66,11 +68,14 @@ FORMATS = {"qdq": ("", "gemm"), "qoperator": ("_qop", "conv")}
 
 
 def export(out: Path, formats: tuple[str, ...] = ("qdq", "qoperator")) -> list[Path]:
-    """Write the float and the quantized ONNX files of both models to ``out`` in each of ``formats``;
-    return the quantized."""
+    """Write both models' calibration and test inputs, and their float and quantized ONNX files in each
+    of ``formats``, to ``out``; return the quantized files."""
     import onnx
 
     out.mkdir(parents=True, exist_ok=True)
+    for name in SHAPES:
+        np.save(out / f"{name}_calibration.npy", float_inputs(name, "train")[:CALIBRATION])
+        np.save(out / f"{name}_test0.npy", float_inputs(name, "test")[:1])
     written = []
     for quant_format in formats:
         infix, dense = FORMATS[quant_format]

@@ -12,6 +12,8 @@
         .json): the prediction, every value's key and the final state S_{N-1} (docs/ml-spec.md §5)
     opml model inspect MODEL   the graph as a table (op, inputs, output, params, parameter count, keys)
     opml model commit MODEL    the model commitment (chunk-Merkle key of the manifest)
+    opml model quantize FLOAT.onnx CALIBRATION.npy --out Q.onnx [--per-channel] [--format qdq|qoperator]
+    opml model import Q.onnx|MODEL.gguf --out M.opml   an int8 ONNX graph or a LLaMA GGUF as a model
     opml model register, opml task submit|status, opml server, opml challenger, opml report:
         on a deployed game (see opml.chain.commands and `opml COMMAND --help`)
 
@@ -448,6 +450,47 @@ def _inspect_llm(path: str, m: "Model") -> None:
             )
 
 
+@model_group.command("quantize")
+@click.argument("float_model", metavar="FLOAT.onnx", type=click.Path(exists=True, dir_okay=False))
+@click.argument("calibration", metavar="CALIBRATION.npy", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The int8 ONNX file to write.")
+@click.option(
+    "--per-channel", is_flag=True, help="One weight scale per output channel (default: per tensor)."
+)
+@click.option(
+    "--format",
+    "quant_format",
+    type=click.Choice(["qdq", "qoperator"]),
+    default="qdq",
+    show_default=True,
+    help="onnxruntime's quantized graph format.",
+)
+def model_quantize(
+    float_model: str, calibration: str, out: str, per_channel: bool, quant_format: str
+) -> None:
+    """Quantize a float ONNX graph (from torch.onnx.export, skl2onnx, …) to int8 with onnxruntime, in the
+    settings `opml model import` reproduces byte for byte (reduce_range: 7-bit weights; docs/ml-spec.md
+    §11). CALIBRATION.npy holds N float inputs, [N, …] of the graph input's shape without its batch."""
+    import numpy as np
+
+    from opml.ml.onnx_export import quantize_onnx
+
+    try:
+        batch = np.load(calibration, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        _fail(OSError(f"{calibration}: not a numpy .npy array ({exc})"))
+    if batch.dtype.kind != "f" or batch.ndim < 2:
+        _fail(ValueError(f"{calibration}: {batch.dtype} {list(batch.shape)}: give N float inputs, [N, …]"))
+    try:
+        quantize_onnx(float_model, out, batch, per_channel=per_channel, quant_format=quant_format)
+    except Exception as exc:  # onnxruntime's quantizer raises what its graph tools raise
+        _fail(ValueError(f"onnxruntime could not quantize {float_model}: {exc}"))
+    click.echo(
+        f"{out}: int8 {quant_format.upper()}, {'per-channel' if per_channel else 'per-tensor'} weights, "
+        f"calibrated on {len(batch)} inputs"
+    )
+
+
 @model_group.command("import")
 @click.argument("gguf", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The model file to write.")
@@ -479,6 +522,7 @@ def model_import(gguf: str, out: str, max_prompt: int, max_new: int) -> None:
 
 def _import_onnx(path: str, out: str) -> None:
     from opml.ml.format import write_model
+    from opml.ml.onnx_card import write_card
     from opml.ml.onnx_import import import_onnx
 
     try:
@@ -486,13 +530,10 @@ def _import_onnx(path: str, out: str) -> None:
     except OpmlError as exc:
         _fail(exc)
     write_model(imported.model, out)
-    m = imported.model
-    click.echo(f"{out}: {len(m.nodes)} nodes, commitment {_hex(m.commitment)}")
-    click.echo(
-        f"input       {imported.input_name} {list(imported.input_shape)} float → {m.input}: "
-        f"q = clamp(round_half_even(x / {imported.input_scale!r}) + {imported.input_zero}, −128, 127)"
-        + (", channels last" if imported.input_perm is not None else "")
-    )
+    card = write_card(out, imported.input)
+    m, x = imported.model, imported.input
+    click.echo(f"{out}: {len(m.nodes)} nodes, commitment {_hex(m.commitment)}; card {card}")
+    click.echo(f"input       {x.name} {list(x.shape)} float → {m.input}: {x.formula()}")
 
 
 @main.command("generate")
@@ -614,14 +655,16 @@ def model_synth(shape: str, seed: int, out: str, max_prompt: int, max_new: int) 
 def model_run(model: str, input_file: str, as_json: bool) -> None:
     """Run MODEL on INPUT natively; print the prediction, every value's key and S_{N-1}.
 
-    INPUT is the raw input tensor (exactly its bytes), a .npy array or a .json list of ints.
+    INPUT is the raw input tensor (exactly its bytes), a .npy array or a .json list of ints; for a model
+    imported from ONNX, a float .npy of the ONNX input, quantized as its card says.
     """
     from opml.ml.format import Op
-    from opml.ml.runner import load_input, run_model
+    from opml.ml.onnx_card import model_input
+    from opml.ml.runner import run_model
 
     m = _read_model(model)
     try:
-        x = load_input(input_file, m.input)
+        x = model_input(input_file, model, m.input)
         result = run_model(m, x)
     except OpmlError as exc:
         _fail(exc)

@@ -35,7 +35,7 @@ def test_a_lie_in_the_middle_of_an_imported_cnn_loses(
     project, chain, deployer, requester, server, challenger, tmp_path
 ):
     build_toolchain()
-    digits_onnx.export(tmp_path / "onnx")
+    digits_onnx.export(tmp_path / "onnx", formats=("qdq",))
     imported = import_onnx(tmp_path / "onnx" / "digits_cnn_tensor.onnx")
     model = imported.model
     k = [i for i, n in enumerate(model.nodes) if n.op is Op.REQUANTIZE][1]  # after the second conv

@@ -65,7 +65,7 @@ def test_a_pytorch_export_quantized_by_onnxruntime_is_byte_exact(case, per_chann
     imported = import_onnx(path)
     graph = onnx.load(str(path)).graph
     output = next(n for n in graph.node if n.output[0] == graph.output[0].name).input[0]  # its int8 tensor
-    x = np.random.default_rng(1).uniform(-1.2, 1.2, (540, *imported.input_shape[1:])).astype(np.float32)
+    x = np.random.default_rng(1).uniform(-1.2, 1.2, (540, *imported.input.shape[1:])).astype(np.float32)
     want = onnx_int8_outputs(path, x)
     mismatches = [
         i

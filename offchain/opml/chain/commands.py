@@ -205,11 +205,12 @@ def task_submit(
     account: str,
     addresses: Path | None,
 ) -> None:
-    """Post a task: MODEL_ID on INPUT (raw tensor bytes, .npy or .json), or for an LLM (a model from
-    `opml model import`) on --prompt TEXT or --ids, with a reward; print its id."""
+    """Post a task: MODEL_ID on INPUT (raw tensor bytes, .npy or .json; a float .npy for a model imported
+    from ONNX), or for an LLM (a model from `opml model import`) on --prompt TEXT or --ids, with a reward;
+    print its id."""
     import numpy as np
 
-    from opml.ml.runner import load_input
+    from opml.ml.onnx_card import model_input
 
     if (input_file is None) == (prompt is None and ids is None) or (prompt is not None and ids is not None):
         raise click.UsageError("give exactly one of INPUT, --prompt and --ids")
@@ -220,7 +221,7 @@ def task_submit(
         x = _llm_input(model_file, prompt, ids, tokens)
     else:
         try:
-            x = np.asarray(load_input(input_file, m.input))
+            x = np.asarray(model_input(input_file, model_file, m.input))
         except OpmlError as exc:
             raise click.ClickException(f"{input_file}: {exc}") from None
         except OSError as exc:

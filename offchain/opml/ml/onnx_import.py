@@ -48,6 +48,7 @@ import numpy.typing as npt
 
 from opml.ml.errors import ModelFormatError, OnnxImportError, UnsupportedOnnxOpError
 from opml.ml.format import VERSION_2, GraphBuilder, Model, int8
+from opml.ml.onnx_card import OnnxInput, chw_perm
 
 SUPPORTED = (
     "QuantizeLinear",
@@ -117,22 +118,14 @@ class OnnxModel:
     activation is (value index and permutation from ONNX's row-major order to ours)."""
 
     model: Model
-    input_name: str
-    input_shape: tuple[int, ...]
-    """ONNX's shape of the float graph input."""
-    input_scale: float
-    input_zero: int
-    input_perm: npt.NDArray[np.int64] | None
+    input: OnnxInput
+    """The float graph input and its quantization (the model's card, :mod:`opml.ml.onnx_card`)."""
     layouts: dict[str, tuple[int, npt.NDArray[np.int64] | None]] = field(default_factory=dict)
 
     def quantize_input(self, x: npt.ArrayLike) -> npt.NDArray[np.int8]:
         """The model's int8 input for the float graph input ``x``: ``QuantizeLinear`` (half to even,
         saturated), in our layout."""
-        q = np.rint(np.asarray(x, np.float32) / np.float32(self.input_scale)) + self.input_zero
-        flat = np.clip(q, -128, 127).astype(np.int8).reshape(-1)
-        flat = flat if self.input_perm is None else flat[self.input_perm]
-        out: npt.NDArray[np.int8] = flat.reshape(self.model.input.shape)
-        return out
+        return self.input.quantize(x, self.model.input)
 
     def ours(self, name: str, onnx_value: npt.ArrayLike) -> npt.NDArray[Any]:
         """ONNX's value of the int8 tensor ``name`` in our value's layout (to compare with a run)."""
@@ -155,11 +148,6 @@ def _multiplier(real: np.float32, where: str) -> tuple[int, int]:
     if not 1 <= t <= 62:
         raise OnnxImportError(f"{where}: a requantize multiplier {float(real)!r} is 2^23 or more")
     return m0, t
-
-
-def _chw_perm(c: int, h: int, w: int) -> npt.NDArray[np.int64]:
-    """ONNX's row-major index (``[C, H, W]``) of each element of our ``(H, W, C)`` order."""
-    return np.arange(c * h * w, dtype=np.int64).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
 
 
 class _Importer:
@@ -304,9 +292,8 @@ class _Importer:
             k = int(named.group(1)) if named else len(origin)
             where = origin[k] if k < len(origin) else "the graph"
             raise OnnxImportError(f"{where}: {exc}") from None
-        return OnnxModel(
-            model, self.input_name, self.input_dims, float(q.scale), q.zero, q.perm, self.layouts
-        )
+        card = OnnxInput(self.input_name, self.input_dims, float(q.scale), q.zero, q.onnx_shape)
+        return OnnxModel(model, card, self.layouts)
 
     def _quantize(self, node: Any) -> None:
         x, zero = node.input[0], self._zero(node.input[2], node)
@@ -435,7 +422,7 @@ class _Importer:
         wq = np.transpose(w.q, (0, 2, 3, 1)).astype(np.int8)  # OCHW → OHWC
         value = self._builder().conv2d(x.value, wq, b, zx=x.zero, strides=strides, pads=(pt, pl, pb, pr))
         oh, ow, oc = self._builder().values[value].shape
-        return self._linear(node, x, w, bias, value, (1, oc, oh, ow), _chw_perm(oc, oh, ow), 0)
+        return self._linear(node, x, w, bias, value, (1, oc, oh, ow), chw_perm(oc, oh, ow), 0)
 
     def _gemm(self, node: Any) -> None:
         attrs = _attrs(node)
@@ -541,7 +528,7 @@ class _Importer:
         strides = tuple(attrs.get("strides", [1, 1]))
         value = self._builder().maxpool(x.value, kernel, strides)
         oh, ow, c = self._builder().values[value].shape
-        self._put(node, _Quant(value, x.scale, x.zero, (1, c, oh, ow), _chw_perm(c, oh, ow)), float_view)
+        self._put(node, _Quant(value, x.scale, x.zero, (1, c, oh, ow), chw_perm(c, oh, ow)), float_view)
 
     def _reshape(self, node: Any) -> None:
         src = self.tensors.get(node.input[0])
@@ -599,7 +586,7 @@ def _our_shape(onnx_shape: tuple[int, ...]) -> tuple[tuple[int, ...], npt.NDArra
     """Our value shape of ONNX's batch-1 ``onnx_shape`` and the permutation from ONNX's order."""
     if len(onnx_shape) == 4:
         _, c, h, w = onnx_shape
-        return (h, w, c), _chw_perm(c, h, w)
+        return (h, w, c), chw_perm(c, h, w)
     return tuple(onnx_shape[1:]) or (1,), None
 
 
