@@ -426,7 +426,7 @@ def _row_bound_model(desc: TensorDesc, w: np.ndarray, bias: np.ndarray, bound: i
 def test_row_bound_within_bound(tmp_path):
     """dense and conv2d with the per-row overflow bound (``bound`` = 1, version 2) read the weights once
     more and sum each row's magnitudes: ``8·rows·K + 400·rows`` steps on top of ``bound`` = 0's (ml-spec
-    §9.2; measured 10.2 – 10.6 per weight and ≈ 312 per row with their reads). Seeded random nodes stay
+    §9.2; measured 10.2 – 10.7 per weight and ≈ 312 per row with their reads). Seeded random nodes stay
     within the bound, and each takes more steps than the same node with ``bound`` = 0."""
     for seed in range(3):
         rng = np.random.default_rng([int(Op.DENSE), 1, seed])
@@ -445,6 +445,29 @@ def test_row_bound_within_bound(tmp_path):
                 steps.append(node_steps(model, x, 0, tmp_path / f"{seed}-{j}-{bound}"))
                 assert steps[-1] <= node_step_bound(model, 0) <= LOOSEST * steps[-1]
             assert steps[0] < steps[1], (seed, desc, steps)
+
+
+@pytest.mark.parametrize(
+    "desc, shape",
+    [
+        (int8(1), (4096, 1)),  # rows of one weight: the per-row cost
+        (int8(9000), (1, 9000)),  # one row longer than the weight buffer: the per-weight cost
+        (int8(2, 2, 1), (2048, 1, 1, 1)),  # a conv of 2048 one-weight filters
+    ],
+    ids=["dense-K1", "dense-long-row", "conv-1x1"],
+)
+def test_row_bound_charges_at_least_its_pass(desc, shape, tmp_path):
+    """The steps ``bound`` = 1 adds are at most what its terms add to the bound, on the worst shapes and
+    weights (all −128: ``abs`` negates each), so neither coefficient can be lowered unseen."""
+    weights = np.full(shape, -128, np.int8)
+    bias = np.arange(shape[0], dtype=np.int32) - 7
+    x = np.full(desc.shape, 127, np.int8)
+    steps, bounds = [], []
+    for bound in (0, 1):
+        model = _row_bound_model(desc, weights, bias, bound)
+        steps.append(node_steps(model, x, 0, tmp_path / str(bound)))
+        bounds.append(node_step_bound(model, 0))
+    assert 0 < steps[1] - steps[0] <= bounds[1] - bounds[0], (steps, bounds)
 
 
 def test_requantize_float32_cost_in_c(tmp_path):

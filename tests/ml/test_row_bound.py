@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from _toolchain import build_toolchain
 
-from opml.ml.errors import OverflowBoundError
+from opml.ml.errors import OverflowBoundError, ParamRangeError
 from opml.ml.format import (
     INT32_MAX,
     VERSION_1,
@@ -21,6 +21,7 @@ from opml.ml.format import (
     GraphBuilder,
     Model,
     Node,
+    Op,
     encode_manifest,
     int8,
     tensor_key,
@@ -63,17 +64,23 @@ def conv_model(version: int = VERSION_2, extra: int = 0, bound: int | None = Non
     return g.build()
 
 
-def bypassing_the_reader(model: Model, extra: int) -> Model:
-    """``model`` (one dense or conv2d node, ``bound`` = 1) with row 1's first ``extra`` weights set to 1,
-    past its per-row bound: built without the reader's checks, as a hand-registered manifest would be."""
+def bypassing_the_reader(model: Model, w: np.ndarray, bias: np.ndarray, bound: int = 1) -> Model:
+    """``model`` (one dense or conv2d node) with weights ``w``, ``bias`` and param ``bound``, built
+    without the reader's checks, as a hand-registered manifest would be."""
     (node,) = model.nodes
-    w, _ = rows(extra)
-    wb = w.reshape(-1).tobytes()
-    key = tensor_key(wb)
-    bad = Node(node.op, node.inputs, node.out, node.params, (key, node.tensor_keys[1]))
-    tensors = {key: wb, node.tensor_keys[1]: model.tensors[node.tensor_keys[1]]}
+    wb, bb = w.reshape(-1).tobytes(), bias.astype("<i4").tobytes()
+    params = list(node.params)
+    params[1 if node.op is Op.DENSE else 9] = bound
+    bad = Node(node.op, node.inputs, node.out, tuple(params), (tensor_key(wb), tensor_key(bb)))
     manifest = encode_manifest(model.input, [bad], version=VERSION_2)
-    return Model(model.input, (bad,), tensors, model.values, manifest)
+    return Model(model.input, (bad,), {tensor_key(wb): wb, tensor_key(bb): bb}, model.values, manifest)
+
+
+def refused_by_the_program(model: Model, tmp_path) -> bytes:
+    """The node program's stderr on ``model``, which must make it exit 3 (malformed)."""
+    _, result = node_program(model, np.zeros(model.input.shape, np.int8), tmp_path)
+    assert result.exit_code == EXIT_MALFORMED
+    return result.stderr
 
 
 def node_program(model: Model, x: np.ndarray, tmp_path):
@@ -96,19 +103,49 @@ def test_a_row_at_its_bound_next_to_a_dead_row_with_a_huge_bias(build, tmp_path)
 def test_one_past_the_row_bound_is_refused_by_the_reader_and_the_program(build, tmp_path):
     with pytest.raises(OverflowBoundError, match=r"row 1: 255·Σ\|W\[r\]\| \+ \|bias\[r\]\| = 2147483902 > 2"):
         build(extra=1)
-    model = bypassing_the_reader(build(), extra=1)
-    _, result = node_program(model, np.zeros(model.input.shape, np.int8), tmp_path)
-    assert result.exit_code == EXIT_MALFORMED
-    assert b"overflow bound does not hold" in result.stderr
+    w, b = rows(extra=1)
+    assert b"overflow bound does not hold" in refused_by_the_program(
+        bypassing_the_reader(build(), w, b), tmp_path
+    )
+
+
+@pytest.mark.parametrize("build", [dense_model, conv_model], ids=["dense", "conv2d"])
+def test_a_zero_row_with_the_bias_int32_min_is_one_past_its_bound(build, tmp_path):
+    # |−2^31| = 2^31: the per-row bound fails by one with no weight at all
+    w, b = np.zeros((2, K), np.int8), np.array([0, -(2**31)], np.int32)
+    g = GraphBuilder(int8(*build().input.shape), version=VERSION_2)
+    with pytest.raises(OverflowBoundError, match=r"row 1: .* = 2147483648 > 2\^31 − 1"):
+        if build is dense_model:
+            g.dense(0, w, b, bound=1)
+        else:
+            g.conv2d(0, w.reshape(2, 1, 1, K), b, bound=1)
+        g.build()
+    assert b"overflow bound does not hold" in refused_by_the_program(
+        bypassing_the_reader(build(), w, b), tmp_path
+    )
+
+
+@pytest.mark.parametrize("bound", [-1, 2])
+@pytest.mark.parametrize("build", [dense_model, conv_model], ids=["dense", "conv2d"])
+def test_a_bound_param_outside_0_and_1_is_refused_by_the_reader_and_the_program(build, bound, tmp_path):
+    with pytest.raises(ParamRangeError, match=rf"bound = {bound}, want 0 … 1"):
+        build(bound=bound)
+    w, b = rows()
+    assert b"param outside its range" in refused_by_the_program(
+        bypassing_the_reader(build(), w, b, bound), tmp_path
+    )
 
 
 @pytest.mark.parametrize("build", [dense_model, conv_model], ids=["dense", "conv2d"])
 def test_the_tensor_wide_bound_still_refuses_it_and_says_what_would_pass(build):
     with pytest.raises(
-        OverflowBoundError, match=r"K·255·128 \+ max\|bias\| = .*\(bound = 1 checks it per row\)"
+        OverflowBoundError,
+        match=r"K·255·128 \+ max\|bias\| = .*\(bound = 1, in a version-2 manifest, checks it per row\)",
     ):
         build(bound=0)
-    with pytest.raises(OverflowBoundError, match=r"\(bound = 1 checks it per row\)"):
+    with pytest.raises(
+        OverflowBoundError, match=r"\(bound = 1, in a version-2 manifest, checks it per row\)"
+    ):
         build(version=VERSION_1)  # version 1 has only the tensor-wide bound
 
 

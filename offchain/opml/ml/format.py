@@ -1073,30 +1073,46 @@ def _check_bound_mode(where: str, bound: int, version: int) -> None:
         raise ParamRangeError(f"{where}: bound = 1 (per row) needs a version-2 manifest")
 
 
-def accumulator_bounds(
-    w: TensorData, rows: int, bias: TensorData | None
-) -> tuple[int, npt.NDArray[np.int64]]:
-    """dense/conv2d's overflow bounds for W int8 ``[rows, K]`` and an int32 bias (ml-spec §4): the
-    tensor-wide ``K·255·128 + max|bias|`` (``bound`` = 0) and, per row, ``255·Σ_k |W[r, k]| + |bias[r]|``
-    (``bound`` = 1); each must be at most 2^31 − 1."""
+ROW_SUM_PIECE = 1 << 22
+"""Weights whose magnitudes are summed at a time (the int16 copy's memory, 8 MiB)."""
+
+
+def _bias_magnitudes(bias: TensorData | None) -> npt.NDArray[np.int64]:
+    """``|bias|`` of an int32 bias (empty without one)."""
+    return np.abs(np.frombuffer(bias or b"", dtype="<i4").astype(np.int64))
+
+
+def tensor_wide_bound(k: int, bias: TensorData | None) -> int:
+    """dense/conv2d's overflow bound with ``bound`` = 0 (ml-spec §4): ``K·255·128 + max|bias|``."""
+    return k * MAX_PRODUCT + int(_bias_magnitudes(bias).max(initial=0))
+
+
+def row_bounds(w: TensorData, rows: int, bias: TensorData | None) -> npt.NDArray[np.int64]:
+    """dense/conv2d's overflow bound with ``bound`` = 1 for W int8 ``[rows, K]``, row by row (ml-spec §4):
+    ``255·Σ_k |W[r, k]| + |bias[r]|``; W is read in pieces of whole rows."""
     wq = np.frombuffer(w, dtype=np.int8).reshape(rows, -1)
-    b = np.zeros(rows, np.int64) if bias is None else np.frombuffer(bias, dtype="<i4").astype(np.int64)
-    tensor_wide = wq.shape[1] * MAX_PRODUCT + int(np.abs(b).max(initial=0))
-    per_row = 255 * np.abs(wq.astype(np.int64)).sum(axis=1) + np.abs(b)
-    return tensor_wide, per_row
+    sums = np.empty(rows, np.int64)
+    step = max(1, ROW_SUM_PIECE // wq.shape[1])
+    for r in range(0, rows, step):
+        sums[r : r + step] = np.abs(wq[r : r + step].astype(np.int16)).sum(axis=1, dtype=np.int64)
+    return 255 * sums + (_bias_magnitudes(bias) if bias is not None else 0)
 
 
 def _check_accumulator_bound(
     where: str, w: TensorData, rows: int, bias: TensorData | None, mode: int
 ) -> None:
-    tensor_wide, per_row = accumulator_bounds(w, rows, bias)
     k = len(w) // rows
-    if mode == 0 and tensor_wide > ACC_BOUND:
-        advice = " (bound = 1 checks it per row)" if int(per_row.max()) <= ACC_BOUND else ""
-        raise OverflowBoundError(
-            f"{where}: K·255·128 + max|bias| = {tensor_wide} > 2^31 − 1 (K = {k}){advice}"
-        )
-    if mode == 1 and int(per_row.max()) > ACC_BOUND:
+    if mode == 0:
+        tensor_wide = tensor_wide_bound(k, bias)
+        if tensor_wide > ACC_BOUND:
+            per_row_holds = int(row_bounds(w, rows, bias).max()) <= ACC_BOUND
+            advice = " (bound = 1, in a version-2 manifest, checks it per row)" if per_row_holds else ""
+            raise OverflowBoundError(
+                f"{where}: K·255·128 + max|bias| = {tensor_wide} > 2^31 − 1 (K = {k}){advice}"
+            )
+        return
+    per_row = row_bounds(w, rows, bias)
+    if int(per_row.max()) > ACC_BOUND:
         r = int(per_row.argmax())
         raise OverflowBoundError(
             f"{where}: row {r}: 255·Σ|W[r]| + |bias[r]| = {int(per_row[r])} > 2^31 − 1 (K = {k})"
@@ -1501,9 +1517,8 @@ class GraphBuilder:
         if self.version == VERSION_1:
             return 0
         b = None if bias is None else np.ascontiguousarray(bias, "<i4").tobytes()
-        rows = int(np.shape(w)[0])
-        tensor_wide, _ = accumulator_bounds(np.ascontiguousarray(w, np.int8).tobytes(), rows, b)
-        return 0 if tensor_wide <= ACC_BOUND else 1
+        k = int(np.prod(np.shape(w)[1:]))
+        return 0 if tensor_wide_bound(k, b) <= ACC_BOUND else 1
 
     def conv2d(
         self,
