@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 
-from _ci import SLOW
 from _digits import MODELS
 from _game_setup import CHALLENGER_BOND, REWARD, SERVER_BOND, deploy_game, post_task, register, settle
 from _toolchain import build_toolchain
@@ -17,8 +16,6 @@ from opml.game.lies import Lie
 from opml.game.solver import Party
 from opml.ml.format import Op
 from opml.ml.onnx_import import import_onnx
-
-pytestmark = SLOW  # 8 s; the import itself is checked in CI by tests/ml/test_onnx_import.py
 
 _spec = importlib.util.spec_from_file_location("digits_onnx", MODELS / "digits_onnx.py")
 assert _spec is not None and _spec.loader is not None
