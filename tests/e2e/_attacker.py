@@ -38,10 +38,11 @@ def main(network: str, addresses: str, model_path: str, spam: int) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("task 0 was never answered")
             time.sleep(0.3)
-        if status != TASK_ANSWERED:
-            raise SystemExit(f"task 0 left the answered status ({status}) before the sock could dispute it")
-        game.challenge(0, sender=me, value=int(game.challengerBond()))
-        print("sock dispute opened on task 0", flush=True)
+        if status == TASK_ANSWERED:
+            game.challenge(0, sender=me, value=int(game.challengerBond()))
+            print("sock dispute opened on task 0", flush=True)
+        else:  # under load the honest dispute may end first: the rest of the attack still runs
+            print(f"task 0 left the answered status ({status}) before the sock could dispute it", flush=True)
         window = int(game.minChallengeWindow())
         zeros = bytes(model.input.nbytes)
         for i in range(spam):
