@@ -83,12 +83,17 @@ browser:
 	@echo "==> chromium (headless, for the dispute report's test)"
 	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
+# Two pytest workers (pytest-xdist), a test file each at a time: the suite takes half its one-process
+# time on this project's 2-core machines. TEST_JOBS=0 runs it in one process.
+TEST_JOBS ?= 2
+XDIST := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+
 test: env toolchain $(SMOLLM2_MODEL) $(BROWSER_DEP)
-	$(BIN)/ape test
+	$(BIN)/ape test $(XDIST)
 
 # The slow tier (tests/_ci.py): the redundant points of the game and VM matrices. .ci/run runs it too.
 test-slow: env toolchain $(SMOLLM2_MODEL) $(BROWSER_DEP)
-	$(BIN)/ape test -m slow
+	$(BIN)/ape test -m slow $(XDIST)
 
 # ruff (lint and format check) over the Python tree, mypy over offchain/opml (strict for opml.ml and
 # opml.game, see pyproject.toml), solhint over contracts/ (errors fail; warnings are printed).

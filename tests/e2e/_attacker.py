@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ape.exceptions import ContractLogicError
 from eth_abi import encode
 from eth_utils import keccak
 
@@ -38,16 +39,27 @@ def main(network: str, addresses: str, model_path: str, spam: int) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("task 0 was never answered")
             time.sleep(0.3)
-        if status == TASK_ANSWERED:
-            game.challenge(0, sender=me, value=int(game.challengerBond()))
+        if status == TASK_ANSWERED and _challenge(game, me):
             print("sock dispute opened on task 0", flush=True)
         else:  # under load the honest dispute may end first: the rest of the attack still runs
+            status = int(game.task(0).status)
             print(f"task 0 left the answered status ({status}) before the sock could dispute it", flush=True)
         window = int(game.minChallengeWindow())
         zeros = bytes(model.input.nbytes)
         for i in range(spam):
             game.createTask(poisoned if i == 0 else 0, zeros, window, True, sender=me, value=1)
         print(f"{spam} spam tasks", flush=True)
+
+
+def _challenge(game, me) -> bool:
+    """Challenge task 0; ``False`` when it left the answered status between the read and the move."""
+    try:
+        game.challenge(0, sender=me, value=int(game.challengerBond()))
+    except ContractLogicError as exc:
+        if type(exc).__name__ != "WrongTaskStatus":
+            raise
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ def _run(deployer, options: DemoOptions) -> tuple[object, str, object]:
     build_toolchain()
     deployment = deploy_contracts(deployer)
     buffer = io.StringIO()
-    result = run_demo(deployment, deployer, options, Console(file=buffer, width=120))
+    console = Console(file=buffer, width=240)  # wide enough for a tmp path in one cell
+    result = run_demo(deployment, deployer, options, console)
     return result, buffer.getvalue(), deployment.game
 
 
