@@ -356,18 +356,23 @@ def _requantize_model(x: TensorDesc, params: tuple[int, ...], mode: int, reshape
     return g.build()
 
 
+def _random_requantize_nodes_within_bound(mode: int, m0_max: int, tmp_path: Path) -> None:
+    """Three seeded random ``mode`` requantize nodes (``M0 ≤ m0_max``) behind random reshapes."""
+    for seed in range(3):
+        rng = np.random.default_rng([int(Op.REQUANTIZE), mode, seed])
+        x = int32(_r(rng, 1, 1500))
+        lo = _r(rng, -128, 127)
+        params = (_r(rng, 1, m0_max), _r(rng, 1, 62), _r(rng, -128, 127), lo, _r(rng, lo, 127))
+        model = _requantize_model(x, params, mode, _r(rng, 0, 40))
+        assert_bounded(model, _values(rng, x), tmp_path / str(seed), nodes=[len(model.nodes) - 1])
+
+
 def test_requantize_half_to_even_within_bound(tmp_path):
     """Mode 1 (half to even, version 2) has mode 0's term ``28·E``: its tie test adds 2 to 5 steps per
     element (measured), which the term's margin over the fitted 21.9 steps (ml-spec §9.3, §10.4)
     covers. Seeded random mode-1 nodes stay within the bound, and on the same input mode 1 takes at
     most 6 steps per element more than mode 0 (random accumulators and all ties, saturated and not)."""
-    for seed in range(3):
-        rng = np.random.default_rng([int(Op.REQUANTIZE), 1, seed])
-        x = int32(_r(rng, 1, 1500))
-        lo = _r(rng, -128, 127)
-        params = (_r(rng, 1, 2**31 - 1), _r(rng, 1, 62), _r(rng, -128, 127), lo, _r(rng, lo, 127))
-        model = _requantize_model(x, params, 1, _r(rng, 0, 40))
-        assert_bounded(model, _values(rng, x), tmp_path / str(seed), nodes=[len(model.nodes) - 1])
+    _random_requantize_nodes_within_bound(1, 2**31 - 1, tmp_path)
     n = 2048
     rng = np.random.default_rng(5)
     inputs = {"random": _values(rng, int32(n)), "ties": (2 * rng.integers(-64, 64, n) + 1).astype(np.int32)}
@@ -386,13 +391,7 @@ def test_requantize_float32_within_bound(tmp_path):
     Seeded random mode-2 nodes, scalar and per channel, stay within the bound; on the same input mode 2
     takes more steps than mode 0, at most ``(185 − 28)·E`` more (random, small and large accumulators,
     the slowest (M0, t) found: |x| ≥ 2^24 and a product past 2^32, both rounded)."""
-    for seed in range(3):
-        rng = np.random.default_rng([int(Op.REQUANTIZE), 2, seed])
-        x = int32(_r(rng, 1, 1500))
-        lo = _r(rng, -128, 127)
-        params = (_r(rng, 1, 2**24 - 1), _r(rng, 1, 62), _r(rng, -128, 127), lo, _r(rng, lo, 127))
-        model = _requantize_model(x, params, 2, _r(rng, 0, 40))
-        assert_bounded(model, _values(rng, x), tmp_path / str(seed), nodes=[len(model.nodes) - 1])
+    _random_requantize_nodes_within_bound(2, 2**24 - 1, tmp_path)
     rng = np.random.default_rng(6)
     g = GraphBuilder(int32(64, 8), version=2)
     table = np.stack([rng.integers(1, 2**24, 8), rng.integers(1, 63, 8)], axis=1).astype(np.int32)

@@ -80,6 +80,22 @@ def test_formula_is_half_to_even_by_brute_force():
     assert checked > 150_000 and ties > 20_000
 
 
+def random_case(rng: np.random.Generator, group: int, m0_bits: int, ends: bool = False) -> tuple:
+    """100 random int32 ``x`` of random magnitudes (``ends``: the first three ``−2^31``, ``2^31 − 1``,
+    ``−2^31 + 1``), ``M0 < 2^m0_bits``, ``t`` uniform in odd groups and putting the results in the int8
+    range in even ones, ``zy`` and ``lo ≤ hi``: ``(x, M0, t, zy, lo, hi)``."""
+    x = (rng.integers(I32_MIN, I32_MAX + 1, 100) >> rng.integers(0, 32, 100)).astype(np.int32)
+    if ends:
+        x[:3] = I32_MIN, I32_MAX, I32_MIN + 1
+    m0 = int(rng.integers(1, 1 << int(rng.integers(1, m0_bits + 1))))
+    top = max(abs(int(v)) for v in x) * m0
+    t = int(rng.integers(1, 63)) if group % 2 else min(62, max(1, top.bit_length() - int(rng.integers(4, 9))))
+    zy = int(rng.integers(-128, 128))
+    lo = int(rng.integers(-128, 128)) if rng.random() < 0.3 else -128
+    hi = int(rng.integers(lo, 128)) if rng.random() < 0.3 else 127
+    return x, m0, t, zy, lo, hi
+
+
 def test_numpy_mode_1_is_half_even_on_random_inputs():
     """10^5 random int32 ``x`` (1 000 groups of 100, random magnitudes) with random ``M0 ∈ [1, 2^31 − 1]``,
     ``t ∈ [1, 62]``, ``zy`` and ``lo ≤ hi``: mode 1 equals the exact half-even rounding, mode 0 the exact
@@ -88,17 +104,7 @@ def test_numpy_mode_1_is_half_even_on_random_inputs():
     rng = np.random.default_rng(7)
     inside = differ = 0
     for group in range(1000):
-        x = (rng.integers(I32_MIN, I32_MAX + 1, 100) >> rng.integers(0, 32, 100)).astype(np.int32)
-        m0 = int(rng.integers(1, 1 << int(rng.integers(1, 32))))
-        big = max(abs(int(v)) for v in x) * m0
-        t = (
-            int(rng.integers(1, 63))
-            if group % 2
-            else min(62, max(1, big.bit_length() - int(rng.integers(4, 9))))
-        )
-        zy = int(rng.integers(-128, 128))
-        lo = int(rng.integers(-128, 128)) if rng.random() < 0.3 else -128
-        hi = int(rng.integers(lo, 128)) if rng.random() < 0.3 else 127
+        x, m0, t, zy, lo, hi = random_case(rng, group, m0_bits=31)
         even = ops.requantize(x, m0, t, zy, lo, hi, 1)
         up = ops.requantize(x, m0, t, zy, lo, hi)
         assert even.dtype == np.int8 and up.dtype == np.int8
@@ -189,18 +195,7 @@ def test_numpy_mode_2_is_float32_on_random_inputs():
     rng = np.random.default_rng(2025)
     inside = big = 0
     for group in range(2000):
-        x = (rng.integers(I32_MIN, I32_MAX + 1, 100) >> rng.integers(0, 32, 100)).astype(np.int32)
-        x[:3] = I32_MIN, I32_MAX, I32_MIN + 1
-        m0 = int(rng.integers(1, 1 << int(rng.integers(1, 25))))
-        top = max(abs(int(v)) for v in x) * m0
-        t = (
-            int(rng.integers(1, 63))
-            if group % 2
-            else min(62, max(1, top.bit_length() - int(rng.integers(4, 9))))
-        )
-        zy = int(rng.integers(-128, 128))
-        lo = int(rng.integers(-128, 128)) if rng.random() < 0.3 else -128
-        hi = int(rng.integers(lo, 128)) if rng.random() < 0.3 else 127
+        x, m0, t, zy, lo, hi = random_case(rng, group, m0_bits=24, ends=True)
         y = ops.requantize(x, m0, t, zy, lo, hi, 2)
         assert y.dtype == np.int8
         assert np.array_equal(y, f32_reference(x, m0, t, zy, lo, hi)), (m0, t, zy, lo, hi)

@@ -72,7 +72,7 @@ FLOAT32_PRODUCT = 2
 class _Quant:
     """An int8 activation: opML value ``value`` holding ONNX's tensor at ``scale``, ``zero``; ``onnx_shape``
     is ONNX's, and ``perm[j]`` is the ONNX (row-major) index of our element ``j`` (``None``: the same).
-    A 4-d tensor's value is always ``(H, W, C)`` (``perm`` is :func:`_chw_perm`)."""
+    A 4-d tensor's value is always ``(H, W, C)`` (``perm`` is :func:`~opml.ml.onnx_card.chw_perm`)."""
 
     value: int
     scale: np.float32
@@ -133,6 +133,14 @@ class OnnxModel:
         flat = np.asarray(onnx_value).reshape(-1)
         flat = flat if perm is None else flat[perm]
         return flat.reshape(self.model.values[index].shape)
+
+
+def _real_multipliers(
+    x_scale: np.float32, w_scale: npt.NDArray[np.float32], y_scale: np.float32
+) -> npt.NDArray[np.float32]:
+    """onnxruntime's requantization multipliers, ``fl(fl(x_scale·w_scale) / y_scale)``, one per weight
+    scale."""
+    return ((x_scale * w_scale).astype(np.float32) / y_scale).astype(np.float32)
 
 
 def _multiplier(real: np.float32, where: str) -> tuple[int, int]:
@@ -319,8 +327,8 @@ class _Importer:
 
     def _requantize(self, node: Any, acc: _Acc, scale: np.float32, zero: int) -> _Quant:
         """``acc`` at the int8 ``scale``, ``zero``: ``requantize`` in mode 2 with onnxruntime's multiplier
-        ``fl(fl(x_scale·w_scale) / y_scale)``, one or one per channel (QDQ and QOperator alike)."""
-        real = ((acc.x_scale * acc.w_scale).astype(np.float32) / scale).astype(np.float32)
+        (:func:`_real_multipliers`), one or one per channel (QDQ and QOperator alike)."""
+        real = _real_multipliers(acc.x_scale, acc.w_scale, scale)
         rows = [_multiplier(np.float32(r), _where(node)) for r in real.reshape(-1)]
         lo = zero if acc.relu else -128
         if real.size == 1:
@@ -468,8 +476,7 @@ class _Importer:
         channel outputs its zero point whatever its accumulator (:func:`_multiplier`), and onnxruntime's
         may wrap in int32 (a dead unit quantized per channel gets a weight scale near 1e−22 and a bias
         clipped at −2^31), which opML's overflow bound refuses."""
-        y_scale = np.float32(self._scalar(node.input[6], node))
-        real = ((x.scale * w.scale).astype(np.float32) / y_scale).astype(np.float32)
+        real = _real_multipliers(x.scale, w.scale, np.float32(self._scalar(node.input[6], node)))
         silent = np.broadcast_to(real < np.float32(2.0**-32), (w.q.shape[w.axis],))
         if not silent.any():
             return w, bias

@@ -148,10 +148,7 @@ def requantize(x: Array, m0: int, t: int, zy: int, lo: int, hi: int, mode: int =
     if mode == 2:
         return np.clip(_float32_product(x, m0, t) + zy, lo, hi).astype(np.int8)
     v = _i64(x) * I64(m0)
-    if mode == 0:
-        q = (v + I64(1 << (t - 1))) >> I64(t)
-    else:
-        q = (v + I64((1 << (t - 1)) - 1) + ((v >> I64(t)) & I64(1))) >> I64(t)
+    q = (v + I64(1 << (t - 1))) >> I64(t) if mode == 0 else _rne(v, t)
     return np.clip(q + zy, lo, hi).astype(np.int8)
 
 
@@ -165,9 +162,8 @@ def requantize_channels(
     if mode == 2:
         return np.clip(_float32_product(x, m0, t) + zy, lo, hi).astype(np.int8)
     v = _i64(x) * m0
-    half = np.left_shift(I64(1), t - 1)
-    s: npt.NDArray[np.int64] = v + half if mode == 0 else v + (half - 1) + ((v >> t) & I64(1))
-    return np.clip((s >> t) + zy, lo, hi).astype(np.int8)
+    q = (v + np.left_shift(I64(1), t - 1)) >> t if mode == 0 else _rne(v, t)
+    return np.clip(q + zy, lo, hi).astype(np.int8)
 
 
 def add(
