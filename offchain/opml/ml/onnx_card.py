@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from opml.ml.errors import InvalidInputError, ModelFormatError
-from opml.ml.format import TensorDesc
-from opml.ml.runner import load_input
+from opml.ml.format import TensorDesc, check_value
+from opml.ml.runner import load_input, read_npy
 
 CARD_SUFFIX = ".onnx.json"
 
@@ -118,17 +118,15 @@ def model_input(input_file: str | Path, model_path: str | Path, desc: TensorDesc
     """The model's input from ``input_file``: a ``.npy`` of float dtype is quantized with the model's
     ONNX card (an :class:`InvalidInputError` without one); anything else as :func:`load_input` reads it."""
     path = Path(input_file)
-    if path.suffix.lower() == ".npy":
-        try:
-            value = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as exc:
-            raise InvalidInputError(f"{path.name}: not a numpy .npy array ({exc})") from None
-        if value.dtype.kind == "f":
-            card = read_card(model_path)
-            if card is None:
-                raise InvalidInputError(
-                    f"{path.name}: a float input, and {model_path} has no ONNX card "
-                    f"({card_path(model_path).name}) to quantize it: give the int8 input {desc}"
-                )
-            return card.quantize(value, desc)
-    return load_input(path, desc)
+    if path.suffix.lower() != ".npy":
+        return load_input(path, desc)
+    value = read_npy(path)
+    if value.dtype.kind != "f":
+        return check_value(value, desc, path.name)
+    card = read_card(model_path)
+    if card is None:
+        raise InvalidInputError(
+            f"{path.name}: a float input, and {model_path} has no ONNX card "
+            f"({card_path(model_path).name}) to quantize it: give the int8 input {desc}"
+        )
+    return card.quantize(value, desc)

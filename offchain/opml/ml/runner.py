@@ -254,6 +254,15 @@ def run_batch(model: Model, xs: Any, *, keep: bool = False) -> Array | list[Arra
     return values if keep else values[-1]
 
 
+def read_npy(path: Path) -> Array:
+    """The array of the ``.npy`` file ``path``; not one is an :class:`InvalidInputError`."""
+    try:
+        value: Array = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        raise InvalidInputError(f"{path.name}: not a numpy .npy array ({exc})") from None
+    return value
+
+
 def load_input(path: str | Path, desc: TensorDesc) -> Array:
     """An input tensor from a file: ``.npy`` (an integer array of the shape), ``.json`` (nested lists of
     ints), or anything else as the raw tensor bytes (exactly ``desc.nbytes``, row-major, little-endian).
@@ -261,10 +270,7 @@ def load_input(path: str | Path, desc: TensorDesc) -> Array:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            value: Any = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as exc:
-            raise InvalidInputError(f"{path.name}: not a numpy .npy array ({exc})") from None
+        value: Any = read_npy(path)
     elif suffix == ".json":
         try:
             value = np.array(json.loads(path.read_text()))
